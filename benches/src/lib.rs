@@ -1,0 +1,16 @@
+//! Benchmarks for Cairn. `benches/` holds criterion micro-benchmarks of the hot paths;
+//! `src/bin/append_load.rs` drives a running node through the public client.
+
+use bytes::Bytes;
+use cairn_types::Record;
+
+/// `count` records of `value_bytes` each, with an 8-byte key.
+pub fn records(count: usize, value_bytes: usize) -> Vec<Record> {
+    (0..count)
+        .map(|i| Record {
+            key: Some(Bytes::from((i as u64).to_le_bytes().to_vec())),
+            headers: vec![],
+            value: Bytes::from(vec![b'x'; value_bytes]),
+        })
+        .collect()
+}

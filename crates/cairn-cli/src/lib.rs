@@ -1,0 +1,38 @@
+//! The `cairn` client commands (topics, produce, consume, cluster status), built on
+//! `cairn-client`. The `cairn` binary in `cairn-server` embeds [`ClientCommand`] and
+//! flattens [`ServerArg`], then calls [`run`].
+
+mod client_command;
+mod cluster_command;
+mod consume_command;
+mod header_arg;
+mod output_format;
+mod produce_command;
+mod progress;
+mod record_batcher;
+mod record_json;
+mod record_printer;
+mod server_arg;
+mod start_from;
+mod stdin_lines;
+mod table;
+mod text;
+mod topic_command;
+
+pub use client_command::{ClientCommand, run};
+pub use cluster_command::ClusterCommand;
+pub use consume_command::ConsumeCommand;
+pub use header_arg::HeaderArg;
+pub use output_format::OutputFormat;
+pub use produce_command::ProduceCommand;
+pub use record_json::RecordJson;
+pub use server_arg::ServerArg;
+pub use start_from::StartFrom;
+pub use topic_command::TopicCommand;
+
+/// Whether an error is a closed stdout (`cairn consume ... | head`): a normal end.
+fn is_broken_pipe(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        cause.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}

@@ -1,0 +1,61 @@
+//! How bytes and times read in table output.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+
+/// UTF-8 text with control characters escaped (one record stays on one line), or
+/// `b64:...` when the bytes are not UTF-8.
+pub fn bytes_text(bytes: &[u8]) -> String {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => {
+            text.chars().map(|c| if c.is_control() { c.escape_default().to_string() } else { c.to_string() }).collect()
+        }
+        Err(_) => format!("b64:{}", BASE64.encode(bytes)),
+    }
+}
+
+/// Milliseconds since the Unix epoch as `YYYY-MM-DDTHH:MM:SS.mmmZ` (UTC).
+pub fn timestamp_text(timestamp_ms: u64) -> String {
+    const MS_PER_DAY: u64 = 86_400_000;
+    let days = timestamp_ms / MS_PER_DAY;
+    let ms_of_day = timestamp_ms % MS_PER_DAY;
+    let (year, month, day) = civil_from_days(days);
+    let (hour, minute) = (ms_of_day / 3_600_000, ms_of_day / 60_000 % 60);
+    let (second, ms) = (ms_of_day / 1_000 % 60, ms_of_day % 1_000);
+    format!("{year:04}-{month:02}-{day:02}T{hour:02}:{minute:02}:{second:02}.{ms:03}Z")
+}
+
+/// The proleptic Gregorian date `days` after 1970-01-01 (Howard Hinnant's algorithm).
+fn civil_from_days(days: u64) -> (u64, u64, u64) {
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let day_of_era = z % 146_097;
+    let year_of_era = (day_of_era - day_of_era / 1_460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let month_index = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * month_index + 2) / 5 + 1;
+    let month = if month_index < 10 { month_index + 3 } else { month_index - 9 };
+    let year = year_of_era + era * 400 + u64::from(month <= 2);
+    (year, month, day)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_render_in_utc() {
+        assert_eq!(timestamp_text(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(timestamp_text(1_700_000_000_123), "2023-11-14T22:13:20.123Z");
+        assert_eq!(timestamp_text(951_782_400_000), "2000-02-29T00:00:00.000Z");
+        assert_eq!(timestamp_text(1_709_251_199_999), "2024-02-29T23:59:59.999Z");
+    }
+
+    #[test]
+    fn bytes_render_on_one_line() {
+        assert_eq!(bytes_text(b"plain text"), "plain text");
+        assert_eq!(bytes_text(b"a\nb\tc"), "a\\nb\\tc");
+        assert_eq!(bytes_text("héllo".as_bytes()), "héllo");
+        assert_eq!(bytes_text(&[0xff, 0x00, 0xfe]), "b64:/wD+");
+    }
+}

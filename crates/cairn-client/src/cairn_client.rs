@@ -1,0 +1,238 @@
+use std::future::Future;
+use std::time::Duration;
+
+use cairn_proto::v1::cairn_client::CairnClient as ProtoClient;
+use cairn_types::{Offset, PartitionId, Record, StoredRecord};
+use futures::Stream;
+use tonic::transport::{Channel, Endpoint};
+
+use crate::client_error::error_chain;
+use crate::convert::{record_to_proto, stored_records_from_proto};
+use crate::proto;
+use crate::retry_policy::RetryOutcome;
+use crate::{ClientError, CreateTopicOptions, ReadResult, RetryPolicy, StartPosition};
+
+/// Largest gRPC message this client sends or accepts, in bytes.
+pub const MESSAGE_BYTES_MAX: usize = 32 * 1024 * 1024;
+/// How long one TCP connect attempt may take.
+const CONNECT_TIMEOUT_MS: u64 = 5_000;
+
+/// A connection to one Cairn node. Cheap to clone: clones share the connection.
+#[derive(Debug, Clone)]
+pub struct CairnClient {
+    inner: ProtoClient<Channel>,
+    retry_policy: RetryPolicy,
+}
+
+impl CairnClient {
+    /// Connects to `address` (`host:port` or `http://host:port`), retrying refused
+    /// connections for the default retry policy's time.
+    pub async fn connect(address: &str) -> Result<Self, ClientError> {
+        Self::connect_with(address, RetryPolicy::default()).await
+    }
+
+    /// Connects with a given retry policy, used for connecting and for idempotent calls.
+    pub async fn connect_with(address: &str, retry_policy: RetryPolicy) -> Result<Self, ClientError> {
+        let uri = if address.contains("://") { address.to_string() } else { format!("http://{address}") };
+        let endpoint = Endpoint::from_shared(uri)
+            .map_err(|error| ClientError::InvalidAddress { address: address.to_string(), message: error.to_string() })?
+            .connect_timeout(Duration::from_millis(CONNECT_TIMEOUT_MS))
+            .tcp_nodelay(true);
+        let outcome = retry_policy
+            .run(|| async { endpoint.connect().await.map_err(|error| tonic::Status::unavailable(error_chain(&error))) })
+            .await;
+        let channel = outcome.result.map_err(|status| ClientError::Connect {
+            address: address.to_string(),
+            message: status.message().to_string(),
+        })?;
+        Ok(Self::from_channel(channel, retry_policy))
+    }
+
+    /// Wraps an existing channel (for tests and for callers that tune the transport).
+    pub fn from_channel(channel: Channel, retry_policy: RetryPolicy) -> Self {
+        let inner = ProtoClient::new(channel)
+            .max_decoding_message_size(MESSAGE_BYTES_MAX)
+            .max_encoding_message_size(MESSAGE_BYTES_MAX);
+        CairnClient { inner, retry_policy }
+    }
+
+    /// The generated client underneath, for calls this type does not wrap.
+    pub fn proto_client(&self) -> ProtoClient<Channel> {
+        self.inner.clone()
+    }
+
+    /// Appends `records` to `topic`, to `partition` when given, else by key (or round
+    /// robin for keyless records). Returns each record's (partition, offset), in order.
+    /// Never retried: a lost answer would otherwise duplicate records.
+    pub async fn append(
+        &self,
+        topic: &str,
+        partition: Option<PartitionId>,
+        records: Vec<Record>,
+    ) -> Result<Vec<(PartitionId, Offset)>, ClientError> {
+        let record_count = records.len();
+        let request = proto::AppendRequest {
+            topic: topic.to_string(),
+            partition,
+            records: records.into_iter().map(record_to_proto).collect(),
+            producer_id: None,
+            sequence: None,
+        };
+        let response = self.inner.clone().append(request).await?.into_inner();
+        if response.positions.len() != record_count {
+            return Err(ClientError::InvalidResponse(format!(
+                "append of {record_count} records returned {} positions",
+                response.positions.len()
+            )));
+        }
+        Ok(response.positions.into_iter().map(|position| (position.partition, position.offset)).collect())
+    }
+
+    /// Reads committed records of one partition from `from_offset`. Zero for
+    /// `max_records` or `max_bytes` means the server's default; `wait_ms` is how long to
+    /// wait when nothing is there yet.
+    pub async fn read(
+        &self,
+        topic: &str,
+        partition: PartitionId,
+        from_offset: Offset,
+        max_records: u32,
+        max_bytes: u32,
+        wait_ms: u64,
+    ) -> Result<ReadResult, ClientError> {
+        let request =
+            proto::ReadRequest { topic: topic.to_string(), partition, from_offset, max_records, max_bytes, wait_ms };
+        let response =
+            self.call_idempotent(request, |mut client, request| async move { client.read(request).await }).await;
+        let response = response.result?;
+        Ok(ReadResult {
+            records: stored_records_from_proto(response.records),
+            high_watermark: response.high_watermark,
+            log_start_offset: response.log_start_offset,
+            next_offset: response.next_offset,
+        })
+    }
+
+    /// Follows one partition from `start`: the records there, then new ones as they are
+    /// committed, in batches. Reopens at the next offset after `UNAVAILABLE`, within the
+    /// retry policy; ends when the server ends the stream.
+    pub fn subscribe(
+        &self,
+        topic: &str,
+        partition: PartitionId,
+        start: StartPosition,
+    ) -> impl Stream<Item = Result<Vec<StoredRecord>, ClientError>> + Send + 'static {
+        let request = proto::SubscribeRequest {
+            topic: topic.to_string(),
+            partition,
+            start: Some(start.to_proto()),
+            max_bytes_per_message: 0,
+        };
+        crate::subscription::subscribe(self.inner.clone(), self.retry_policy, request)
+    }
+
+    /// The first offset whose timestamp is at or after `timestamp_ms`; `None` when no
+    /// stored record is that recent.
+    pub async fn offset_for_timestamp(
+        &self,
+        topic: &str,
+        partition: PartitionId,
+        timestamp_ms: u64,
+    ) -> Result<Option<Offset>, ClientError> {
+        let request = proto::OffsetForTimestampRequest { topic: topic.to_string(), partition, timestamp_ms };
+        let response = self
+            .call_idempotent(request, |mut client, request| async move { client.offset_for_timestamp(request).await })
+            .await
+            .result?;
+        Ok(response.found.then_some(response.offset))
+    }
+
+    /// Creates a topic. When a retry after `UNAVAILABLE` finds the topic already there
+    /// with the requested shape, the earlier attempt created it and this succeeds.
+    pub async fn create_topic(&self, options: CreateTopicOptions) -> Result<proto::TopicDescription, ClientError> {
+        let request = proto::CreateTopicRequest {
+            name: options.name.clone(),
+            partitions: options.partitions,
+            replication_factor: options.replication_factor,
+            retention_ms: options.retention_ms,
+            retention_bytes: options.retention_bytes,
+        };
+        let outcome = self
+            .call_idempotent(request, |mut client, request| async move { client.create_topic(request).await })
+            .await;
+        match outcome.result {
+            Ok(response) => response.topic.ok_or_else(|| missing_field("CreateTopicResponse.topic")),
+            Err(status) if outcome.retried && status.code() == tonic::Code::AlreadyExists => {
+                let topic = self.describe_topic(&options.name).await?;
+                if created_as_requested(&topic, &options) { Ok(topic) } else { Err(status.into()) }
+            }
+            Err(status) => Err(status.into()),
+        }
+    }
+
+    /// Deletes a topic and its records. When a retry after `UNAVAILABLE` finds the
+    /// topic gone, the earlier attempt deleted it and this succeeds.
+    pub async fn delete_topic(&self, name: &str) -> Result<(), ClientError> {
+        let request = proto::DeleteTopicRequest { name: name.to_string() };
+        let outcome = self
+            .call_idempotent(request, |mut client, request| async move { client.delete_topic(request).await })
+            .await;
+        match outcome.result {
+            Ok(_) => Ok(()),
+            Err(status) if outcome.retried && status.code() == tonic::Code::NotFound => Ok(()),
+            Err(status) => Err(status.into()),
+        }
+    }
+
+    /// All topics, by name.
+    pub async fn list_topics(&self) -> Result<Vec<proto::TopicSummary>, ClientError> {
+        let response = self
+            .call_idempotent(proto::ListTopicsRequest {}, |mut client, request| async move {
+                client.list_topics(request).await
+            })
+            .await
+            .result?;
+        Ok(response.topics)
+    }
+
+    /// A topic's configuration and, per partition, its replicas, leader and offsets.
+    pub async fn describe_topic(&self, name: &str) -> Result<proto::TopicDescription, ClientError> {
+        let request = proto::DescribeTopicRequest { name: name.to_string() };
+        let response = self
+            .call_idempotent(request, |mut client, request| async move { client.describe_topic(request).await })
+            .await
+            .result?;
+        response.topic.ok_or_else(|| missing_field("DescribeTopicResponse.topic"))
+    }
+
+    /// The answering node's view of the cluster: nodes and Raft groups.
+    pub async fn cluster_status(&self) -> Result<proto::ClusterStatusResponse, ClientError> {
+        let outcome = self
+            .call_idempotent(proto::ClusterStatusRequest {}, |mut client, request| async move {
+                client.cluster_status(request).await
+            })
+            .await;
+        Ok(outcome.result?)
+    }
+
+    /// Runs a call that is safe to repeat under the retry policy.
+    async fn call_idempotent<Req, Resp, F, Fut>(&self, request: Req, call: F) -> RetryOutcome<Resp>
+    where
+        Req: Clone,
+        F: Fn(ProtoClient<Channel>, Req) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<Resp>, tonic::Status>>,
+    {
+        let outcome = self.retry_policy.run(|| call(self.inner.clone(), request.clone())).await;
+        RetryOutcome { result: outcome.result.map(tonic::Response::into_inner), retried: outcome.retried }
+    }
+}
+
+fn missing_field(field: &str) -> ClientError {
+    ClientError::InvalidResponse(format!("{field} is missing"))
+}
+
+fn created_as_requested(topic: &proto::TopicDescription, options: &CreateTopicOptions) -> bool {
+    let partitions_match = u32::try_from(topic.partitions.len()).ok() == Some(options.partitions);
+    let replication_matches = options.replication_factor == 0 || topic.replication_factor == options.replication_factor;
+    partitions_match && replication_matches
+}

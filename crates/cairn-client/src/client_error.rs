@@ -1,0 +1,78 @@
+use std::error::Error as _;
+
+/// Why a client call failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ClientError {
+    /// The server address could not be parsed as a URI.
+    #[error("invalid server address '{address}': {message}")]
+    InvalidAddress { address: String, message: String },
+    /// No connection could be made to the server.
+    #[error("could not connect to {address}: {message}")]
+    Connect { address: String, message: String },
+    /// The server (or the transport) answered with a gRPC error status.
+    #[error("{message} ({code:?})")]
+    Status { code: tonic::Code, message: String },
+    /// The server's answer broke the API contract (a missing field, a count mismatch).
+    #[error("invalid response from server: {0}")]
+    InvalidResponse(String),
+}
+
+impl ClientError {
+    /// The gRPC code, when the error is a status from the server or transport.
+    pub fn code(&self) -> Option<tonic::Code> {
+        match self {
+            ClientError::Status { code, .. } => Some(*code),
+            _ => None,
+        }
+    }
+}
+
+impl From<tonic::Status> for ClientError {
+    fn from(status: tonic::Status) -> Self {
+        let mut message = status.message().to_string();
+        if let Some(source) = status.source() {
+            let detail = error_chain(source);
+            if !message.contains(&detail) {
+                message = if message.is_empty() { detail } else { format!("{message}: {detail}") };
+            }
+        }
+        if message.is_empty() {
+            message = status.code().description().to_string();
+        }
+        ClientError::Status { code: status.code(), message }
+    }
+}
+
+/// An error and its sources, joined with ": ", skipping sources its message repeats.
+pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_keeps_code_and_message() {
+        let error = ClientError::from(tonic::Status::not_found("topic 'orders' does not exist"));
+        assert_eq!(error.code(), Some(tonic::Code::NotFound));
+        assert_eq!(error.to_string(), "topic 'orders' does not exist (NotFound)");
+    }
+
+    #[test]
+    fn empty_status_message_is_described() {
+        let error = ClientError::from(tonic::Status::unavailable(""));
+        assert_eq!(error.code(), Some(tonic::Code::Unavailable));
+        assert!(!error.to_string().starts_with(" ("), "{error}");
+    }
+}

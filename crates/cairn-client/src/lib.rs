@@ -1,0 +1,24 @@
+//! Cairn's Rust client: a thin, typed layer over the gRPC API in `cairn-proto`.
+//!
+//! Records cross this boundary as `cairn_types` values; admin results are the generated
+//! proto messages, re-exported as [`proto`]. Idempotent calls (reads, admin calls) are
+//! retried on `UNAVAILABLE` for a bounded time; appends never are.
+
+mod cairn_client;
+mod client_error;
+mod convert;
+mod create_topic_options;
+mod read_result;
+mod retry_policy;
+mod start_position;
+mod subscription;
+
+pub use cairn_client::{CairnClient, MESSAGE_BYTES_MAX};
+pub use cairn_proto::v1 as proto;
+pub use client_error::ClientError;
+pub use create_topic_options::CreateTopicOptions;
+pub use read_result::ReadResult;
+pub use retry_policy::RetryPolicy;
+pub use start_position::StartPosition;
+/// The gRPC status code a `ClientError::Status` carries.
+pub use tonic::Code;

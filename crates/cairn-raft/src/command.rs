@@ -1,0 +1,65 @@
+use cairn_types::{NodeId, Offset, Record, TopicConfig};
+use serde::{Deserialize, Serialize};
+
+use crate::controller_state::TopicMeta;
+
+/// What a Raft entry asks a state machine to do.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum Command {
+    Partition(PartitionCommand),
+    Controller(ControllerCommand),
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum PartitionCommand {
+    /// One atomic batch. `timestamp_ms` is the leader's clock when it proposed the batch;
+    /// the state machine stamps `max(timestamp_ms, last timestamp)` so timestamps never
+    /// decrease and every replica stamps the same.
+    Append { records: Vec<Record>, timestamp_ms: u64 },
+    /// Retention: drop every batch that ends at or before `before_offset`.
+    DeletePrefix { before_offset: Offset },
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum ControllerCommand {
+    RegisterNode { node_id: NodeId, address: String },
+    CreateTopic { name: String, config: TopicConfig },
+    DeleteTopic { name: String },
+}
+
+/// The answer to one applied entry.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+pub enum CommandResponse {
+    /// Blank and membership entries.
+    #[default]
+    None,
+    Appended(AppendOutcome),
+    PrefixDeleted { log_start_offset: Offset },
+    Topic(Result<TopicMeta, ControllerError>),
+    TopicDeleted(Result<(), ControllerError>),
+    NodeRegistered,
+    /// The entry was not meant for this kind of group.
+    Misrouted,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub struct AppendOutcome {
+    pub base_offset: Offset,
+    pub record_count: u32,
+    pub timestamp_ms: u64,
+    /// The Raft log index that applied the batch.
+    pub applied_index: u64,
+}
+
+/// Controller decisions made at apply time: deterministic on every replica.
+#[derive(Debug, Clone, Serialize, Deserialize, thiserror::Error, PartialEq, Eq)]
+pub enum ControllerError {
+    #[error("topic {0:?} already exists")]
+    TopicExists(String),
+    #[error("topic {0:?} does not exist")]
+    TopicNotFound(String),
+    #[error("the cluster already has {max} topics, the configured maximum")]
+    TooManyTopics { max: usize },
+    #[error("replication factor {requested} exceeds the {nodes} registered node(s)")]
+    NotEnoughNodes { requested: u32, nodes: usize },
+}

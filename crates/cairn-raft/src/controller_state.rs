@@ -1,0 +1,142 @@
+use std::collections::BTreeMap;
+
+use cairn_types::{GroupId, NodeId, PartitionId, TopicConfig};
+use serde::{Deserialize, Serialize};
+
+use crate::command::{ControllerCommand, ControllerError};
+
+/// Cluster metadata, replicated by the controller group. Small: bounded by the topic and
+/// partition limits.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ControllerState {
+    pub nodes: BTreeMap<NodeId, String>,
+    pub topics: BTreeMap<String, TopicMeta>,
+    /// The next Raft group id to hand out. Group ids are never reused.
+    pub next_group_id: GroupId,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct TopicMeta {
+    pub name: String,
+    pub config: TopicConfig,
+    pub partitions: Vec<PartitionAssignment>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PartitionAssignment {
+    pub partition: PartitionId,
+    pub group_id: GroupId,
+    /// The nodes that hold a replica; the first one bootstraps the group.
+    pub replicas: Vec<NodeId>,
+}
+
+#[derive(Debug, Clone)]
+pub enum ControllerOutcome {
+    Topic(Result<TopicMeta, ControllerError>),
+    TopicDeleted(Result<(), ControllerError>),
+    NodeRegistered,
+}
+
+impl ControllerState {
+    pub fn apply(&mut self, command: &ControllerCommand, topics_max: usize) -> ControllerOutcome {
+        match command {
+            ControllerCommand::RegisterNode { node_id, address } => {
+                self.nodes.insert(*node_id, address.clone());
+                ControllerOutcome::NodeRegistered
+            }
+            ControllerCommand::CreateTopic { name, config } => {
+                ControllerOutcome::Topic(self.create_topic(name, config, topics_max))
+            }
+            ControllerCommand::DeleteTopic { name } => ControllerOutcome::TopicDeleted(
+                self.topics.remove(name).map(|_| ()).ok_or_else(|| ControllerError::TopicNotFound(name.clone())),
+            ),
+        }
+    }
+
+    fn create_topic(&mut self, name: &str, config: &TopicConfig, topics_max: usize) -> Result<TopicMeta, ControllerError> {
+        if self.topics.contains_key(name) {
+            return Err(ControllerError::TopicExists(name.to_owned()));
+        }
+        if self.topics.len() >= topics_max {
+            return Err(ControllerError::TooManyTopics { max: topics_max });
+        }
+        let nodes: Vec<NodeId> = self.nodes.keys().copied().collect();
+        let replication_factor = config.replication_factor as usize;
+        if replication_factor == 0 || replication_factor > nodes.len() {
+            return Err(ControllerError::NotEnoughNodes { requested: config.replication_factor, nodes: nodes.len() });
+        }
+        // Spread replicas (and so initial leaders, the first replica) round-robin, starting
+        // after the replicas already placed so that topics do not pile onto node 1.
+        let placed: usize = self.topics.values().map(|t| t.partitions.len()).sum();
+        let partitions = (0..config.partition_count)
+            .map(|partition| {
+                let first = (placed + partition as usize) % nodes.len();
+                let replicas = (0..replication_factor).map(|r| nodes[(first + r) % nodes.len()]).collect();
+                let group_id = self.next_group_id.max(1);
+                self.next_group_id = group_id + 1;
+                PartitionAssignment { partition, group_id, replicas }
+            })
+            .collect();
+        let topic = TopicMeta { name: name.to_owned(), config: config.clone(), partitions };
+        self.topics.insert(name.to_owned(), topic.clone());
+        Ok(topic)
+    }
+
+    /// Every partition group `node` holds a replica of.
+    pub fn groups_of(&self, node: NodeId) -> impl Iterator<Item = (&TopicMeta, &PartitionAssignment)> {
+        self.topics
+            .values()
+            .flat_map(|topic| topic.partitions.iter().map(move |p| (topic, p)))
+            .filter(move |(_, p)| p.replicas.contains(&node))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(partitions: u32, rf: u32) -> TopicConfig {
+        TopicConfig { partition_count: partitions, replication_factor: rf, retention_ms: None, retention_bytes: None }
+    }
+
+    #[test]
+    fn create_topic_places_replicas_on_distinct_nodes_and_spreads_leaders() {
+        let mut state = ControllerState::default();
+        for node in 1..=3 {
+            state.apply(&ControllerCommand::RegisterNode { node_id: node, address: format!("n{node}") }, 10);
+        }
+        let ControllerOutcome::Topic(Ok(topic)) =
+            state.apply(&ControllerCommand::CreateTopic { name: "t".into(), config: config(6, 3) }, 10)
+        else {
+            panic!("topic not created")
+        };
+        let mut leaders = [0; 4];
+        for p in &topic.partitions {
+            let mut replicas = p.replicas.clone();
+            replicas.sort_unstable();
+            replicas.dedup();
+            assert_eq!(replicas.len(), 3);
+            leaders[p.replicas[0] as usize] += 1;
+        }
+        assert_eq!(&leaders[1..], &[2, 2, 2]);
+        let groups: Vec<GroupId> = topic.partitions.iter().map(|p| p.group_id).collect();
+        assert_eq!(groups, vec![1, 2, 3, 4, 5, 6]);
+    }
+
+    #[test]
+    fn create_topic_errors() {
+        let mut state = ControllerState::default();
+        state.apply(&ControllerCommand::RegisterNode { node_id: 1, address: "n1".into() }, 10);
+        let create = |state: &mut ControllerState, name: &str, rf| match state
+            .apply(&ControllerCommand::CreateTopic { name: name.into(), config: config(1, rf) }, 2)
+        {
+            ControllerOutcome::Topic(result) => result.map(|_| ()),
+            other => panic!("unexpected {other:?}"),
+        };
+        assert_eq!(create(&mut state, "a", 2), Err(ControllerError::NotEnoughNodes { requested: 2, nodes: 1 }));
+        assert_eq!(create(&mut state, "a", 1), Ok(()));
+        assert_eq!(create(&mut state, "a", 1), Err(ControllerError::TopicExists("a".into())));
+        assert_eq!(create(&mut state, "b", 1), Ok(()));
+        assert_eq!(create(&mut state, "c", 1), Err(ControllerError::TooManyTopics { max: 2 }));
+    }
+}

@@ -1,0 +1,436 @@
+//! The multi-group host: one per node. Runs the controller group and every partition group
+//! this node holds a replica of, all over one `Store` and one `Transport`.
+//!
+//! A reconciler task watches the controller's state and makes the local groups match it:
+//! it starts the groups of new partitions assigned here (the first replica bootstraps the
+//! group), and stops and deletes the groups of deleted topics. A retention task proposes
+//! prefix deletions for the partitions this node leads.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::io;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use cairn_storage::{PartitionLog, Store};
+use cairn_types::{CONTROLLER_GROUP_ID, GroupId, Limits, NodeId, PartitionId, now_ms};
+use openraft::async_runtime::WatchReceiver;
+use openraft::errors::{ClientWriteError, RaftError};
+use openraft::{BasicNode, RaftMetrics, ServerState, SnapshotPolicy};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use crate::command::{Command, CommandResponse, ControllerCommand, PartitionCommand};
+use crate::controller_sm::ControllerStateMachine;
+use crate::controller_state::{ControllerState, PartitionAssignment, TopicMeta};
+use crate::log_store::LogStore;
+use crate::network::{GroupNetworkFactory, RpcKind, SnapshotChunk, Transport};
+use crate::partition_sm::{PartitionStateMachine, PartitionView, Snapshot};
+use crate::type_config::{Raft, TypeConfig, Vote};
+use crate::{decode, encode};
+
+#[derive(Debug, Clone)]
+pub struct HostConfig {
+    pub node_id: NodeId,
+    /// The address other nodes reach this node's gRPC server at.
+    pub advertise_address: String,
+    /// The controller's voters when the cluster is first formed. Ignored once initialised.
+    pub initial_members: BTreeMap<NodeId, String>,
+    pub heartbeat_interval_ms: u64,
+    pub election_timeout_min_ms: u64,
+    pub election_timeout_max_ms: u64,
+    /// How often the retention task looks for prefixes to delete.
+    pub retention_check_interval_ms: u64,
+    pub limits: Limits,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum HostError {
+    #[error("this node is not the leader of group {group}")]
+    NotLeader { group: GroupId, leader: Option<NodeId>, leader_address: Option<String> },
+    #[error("the outcome of the write to group {group} is unknown (leader changed); retry with deduplication")]
+    Indeterminate { group: GroupId },
+    #[error("group {0} is not hosted on this node")]
+    UnknownGroup(GroupId),
+    #[error("group {group} has no leader after {waited_ms} ms")]
+    NoLeader { group: GroupId, waited_ms: u64 },
+    #[error("raft message for node {to} arrived at node {me}")]
+    Misrouted { to: NodeId, me: NodeId },
+    #[error("raft: {0}")]
+    Raft(String),
+    #[error("storage: {0}")]
+    Storage(#[from] io::Error),
+}
+
+/// One partition replica hosted here.
+pub struct PartitionReplica {
+    pub topic: String,
+    pub partition: PartitionId,
+    pub group_id: GroupId,
+    pub raft: Raft<PartitionStateMachine>,
+    pub log: PartitionLog,
+    pub view: watch::Receiver<PartitionView>,
+}
+
+impl PartitionReplica {
+    pub fn metrics(&self) -> RaftMetrics<TypeConfig> {
+        self.raft.metrics().borrow_watched().clone()
+    }
+}
+
+pub struct Host {
+    config: HostConfig,
+    store: Arc<Store>,
+    transport: Arc<dyn Transport>,
+    raft_config: Arc<openraft::Config>,
+    controller: Raft<ControllerStateMachine>,
+    controller_view: watch::Receiver<Arc<ControllerState>>,
+    partitions: RwLock<HashMap<GroupId, Arc<PartitionReplica>>>,
+    /// Bumped whenever a local partition group starts or stops.
+    partitions_changed: watch::Sender<u64>,
+    shutdown: CancellationToken,
+}
+
+impl Host {
+    pub async fn start(config: HostConfig, store: Arc<Store>, transport: Arc<dyn Transport>) -> Result<Arc<Host>, HostError> {
+        let raft_config = openraft::Config {
+            cluster_name: "cairn".into(),
+            heartbeat_interval: config.heartbeat_interval_ms,
+            election_timeout_min: config.election_timeout_min_ms,
+            election_timeout_max: config.election_timeout_max_ms,
+            snapshot_policy: SnapshotPolicy::LogsSinceLast(10_000),
+            max_in_snapshot_log_to_keep: 1_000,
+            install_snapshot_timeout: 30_000,
+            // Applied state is not fsynced on its own: a restarted leader must win an
+            // election again instead of resuming.
+            enable_leader_restore: Some(false),
+            ..Default::default()
+        };
+        let raft_config = Arc::new(raft_config.validate().map_err(|err| HostError::Raft(err.to_string()))?);
+        let (controller_sm, controller_view) = ControllerStateMachine::open(Arc::clone(&store), config.limits.topics_max)?;
+        let network = GroupNetworkFactory { group: CONTROLLER_GROUP_ID, transport: Arc::clone(&transport), partition_log: None };
+        let controller = Raft::new(
+            config.node_id,
+            Arc::clone(&raft_config),
+            network,
+            LogStore::new(Arc::clone(&store), CONTROLLER_GROUP_ID),
+            controller_sm,
+        )
+        .await
+        .map_err(|err| HostError::Raft(err.to_string()))?;
+        if !config.initial_members.is_empty()
+            && config.initial_members.contains_key(&config.node_id)
+            && !controller.is_initialized().await.map_err(|err| HostError::Raft(err.to_string()))?
+        {
+            let members: BTreeMap<NodeId, BasicNode> =
+                config.initial_members.iter().map(|(id, address)| (*id, BasicNode { addr: address.clone() })).collect();
+            tracing::info!(?members, "forming a new cluster");
+            if let Err(err) = controller.initialize(members).await {
+                tracing::warn!(error = %err, "controller initialisation refused");
+            }
+        }
+        let host = Arc::new(Host {
+            config,
+            store,
+            transport,
+            raft_config,
+            controller,
+            controller_view,
+            partitions: RwLock::new(HashMap::new()),
+            partitions_changed: watch::channel(0).0,
+            shutdown: CancellationToken::new(),
+        });
+        tokio::spawn(Arc::clone(&host).reconcile_loop());
+        tokio::spawn(Arc::clone(&host).retention_loop());
+        Ok(host)
+    }
+
+    pub fn node_id(&self) -> NodeId {
+        self.config.node_id
+    }
+
+    pub fn limits(&self) -> &Limits {
+        &self.config.limits
+    }
+
+    pub fn controller_state(&self) -> Arc<ControllerState> {
+        Arc::clone(&self.controller_view.borrow())
+    }
+
+    pub fn controller_metrics(&self) -> RaftMetrics<TypeConfig> {
+        self.controller.metrics().borrow_watched().clone()
+    }
+
+    pub fn partition(&self, group: GroupId) -> Option<Arc<PartitionReplica>> {
+        self.partitions.read().ok()?.get(&group).cloned()
+    }
+
+    pub fn partitions(&self) -> Vec<Arc<PartitionReplica>> {
+        let mut replicas: Vec<_> = self.partitions.read().map(|p| p.values().cloned().collect()).unwrap_or_default();
+        replicas.sort_by_key(|r| r.group_id);
+        replicas
+    }
+
+    pub fn topic(&self, name: &str) -> Option<TopicMeta> {
+        self.controller_view.borrow().topics.get(name).cloned()
+    }
+
+    /// Proposes a controller command; this node must lead the controller.
+    pub async fn controller_write(&self, command: ControllerCommand) -> Result<CommandResponse, HostError> {
+        let result = self.controller.client_write(Command::Controller(command)).await;
+        write_result(CONTROLLER_GROUP_ID, result)
+    }
+
+    /// Proposes a partition command; this node must lead the partition.
+    pub async fn partition_write(&self, group: GroupId, command: PartitionCommand) -> Result<CommandResponse, HostError> {
+        let replica = self.partition(group).ok_or(HostError::UnknownGroup(group))?;
+        let result = replica.raft.client_write(Command::Partition(command)).await;
+        write_result(group, result)
+    }
+
+    /// Waits until the controller state holds `topic` (as created) and, for each of its
+    /// partitions with a replica here, the group runs and has a leader.
+    pub async fn wait_topic_ready(&self, topic: &TopicMeta, timeout: Duration) -> Result<(), HostError> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut changed = self.partitions_changed.subscribe();
+        for assignment in topic.partitions.iter().filter(|p| p.replicas.contains(&self.config.node_id)) {
+            let replica = loop {
+                if let Some(replica) = self.partition(assignment.group_id) {
+                    break replica;
+                }
+                if tokio::time::timeout_at(deadline, changed.changed()).await.is_err() {
+                    return Err(HostError::NoLeader { group: assignment.group_id, waited_ms: timeout.as_millis() as u64 });
+                }
+            };
+            let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
+            replica
+                .raft
+                .wait(Some(remaining))
+                .metrics(|m| m.current_leader.is_some(), "partition has a leader")
+                .await
+                .map_err(|_| HostError::NoLeader { group: assignment.group_id, waited_ms: timeout.as_millis() as u64 })?;
+        }
+        Ok(())
+    }
+
+    /// Waits until the controller has a leader.
+    pub async fn wait_controller_leader(&self, timeout: Duration) -> Result<NodeId, HostError> {
+        let metrics = self
+            .controller
+            .wait(Some(timeout))
+            .metrics(|m| m.current_leader.is_some(), "controller has a leader")
+            .await
+            .map_err(|_| HostError::NoLeader { group: CONTROLLER_GROUP_ID, waited_ms: timeout.as_millis() as u64 })?;
+        metrics.current_leader.ok_or(HostError::NoLeader { group: CONTROLLER_GROUP_ID, waited_ms: 0 })
+    }
+
+    /// Serves one Raft message from another node. The reply is `Result<Resp, String>`.
+    pub async fn handle_rpc(&self, group: GroupId, to: NodeId, kind: RpcKind, payload: &[u8]) -> Result<Vec<u8>, HostError> {
+        if to != self.config.node_id {
+            return Err(HostError::Misrouted { to, me: self.config.node_id });
+        }
+        if group == CONTROLLER_GROUP_ID {
+            return serve_rpc(&self.controller, None, kind, payload).await;
+        }
+        let replica = self.partition(group).ok_or(HostError::UnknownGroup(group))?;
+        serve_rpc(&replica.raft, Some(&replica.log), kind, payload).await
+    }
+
+    pub async fn shutdown(&self) {
+        self.shutdown.cancel();
+        for replica in self.partitions() {
+            let _ = replica.raft.shutdown().await;
+        }
+        let _ = self.controller.shutdown().await;
+    }
+
+    async fn reconcile_loop(self: Arc<Self>) {
+        let mut view = self.controller_view.clone();
+        let mut controller_metrics = self.controller.metrics();
+        let leadership = |m: &RaftMetrics<TypeConfig>| (m.current_leader, m.current_term, m.membership_config.log_id().clone());
+        loop {
+            let state = Arc::clone(&view.borrow_and_update());
+            let seen = leadership(&controller_metrics.borrow_watched());
+            if let Err(err) = self.reconcile(&state).await {
+                tracing::warn!(error = %err, "reconcile failed; retrying");
+                tokio::select! {
+                    _ = self.shutdown.cancelled() => return,
+                    _ = tokio::time::sleep(Duration::from_millis(500)) => continue,
+                }
+            }
+            // Wake on a new controller state, or on a leadership or membership change (the
+            // controller leader registers voters); metrics also tick on every heartbeat.
+            loop {
+                tokio::select! {
+                    _ = self.shutdown.cancelled() => return,
+                    changed = view.changed() => if changed.is_err() { return } else { break },
+                    changed = controller_metrics.changed() => {
+                        if changed.is_err() {
+                            return;
+                        }
+                        if leadership(&controller_metrics.borrow_watched()) != seen {
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    async fn reconcile(&self, state: &ControllerState) -> Result<(), HostError> {
+        // The controller leader registers every controller voter it does not know yet.
+        let metrics = self.controller_metrics();
+        if metrics.current_leader == Some(self.config.node_id) && metrics.state == ServerState::Leader {
+            for (id, node) in metrics.membership_config.membership().nodes() {
+                if state.nodes.get(id) != Some(&node.addr) {
+                    self.controller_write(ControllerCommand::RegisterNode { node_id: *id, address: node.addr.clone() })
+                        .await?;
+                }
+            }
+        }
+        let wanted: BTreeMap<GroupId, (&TopicMeta, &PartitionAssignment)> =
+            state.groups_of(self.config.node_id).map(|(t, p)| (p.group_id, (t, p))).collect();
+        for (group, (topic, assignment)) in &wanted {
+            if self.partition(*group).is_none() {
+                self.start_partition(state, topic, assignment).await?;
+            }
+        }
+        let running: BTreeSet<GroupId> = self.partitions.read().map(|p| p.keys().copied().collect()).unwrap_or_default();
+        for group in running.difference(&wanted.keys().copied().collect()) {
+            self.stop_partition(*group).await?;
+        }
+        Ok(())
+    }
+
+    async fn start_partition(&self, state: &ControllerState, topic: &TopicMeta, assignment: &PartitionAssignment) -> Result<(), HostError> {
+        let group = assignment.group_id;
+        let (state_machine, view) = PartitionStateMachine::open(Arc::clone(&self.store), group)?;
+        let log = state_machine.log().clone();
+        let network = GroupNetworkFactory { group, transport: Arc::clone(&self.transport), partition_log: Some(log.clone()) };
+        let raft = Raft::new(
+            self.config.node_id,
+            Arc::clone(&self.raft_config),
+            network,
+            LogStore::new(Arc::clone(&self.store), group),
+            state_machine,
+        )
+        .await
+        .map_err(|err| HostError::Raft(err.to_string()))?;
+        if assignment.replicas.first() == Some(&self.config.node_id)
+            && !raft.is_initialized().await.map_err(|err| HostError::Raft(err.to_string()))?
+        {
+            let members: BTreeMap<NodeId, BasicNode> = assignment
+                .replicas
+                .iter()
+                .map(|id| (*id, BasicNode { addr: state.nodes.get(id).cloned().unwrap_or_default() }))
+                .collect();
+            if let Err(err) = raft.initialize(members).await {
+                tracing::warn!(group, error = %err, "partition initialisation refused");
+            }
+        }
+        tracing::info!(group, topic = %topic.name, partition = assignment.partition, "partition replica started");
+        let replica = Arc::new(PartitionReplica {
+            topic: topic.name.clone(),
+            partition: assignment.partition,
+            group_id: group,
+            raft,
+            log,
+            view,
+        });
+        if let Ok(mut partitions) = self.partitions.write() {
+            partitions.insert(group, replica);
+        }
+        self.partitions_changed.send_modify(|n| *n += 1);
+        Ok(())
+    }
+
+    async fn stop_partition(&self, group: GroupId) -> Result<(), HostError> {
+        let replica = self.partitions.write().ok().and_then(|mut p| p.remove(&group));
+        if let Some(replica) = replica {
+            let _ = replica.raft.shutdown().await;
+            let store = Arc::clone(&self.store);
+            tokio::task::spawn_blocking(move || store.delete_group(group)).await.map_err(io::Error::other)??;
+            tracing::info!(group, topic = %replica.topic, partition = replica.partition, "partition replica deleted");
+        }
+        self.partitions_changed.send_modify(|n| *n += 1);
+        Ok(())
+    }
+
+    async fn retention_loop(self: Arc<Self>) {
+        let interval = Duration::from_millis(self.config.retention_check_interval_ms.max(100));
+        loop {
+            tokio::select! {
+                _ = self.shutdown.cancelled() => return,
+                _ = tokio::time::sleep(interval) => {}
+            }
+            for replica in self.partitions() {
+                if let Err(err) = self.enforce_retention(&replica).await {
+                    tracing::warn!(group = replica.group_id, error = %err, "retention check failed");
+                }
+            }
+        }
+    }
+
+    async fn enforce_retention(&self, replica: &PartitionReplica) -> Result<(), HostError> {
+        if replica.metrics().state != ServerState::Leader {
+            return Ok(());
+        }
+        let Some(topic) = self.topic(&replica.topic) else { return Ok(()) };
+        let state = replica.view.borrow().log;
+        let (retention_ms, retention_bytes) = (topic.config.retention_ms, topic.config.retention_bytes);
+        let log = replica.log.clone();
+        let cut = tokio::task::spawn_blocking(move || log.retention_cut(&state, now_ms(), retention_ms, retention_bytes))
+            .await
+            .map_err(io::Error::other)?
+            .map_err(io::Error::from)?;
+        if let Some(before_offset) = cut {
+            tracing::info!(group = replica.group_id, before_offset, "retention: deleting a prefix");
+            self.partition_write(replica.group_id, PartitionCommand::DeletePrefix { before_offset }).await?;
+        }
+        Ok(())
+    }
+}
+
+fn write_result(
+    group: GroupId,
+    result: Result<openraft::raft::ClientWriteResponse<TypeConfig>, RaftError<TypeConfig, ClientWriteError<TypeConfig>>>,
+) -> Result<CommandResponse, HostError> {
+    match result {
+        Ok(response) => Ok(response.data),
+        Err(RaftError::APIError(ClientWriteError::ForwardToLeader(forward))) => Err(HostError::NotLeader {
+            group,
+            leader: forward.leader_id,
+            leader_address: forward.leader_node.map(|n| n.addr),
+        }),
+        Err(RaftError::APIError(ClientWriteError::LogEntryDiscarded(_))) => Err(HostError::Indeterminate { group }),
+        Err(err) => Err(HostError::Raft(err.to_string())),
+    }
+}
+
+async fn serve_rpc<SM>(raft: &Raft<SM>, log: Option<&PartitionLog>, kind: RpcKind, payload: &[u8]) -> Result<Vec<u8>, HostError>
+where
+    SM: openraft::storage::RaftStateMachine<TypeConfig, SnapshotData = crate::partition_sm::StateSnapshot>,
+{
+    fn reply<T: serde::Serialize, E: std::fmt::Display>(result: Result<T, E>) -> Result<Vec<u8>, HostError> {
+        Ok(encode(&result.map_err(|err| err.to_string()))?)
+    }
+    match kind {
+        RpcKind::AppendEntries => reply(raft.append_entries(decode(payload)?).await),
+        RpcKind::Vote => reply(raft.vote(decode(payload)?).await),
+        RpcKind::PreVote => reply(raft.pre_vote(decode(payload)?).await),
+        RpcKind::SnapshotChunk => {
+            let Some(log) = log else {
+                return reply::<(), _>(Err("the controller has no record chunks"));
+            };
+            let chunk: SnapshotChunk = decode(payload)?;
+            let log = log.clone();
+            let imported = tokio::task::spawn_blocking(move || log.import_batches(&chunk.batches))
+                .await
+                .map_err(io::Error::other)?;
+            reply(imported)
+        }
+        RpcKind::InstallSnapshot => {
+            let (vote, snapshot): (Vote, Snapshot) = decode(payload)?;
+            reply(raft.install_full_snapshot(vote, snapshot).await)
+        }
+    }
+}

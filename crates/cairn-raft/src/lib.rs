@@ -1,0 +1,30 @@
+//! Raft for Cairn: the openraft type configuration, the RocksDB-backed Raft log store,
+//! the partition and controller state machines, the network adapter (over a `Transport`
+//! the server supplies) and the multi-group host that runs them all in one process.
+
+pub mod command;
+pub mod controller_state;
+pub mod controller_sm;
+pub mod host;
+pub mod log_store;
+pub mod network;
+pub mod partition_sm;
+pub mod type_config;
+
+pub use command::{AppendOutcome, Command, CommandResponse, ControllerCommand, ControllerError, PartitionCommand};
+pub use controller_state::{ControllerState, PartitionAssignment, TopicMeta};
+pub use host::{Host, HostConfig, HostError, PartitionReplica};
+pub use network::{RpcKind, Transport, TransportError};
+pub use type_config::TypeConfig;
+
+/// Encodes a value for the Raft log, the wire or RocksDB metadata.
+pub fn encode<T: serde::Serialize>(value: &T) -> Result<Vec<u8>, std::io::Error> {
+    bincode::serde::encode_to_vec(value, bincode::config::standard()).map_err(std::io::Error::other)
+}
+
+/// Decodes what `encode` wrote. Errors on anything malformed, never panics.
+pub fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, std::io::Error> {
+    bincode::serde::decode_from_slice(bytes, bincode::config::standard())
+        .map(|(value, _)| value)
+        .map_err(|err| std::io::Error::new(std::io::ErrorKind::InvalidData, err))
+}

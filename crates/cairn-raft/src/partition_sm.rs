@@ -1,0 +1,205 @@
+//! The state machine of one partition: applies committed batches to the partition log.
+//!
+//! Records, the partition's `PartitionLogState` and `last_applied` are written in one
+//! RocksDB WriteBatch per `apply` call, so a restart resumes exactly after the last applied
+//! entry. Readers see the applied state through a watch channel (`PartitionView`) and read
+//! RocksDB directly: they never take a lock the apply path holds.
+
+use std::io;
+use std::sync::Arc;
+
+use cairn_storage::{PartitionLog, PartitionLogState, Store};
+use cairn_types::GroupId;
+use futures::{Stream, StreamExt};
+use openraft::storage::{EntryResponder, RaftStateMachine};
+use openraft::{EntryPayload, OptionalSend, RaftSnapshotBuilder};
+use rocksdb::WriteBatch;
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+
+use crate::command::{AppendOutcome, Command, CommandResponse, PartitionCommand};
+use crate::type_config::{LogId, SnapshotMeta, StoredMembership, TypeConfig};
+use crate::{decode, encode};
+
+const TAG_STATE: u8 = b's';
+const TAG_SNAPSHOT: u8 = b'n';
+
+/// Snapshot payload shared by both state machines: their encoded state. A partition's
+/// records are not in it: they are streamed separately, in bounded chunks.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StateSnapshot(pub Vec<u8>);
+
+pub type Snapshot = openraft::alias::SnapshotOf<TypeConfig, StateSnapshot>;
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct PartitionSmState {
+    pub log: PartitionLogState,
+    pub last_applied: Option<LogId>,
+    pub last_membership: StoredMembership,
+}
+
+/// What readers may see: everything below `log.next_offset` is committed and applied.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PartitionView {
+    pub log: PartitionLogState,
+    pub applied_index: u64,
+}
+
+impl PartitionView {
+    pub fn high_watermark(&self) -> u64 {
+        self.log.next_offset
+    }
+}
+
+pub struct PartitionStateMachine {
+    store: Arc<Store>,
+    log: PartitionLog,
+    state: PartitionSmState,
+    view: watch::Sender<PartitionView>,
+}
+
+impl PartitionStateMachine {
+    /// Loads the state machine of `group` from the store (empty if new).
+    pub fn open(store: Arc<Store>, group: GroupId) -> io::Result<(PartitionStateMachine, watch::Receiver<PartitionView>)> {
+        let state: PartitionSmState =
+            store.sm_meta_get(group, TAG_STATE)?.map(|raw| decode(&raw)).transpose()?.unwrap_or_default();
+        let (view, receiver) = watch::channel(view_of(&state));
+        let log = PartitionLog::new(Arc::clone(&store), group);
+        Ok((PartitionStateMachine { store, log, state, view }, receiver))
+    }
+
+    pub fn log(&self) -> &PartitionLog {
+        &self.log
+    }
+
+    fn apply_command(&mut self, batch: &mut WriteBatch, command: PartitionCommand, index: u64) -> io::Result<CommandResponse> {
+        Ok(match command {
+            PartitionCommand::Append { records, timestamp_ms } => {
+                let base_offset = self.log.append(batch, &mut self.state.log, &records, timestamp_ms);
+                CommandResponse::Appended(AppendOutcome {
+                    base_offset,
+                    record_count: records.len() as u32,
+                    timestamp_ms: self.state.log.last_timestamp_ms,
+                    applied_index: index,
+                })
+            }
+            PartitionCommand::DeletePrefix { before_offset } => {
+                self.log.delete_prefix(batch, &mut self.state.log, before_offset)?;
+                CommandResponse::PrefixDeleted { log_start_offset: self.state.log.log_start_offset }
+            }
+        })
+    }
+
+    fn persist(&self, batch: &mut WriteBatch) -> io::Result<()> {
+        self.store.sm_meta_put(batch, self.log.group(), TAG_STATE, &encode(&self.state)?);
+        Ok(())
+    }
+}
+
+fn view_of(state: &PartitionSmState) -> PartitionView {
+    PartitionView { log: state.log, applied_index: state.last_applied.map_or(0, |id| id.index) }
+}
+
+impl RaftStateMachine<TypeConfig> for PartitionStateMachine {
+    type SnapshotData = StateSnapshot;
+    type SnapshotBuilder = SnapshotBuilder;
+
+    async fn applied_state(&mut self) -> Result<(Option<LogId>, StoredMembership), io::Error> {
+        Ok((self.state.last_applied, self.state.last_membership.clone()))
+    }
+
+    async fn apply<Strm>(&mut self, mut entries: Strm) -> Result<(), io::Error>
+    where
+        Strm: Stream<Item = Result<EntryResponder<TypeConfig>, io::Error>> + Unpin + OptionalSend,
+    {
+        let mut batch = WriteBatch::default();
+        let mut responses = Vec::new();
+        while let Some(item) = entries.next().await {
+            let (entry, responder) = item?;
+            let response = match entry.payload {
+                EntryPayload::Blank => CommandResponse::None,
+                EntryPayload::Normal(Command::Partition(command)) => {
+                    self.apply_command(&mut batch, command, entry.log_id.index)?
+                }
+                EntryPayload::Normal(Command::Controller(_)) => CommandResponse::Misrouted,
+                EntryPayload::Membership(membership) => {
+                    self.state.last_membership = StoredMembership::new(Some(entry.log_id), membership);
+                    CommandResponse::None
+                }
+            };
+            debug_assert!(self.state.last_applied < Some(entry.log_id), "entries apply in order");
+            self.state.last_applied = Some(entry.log_id);
+            if let Some(responder) = responder {
+                responses.push((responder, response));
+            }
+        }
+        self.persist(&mut batch)?;
+        self.store.write(batch)?;
+        self.view.send_replace(view_of(&self.state));
+        for (responder, response) in responses {
+            responder.send(response);
+        }
+        Ok(())
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        SnapshotBuilder { store: Arc::clone(&self.store), group: self.log.group(), state: self.state.clone() }
+    }
+
+    async fn install_snapshot(&mut self, meta: &SnapshotMeta, snapshot: StateSnapshot) -> Result<(), io::Error> {
+        // The partition's records below the snapshot's `next_offset` were streamed into the
+        // store before this call; here the state catches up with them.
+        let mut state: PartitionSmState = decode(&snapshot.0)?;
+        state.last_applied = meta.last_log_id;
+        state.last_membership = meta.last_membership.clone();
+        let mut batch = WriteBatch::default();
+        let mut log_state = self.state.log;
+        self.log.delete_prefix(&mut batch, &mut log_state, state.log.log_start_offset)?;
+        self.state = state;
+        self.persist(&mut batch)?;
+        save_snapshot(&self.store, self.log.group(), &mut batch, meta, &snapshot)?;
+        self.store.write(batch)?;
+        self.view.send_replace(view_of(&self.state));
+        Ok(())
+    }
+
+    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot>, io::Error> {
+        load_snapshot(&self.store, self.log.group())
+    }
+}
+
+/// Builds a snapshot from a copy of the state taken when the builder was made. Cheap: the
+/// state machine is already on disk, so a snapshot only records where it stands.
+pub struct SnapshotBuilder {
+    store: Arc<Store>,
+    group: GroupId,
+    state: PartitionSmState,
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
+    async fn build_snapshot(&mut self) -> Result<Snapshot, io::Error> {
+        let meta = SnapshotMeta { last_log_id: self.state.last_applied, last_membership: self.state.last_membership.clone() };
+        let data = StateSnapshot(encode(&self.state)?);
+        let mut batch = WriteBatch::default();
+        save_snapshot(&self.store, self.group, &mut batch, &meta, &data)?;
+        self.store.write(batch)?;
+        Ok(Snapshot { meta, snapshot: data })
+    }
+}
+
+pub(crate) fn save_snapshot(
+    store: &Store,
+    group: GroupId,
+    batch: &mut WriteBatch,
+    meta: &SnapshotMeta,
+    data: &StateSnapshot,
+) -> io::Result<()> {
+    store.sm_meta_put(batch, group, TAG_SNAPSHOT, &encode(&(meta, data))?);
+    Ok(())
+}
+
+pub(crate) fn load_snapshot(store: &Store, group: GroupId) -> io::Result<Option<Snapshot>> {
+    let Some(raw) = store.sm_meta_get(group, TAG_SNAPSHOT)? else { return Ok(None) };
+    let (meta, snapshot): (SnapshotMeta, StateSnapshot) = decode(&raw)?;
+    Ok(Some(Snapshot { meta, snapshot }))
+}

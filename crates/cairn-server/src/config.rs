@@ -1,0 +1,211 @@
+//! Configuration: defaults (named constants) < TOML file (`--config`) < `CAIRN_*`
+//! environment variables < flags. Validated once into an immutable `ServerConfig`.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use cairn_types::{Limits, NodeId};
+use serde::Deserialize;
+
+pub const DEFAULT_NODE_ID: NodeId = 1;
+pub const DEFAULT_DATA_DIR: &str = "./cairn-data";
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:7070";
+pub const DEFAULT_HEARTBEAT_INTERVAL_MS: u64 = 300;
+pub const DEFAULT_ELECTION_TIMEOUT_MIN_MS: u64 = 1_500;
+pub const DEFAULT_ELECTION_TIMEOUT_MAX_MS: u64 = 3_000;
+pub const DEFAULT_RETENTION_CHECK_INTERVAL_MS: u64 = 30_000;
+
+/// Start a Cairn node. With no flags: a single-node cluster, node id 1, data in
+/// ./cairn-data, gRPC on 127.0.0.1:7070.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct ServeArgs {
+    /// TOML configuration file; flags and CAIRN_* variables override it.
+    #[arg(long, env = "CAIRN_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// This node's id: unique in the cluster, fixed for the life of the data directory.
+    #[arg(long, env = "CAIRN_NODE_ID")]
+    pub node_id: Option<NodeId>,
+    /// Where this node keeps its data.
+    #[arg(long, env = "CAIRN_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Address to serve gRPC on (port 0 picks a free port).
+    #[arg(long, env = "CAIRN_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// Address other nodes and clients use to reach this node (default: the bound address).
+    #[arg(long, env = "CAIRN_ADVERTISE")]
+    pub advertise: Option<String>,
+    /// Raft heartbeat interval, in milliseconds.
+    #[arg(long, env = "CAIRN_HEARTBEAT_INTERVAL_MS")]
+    pub heartbeat_interval_ms: Option<u64>,
+    /// Shortest Raft election timeout, in milliseconds.
+    #[arg(long, env = "CAIRN_ELECTION_TIMEOUT_MIN_MS")]
+    pub election_timeout_min_ms: Option<u64>,
+    /// Longest Raft election timeout, in milliseconds.
+    #[arg(long, env = "CAIRN_ELECTION_TIMEOUT_MAX_MS")]
+    pub election_timeout_max_ms: Option<u64>,
+    /// How often leaders check partitions for records past their retention, in milliseconds.
+    #[arg(long, env = "CAIRN_RETENTION_CHECK_INTERVAL_MS")]
+    pub retention_check_interval_ms: Option<u64>,
+    /// Largest record value, in bytes.
+    #[arg(long, env = "CAIRN_RECORD_VALUE_BYTES_MAX")]
+    pub record_value_bytes_max: Option<usize>,
+    /// Largest append request, in bytes.
+    #[arg(long, env = "CAIRN_REQUEST_BYTES_MAX")]
+    pub request_bytes_max: Option<usize>,
+    /// Most records in one append request.
+    #[arg(long, env = "CAIRN_RECORDS_PER_REQUEST_MAX")]
+    pub records_per_request_max: Option<usize>,
+    /// Most partitions in one topic.
+    #[arg(long, env = "CAIRN_PARTITIONS_PER_TOPIC_MAX")]
+    pub partitions_per_topic_max: Option<u32>,
+    /// Cap on the bytes one read returns.
+    #[arg(long, env = "CAIRN_READ_BYTES_MAX")]
+    pub read_bytes_max: Option<usize>,
+}
+
+/// The `--config` file. Every key is optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    node_id: Option<NodeId>,
+    data_dir: Option<PathBuf>,
+    listen: Option<SocketAddr>,
+    advertise: Option<String>,
+    heartbeat_interval_ms: Option<u64>,
+    election_timeout_min_ms: Option<u64>,
+    election_timeout_max_ms: Option<u64>,
+    retention_check_interval_ms: Option<u64>,
+    #[serde(default)]
+    limits: Option<Limits>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub node_id: NodeId,
+    pub data_dir: PathBuf,
+    pub listen: SocketAddr,
+    pub advertise: Option<String>,
+    pub initial_members: BTreeMap<NodeId, String>,
+    pub heartbeat_interval_ms: u64,
+    pub election_timeout_min_ms: u64,
+    pub election_timeout_max_ms: u64,
+    pub retention_check_interval_ms: u64,
+    pub limits: Limits,
+}
+
+impl ServerConfig {
+    pub fn load(args: &ServeArgs) -> anyhow::Result<ServerConfig> {
+        let file = match &args.config {
+            Some(path) => read_file(path)?,
+            None => FileConfig::default(),
+        };
+        let mut limits = file.limits.unwrap_or_default();
+        override_with(&mut limits.record_value_bytes_max, args.record_value_bytes_max);
+        override_with(&mut limits.request_bytes_max, args.request_bytes_max);
+        override_with(&mut limits.records_per_request_max, args.records_per_request_max);
+        override_with(&mut limits.partitions_per_topic_max, args.partitions_per_topic_max);
+        override_with(&mut limits.read_bytes_max, args.read_bytes_max);
+        let listen = match args.listen.or(file.listen) {
+            Some(listen) => listen,
+            None => DEFAULT_LISTEN.parse().context("default listen address")?,
+        };
+        let config = ServerConfig {
+            node_id: args.node_id.or(file.node_id).unwrap_or(DEFAULT_NODE_ID),
+            data_dir: args.data_dir.clone().or(file.data_dir).unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
+            listen,
+            advertise: args.advertise.clone().or(file.advertise),
+            initial_members: BTreeMap::new(),
+            heartbeat_interval_ms: args
+                .heartbeat_interval_ms
+                .or(file.heartbeat_interval_ms)
+                .unwrap_or(DEFAULT_HEARTBEAT_INTERVAL_MS),
+            election_timeout_min_ms: args
+                .election_timeout_min_ms
+                .or(file.election_timeout_min_ms)
+                .unwrap_or(DEFAULT_ELECTION_TIMEOUT_MIN_MS),
+            election_timeout_max_ms: args
+                .election_timeout_max_ms
+                .or(file.election_timeout_max_ms)
+                .unwrap_or(DEFAULT_ELECTION_TIMEOUT_MAX_MS),
+            retention_check_interval_ms: args
+                .retention_check_interval_ms
+                .or(file.retention_check_interval_ms)
+                .unwrap_or(DEFAULT_RETENTION_CHECK_INTERVAL_MS),
+            limits,
+        };
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> anyhow::Result<()> {
+        if self.node_id == 0 {
+            bail!("--node-id must be at least 1");
+        }
+        if self.heartbeat_interval_ms == 0 || self.election_timeout_min_ms <= self.heartbeat_interval_ms {
+            bail!(
+                "the election timeout ({} ms) must exceed the heartbeat interval ({} ms)",
+                self.election_timeout_min_ms,
+                self.heartbeat_interval_ms
+            );
+        }
+        if self.election_timeout_max_ms <= self.election_timeout_min_ms {
+            bail!(
+                "--election-timeout-max-ms ({}) must exceed --election-timeout-min-ms ({})",
+                self.election_timeout_max_ms,
+                self.election_timeout_min_ms
+            );
+        }
+        let limits = &self.limits;
+        if limits.record_value_bytes_max == 0 || limits.request_bytes_max < limits.record_value_bytes_max {
+            bail!("the request limit must be at least the record value limit");
+        }
+        if limits.records_per_request_max == 0 || limits.partitions_per_topic_max == 0 || limits.read_bytes_max == 0 {
+            bail!("limits must be positive");
+        }
+        Ok(())
+    }
+}
+
+fn override_with<T>(slot: &mut T, value: Option<T>) {
+    if let Some(value) = value {
+        *slot = value;
+    }
+}
+
+fn read_file(path: &Path) -> anyhow::Result<FileConfig> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading config file {}", path.display()))?;
+    toml::from_str(&text).with_context(|| format!("parsing config file {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_file_and_flags_layer() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("cairn.toml");
+        std::fs::write(&path, "node_id = 7\nlisten = \"127.0.0.1:9000\"\n[limits]\nrecords_per_request_max = 5\n")
+            .expect("write");
+        let args = ServeArgs { config: Some(path), listen: Some("127.0.0.1:9100".parse().expect("addr")), ..Default::default() };
+        let config = ServerConfig::load(&args).expect("load");
+        assert_eq!(config.node_id, 7, "from the file");
+        assert_eq!(config.listen.port(), 9100, "flag beats file");
+        assert_eq!(config.limits.records_per_request_max, 5);
+        assert_eq!(config.limits.record_value_bytes_max, cairn_types::limits::RECORD_VALUE_BYTES_MAX, "default");
+        assert_eq!(config.data_dir, PathBuf::from(DEFAULT_DATA_DIR));
+    }
+
+    #[test]
+    fn bad_config_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("cairn.toml");
+        std::fs::write(&path, "no_such_key = 1\n").expect("write");
+        let err = ServerConfig::load(&ServeArgs { config: Some(path), ..Default::default() }).expect_err("unknown key");
+        assert!(format!("{err:#}").contains("no_such_key"), "{err:#}");
+        let err = ServerConfig::load(&ServeArgs { node_id: Some(0), ..Default::default() }).expect_err("node 0");
+        assert!(err.to_string().contains("node-id"));
+    }
+}

@@ -1,0 +1,11 @@
+//! The Cairn server: configuration, the gRPC services (public API and node-to-node Raft
+//! transport) and the process lifecycle. The only crate, with cairn-client, that knows gRPC.
+
+pub mod config;
+pub mod node;
+pub mod raft_transport;
+pub mod service;
+pub mod status;
+
+pub use config::{ServeArgs, ServerConfig};
+pub use node::run;

@@ -1,0 +1,158 @@
+//! A Cairn node's life: check the data directory, open the store, start the Raft host,
+//! serve gRPC until SIGINT or SIGTERM, shut down.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use cairn_proto::v1::cairn_server::CairnServer;
+use cairn_proto::v1::raft_transport_server::RaftTransportServer;
+use cairn_raft::{Host, HostConfig};
+use cairn_storage::{Store, StoreOptions};
+use serde::{Deserialize, Serialize};
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+
+use crate::config::ServerConfig;
+use crate::raft_transport::{GrpcTransport, RAFT_MESSAGE_BYTES_MAX, RaftTransportService};
+use crate::service::CairnService;
+
+const IDENTITY_FILE: &str = "cairn-node.toml";
+const DATA_FORMAT_VERSION: u32 = 1;
+
+/// Written once into a new data directory; checked on every start.
+#[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
+struct NodeIdentity {
+    node_id: u64,
+    data_format_version: u32,
+}
+
+fn check_identity(data_dir: &Path, node_id: u64) -> anyhow::Result<()> {
+    let path = data_dir.join(IDENTITY_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            let identity: NodeIdentity =
+                toml::from_str(&text).with_context(|| format!("{} is damaged", path.display()))?;
+            if identity.node_id != node_id {
+                bail!(
+                    "data directory {} belongs to node {}, not node {node_id}: use --node-id {} or another --data-dir",
+                    data_dir.display(),
+                    identity.node_id,
+                    identity.node_id
+                );
+            }
+            if identity.data_format_version != DATA_FORMAT_VERSION {
+                bail!(
+                    "data directory {} has format version {}; this build reads version {DATA_FORMAT_VERSION}",
+                    data_dir.display(),
+                    identity.data_format_version
+                );
+            }
+            Ok(())
+        }
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+            let identity = NodeIdentity { node_id, data_format_version: DATA_FORMAT_VERSION };
+            let text = toml::to_string(&identity).context("encoding node identity")?;
+            let temporary = data_dir.join(format!("{IDENTITY_FILE}.tmp"));
+            std::fs::write(&temporary, text).with_context(|| format!("writing {}", temporary.display()))?;
+            std::fs::File::open(&temporary)?.sync_all()?;
+            std::fs::rename(&temporary, &path)?;
+            std::fs::File::open(data_dir)?.sync_all()?;
+            Ok(())
+        }
+        Err(err) => Err(err).with_context(|| format!("reading {}", path.display())),
+    }
+}
+
+pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
+    check_identity(&config.data_dir, config.node_id)?;
+    let store_path = config.data_dir.join("db");
+    let store = tokio::task::spawn_blocking(move || Store::open(&store_path, &StoreOptions::default()))
+        .await?
+        .context("opening the store (is another cairn process using this data directory?)")?;
+
+    let listener = TcpListener::bind(config.listen).await.with_context(|| format!("binding {}", config.listen))?;
+    let bound = listener.local_addr()?;
+    let advertise = config.advertise.clone().unwrap_or_else(|| bound.to_string());
+    let initial_members = if config.initial_members.is_empty() {
+        // No cluster given: this node forms a single-node cluster on first start.
+        BTreeMap::from([(config.node_id, advertise.clone())])
+    } else {
+        config.initial_members.clone()
+    };
+    let host_config = HostConfig {
+        node_id: config.node_id,
+        advertise_address: advertise.clone(),
+        initial_members,
+        heartbeat_interval_ms: config.heartbeat_interval_ms,
+        election_timeout_min_ms: config.election_timeout_min_ms,
+        election_timeout_max_ms: config.election_timeout_max_ms,
+        retention_check_interval_ms: config.retention_check_interval_ms,
+        limits: config.limits.clone(),
+    };
+    let transport = Arc::new(GrpcTransport::new(config.node_id));
+    let host = Host::start(host_config, store, transport).await.context("starting raft")?;
+
+    // Room for a full request plus protobuf framing; our own checks answer first.
+    let request_bytes_max = config.limits.request_bytes_max * 2 + 1024 * 1024;
+    let cairn = CairnServer::new(CairnService::new(Arc::clone(&host)))
+        .max_decoding_message_size(request_bytes_max)
+        .max_encoding_message_size(config.limits.read_bytes_max * 2 + 1024 * 1024);
+    let raft = RaftTransportServer::new(RaftTransportService { host: Arc::clone(&host) })
+        .max_decoding_message_size(RAFT_MESSAGE_BYTES_MAX)
+        .max_encoding_message_size(RAFT_MESSAGE_BYTES_MAX);
+
+    tracing::info!(node_id = config.node_id, %bound, %advertise, data_dir = %config.data_dir.display(), "cairn node serving");
+    // A line scripts and tests can wait for.
+    println!("cairn node {} listening on {bound}", config.node_id);
+    tonic::transport::Server::builder()
+        .tcp_nodelay(true)
+        .add_service(cairn)
+        .add_service(raft)
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown_signal())
+        .await
+        .context("serving gRPC")?;
+    tracing::info!("shutting down");
+    host.shutdown().await;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut terminate = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(signal) => signal,
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot listen for SIGTERM");
+                let _ = interrupt.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = interrupt => {}
+            _ = terminate.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = interrupt.await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identity_is_written_then_enforced() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        check_identity(dir.path(), 3).expect("new directory");
+        check_identity(dir.path(), 3).expect("same node");
+        let err = check_identity(dir.path(), 4).expect_err("other node");
+        assert!(err.to_string().contains("belongs to node 3"), "{err}");
+    }
+}

@@ -1,0 +1,126 @@
+//! Node-to-node Raft traffic over gRPC: the client side (`GrpcTransport`, one reused
+//! channel per peer address) and the server side (`RaftTransportService`).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use cairn_proto::v1::RaftMessage;
+use cairn_proto::v1::raft_transport_client::RaftTransportClient;
+use cairn_proto::v1::raft_transport_server::RaftTransport;
+use cairn_raft::network::BoxFuture;
+use cairn_raft::{Host, HostError, RpcKind, Transport, TransportError};
+use cairn_types::{GroupId, NodeId};
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Request, Response, Status};
+
+/// Raft messages carry batches: allow up to this much per message.
+pub const RAFT_MESSAGE_BYTES_MAX: usize = 64 * 1024 * 1024;
+
+pub struct GrpcTransport {
+    node_id: NodeId,
+    channels: Mutex<HashMap<String, Channel>>,
+}
+
+impl GrpcTransport {
+    pub fn new(node_id: NodeId) -> GrpcTransport {
+        GrpcTransport { node_id, channels: Mutex::new(HashMap::new()) }
+    }
+
+    fn channel(&self, address: &str) -> Result<Channel, String> {
+        let mut channels = self.channels.lock().map_err(|_| "channel pool poisoned".to_string())?;
+        if let Some(channel) = channels.get(address) {
+            return Ok(channel.clone());
+        }
+        let endpoint = Endpoint::from_shared(format!("http://{address}"))
+            .map_err(|err| err.to_string())?
+            .connect_timeout(std::time::Duration::from_secs(2))
+            .tcp_nodelay(true);
+        let channel = endpoint.connect_lazy();
+        channels.insert(address.to_owned(), channel.clone());
+        Ok(channel)
+    }
+}
+
+impl Transport for GrpcTransport {
+    fn call(
+        &self,
+        target: NodeId,
+        address: String,
+        group: GroupId,
+        kind: RpcKind,
+        payload: Vec<u8>,
+    ) -> BoxFuture<Result<Vec<u8>, TransportError>> {
+        let channel = self.channel(&address);
+        let message = RaftMessage { group_id: group, from_node: self.node_id, to_node: target, payload: payload.into() };
+        Box::pin(async move {
+            let channel =
+                channel.map_err(|detail| TransportError::Unreachable { node: target, address: address.clone(), detail })?;
+            let mut client = RaftTransportClient::new(channel)
+                .max_decoding_message_size(RAFT_MESSAGE_BYTES_MAX)
+                .max_encoding_message_size(RAFT_MESSAGE_BYTES_MAX);
+            let reply = match kind {
+                RpcKind::AppendEntries => client.append_entries(message).await,
+                RpcKind::Vote => client.vote(message).await,
+                RpcKind::PreVote => client.pre_vote(message).await,
+                RpcKind::SnapshotChunk => client.snapshot_chunk(message).await,
+                RpcKind::InstallSnapshot => client.install_snapshot(message).await,
+            };
+            match reply {
+                Ok(reply) => Ok(reply.into_inner().payload.to_vec()),
+                Err(status) if status.code() == tonic::Code::Unavailable => {
+                    Err(TransportError::Unreachable { node: target, address, detail: status.message().to_owned() })
+                }
+                Err(status) => Err(TransportError::Failed { node: target, detail: status.message().to_owned() }),
+            }
+        })
+    }
+}
+
+pub struct RaftTransportService {
+    pub host: Arc<Host>,
+}
+
+impl RaftTransportService {
+    async fn serve(&self, request: Request<RaftMessage>, kind: RpcKind) -> Result<Response<RaftMessage>, Status> {
+        let message = request.into_inner();
+        let payload = self
+            .host
+            .handle_rpc(message.group_id, message.to_node, kind, &message.payload)
+            .await
+            .map_err(|err| match err {
+                HostError::Storage(err) if err.kind() == std::io::ErrorKind::InvalidData => {
+                    Status::invalid_argument(format!("malformed raft message: {err}"))
+                }
+                err => crate::status::from_host(err),
+            })?;
+        Ok(Response::new(RaftMessage {
+            group_id: message.group_id,
+            from_node: self.host.node_id(),
+            to_node: message.from_node,
+            payload: payload.into(),
+        }))
+    }
+}
+
+#[tonic::async_trait]
+impl RaftTransport for RaftTransportService {
+    async fn append_entries(&self, request: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
+        self.serve(request, RpcKind::AppendEntries).await
+    }
+
+    async fn vote(&self, request: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
+        self.serve(request, RpcKind::Vote).await
+    }
+
+    async fn pre_vote(&self, request: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
+        self.serve(request, RpcKind::PreVote).await
+    }
+
+    async fn snapshot_chunk(&self, request: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
+        self.serve(request, RpcKind::SnapshotChunk).await
+    }
+
+    async fn install_snapshot(&self, request: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
+        self.serve(request, RpcKind::InstallSnapshot).await
+    }
+}

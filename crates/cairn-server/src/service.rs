@@ -1,0 +1,441 @@
+//! The public `cairn.v1.Cairn` service.
+
+use std::collections::BTreeMap;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use cairn_proto::v1 as pb;
+use cairn_raft::{CommandResponse, ControllerCommand, Host, PartitionCommand, PartitionReplica, TopicMeta};
+use cairn_storage::{PartitionLogState, ReadLimits};
+use cairn_types::partitioner::partition_for_key;
+use cairn_types::{PartitionId, Record, StoredRecord, TopicConfig, now_ms, validate_topic_name};
+use futures::Stream;
+use openraft::ServerState;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+
+use crate::status;
+
+/// How long CreateTopic waits for the new partitions to elect leaders.
+const TOPIC_READY_TIMEOUT: Duration = Duration::from_secs(15);
+/// Records returned by a read that names no limit.
+const READ_RECORDS_DEFAULT: usize = 1_000;
+/// Bytes returned by a read that names no limit.
+const READ_BYTES_DEFAULT: usize = 1024 * 1024;
+/// Messages buffered per subscription before the server waits for the client.
+const SUBSCRIPTION_BUFFER: usize = 8;
+
+pub struct CairnService {
+    host: Arc<Host>,
+    round_robin: AtomicU32,
+    subscriptions: Arc<AtomicUsize>,
+}
+
+impl CairnService {
+    pub fn new(host: Arc<Host>) -> CairnService {
+        CairnService { host, round_robin: AtomicU32::new(0), subscriptions: Arc::new(AtomicUsize::new(0)) }
+    }
+
+    fn topic(&self, name: &str) -> Result<TopicMeta, Status> {
+        validate_topic_name(name).map_err(status::from_topic)?;
+        self.host.topic(name).ok_or_else(|| status::topic_not_found(name))
+    }
+
+    /// The local replica of `topic`/`partition`.
+    fn replica(&self, topic: &str, partition: PartitionId) -> Result<Arc<PartitionReplica>, Status> {
+        let meta = self.topic(topic)?;
+        let assignment = meta
+            .partitions
+            .get(partition as usize)
+            .ok_or_else(|| status::partition_not_found(topic, partition, meta.config.partition_count))?;
+        self.host.partition(assignment.group_id).ok_or_else(|| {
+            Status::unavailable(format!(
+                "partition {topic}/{partition} has no replica on node {} (replicas: {:?}); connect to one of them",
+                self.host.node_id(),
+                assignment.replicas
+            ))
+        })
+    }
+
+    fn read_limits(&self, max_records: u32, max_bytes: u32) -> ReadLimits {
+        let limits = self.host.limits();
+        let max_records = if max_records == 0 { READ_RECORDS_DEFAULT } else { max_records as usize };
+        let max_bytes = if max_bytes == 0 { READ_BYTES_DEFAULT } else { max_bytes as usize };
+        ReadLimits {
+            max_records: max_records.min(limits.read_records_max),
+            max_bytes: max_bytes.min(limits.read_bytes_max),
+        }
+    }
+
+    fn validate_records(&self, records: &[pb::Record]) -> Result<(), Status> {
+        let limits = self.host.limits();
+        if records.is_empty() {
+            return Err(Status::invalid_argument("an append needs at least one record"));
+        }
+        if records.len() > limits.records_per_request_max {
+            return Err(Status::resource_exhausted(format!(
+                "{} records in one append; the limit is {} (records_per_request_max): split the batch",
+                records.len(),
+                limits.records_per_request_max
+            )));
+        }
+        let mut total = 0usize;
+        for (i, record) in records.iter().enumerate() {
+            if record.value.len() > limits.record_value_bytes_max {
+                return Err(Status::resource_exhausted(format!(
+                    "record {i} has a {} byte value; the limit is {} bytes (record_value_bytes_max)",
+                    record.value.len(),
+                    limits.record_value_bytes_max
+                )));
+            }
+            let key_len = record.key.as_ref().map_or(0, |k| k.len());
+            if key_len > limits.record_key_bytes_max {
+                return Err(Status::resource_exhausted(format!(
+                    "record {i} has a {key_len} byte key; the limit is {} bytes",
+                    limits.record_key_bytes_max
+                )));
+            }
+            if record.headers.len() > limits.record_headers_max {
+                return Err(Status::resource_exhausted(format!(
+                    "record {i} has {} headers; the limit is {}",
+                    record.headers.len(),
+                    limits.record_headers_max
+                )));
+            }
+            total += record.value.len() + key_len + record.headers.iter().map(|h| h.name.len() + h.value.len()).sum::<usize>();
+        }
+        if total > limits.request_bytes_max {
+            return Err(Status::resource_exhausted(format!(
+                "the append carries {total} bytes; the limit is {} bytes per request (request_bytes_max): split it",
+                limits.request_bytes_max
+            )));
+        }
+        Ok(())
+    }
+
+    fn describe(&self, topic: &TopicMeta) -> pb::TopicDescription {
+        pb::TopicDescription {
+            name: topic.name.clone(),
+            replication_factor: topic.config.replication_factor,
+            retention_ms: topic.config.retention_ms,
+            retention_bytes: topic.config.retention_bytes,
+            partitions: topic
+                .partitions
+                .iter()
+                .map(|assignment| {
+                    let local = self.host.partition(assignment.group_id);
+                    let view = local.as_ref().map(|r| *r.view.borrow()).unwrap_or_default();
+                    pb::PartitionDescription {
+                        partition: assignment.partition,
+                        group_id: assignment.group_id,
+                        replicas: assignment.replicas.clone(),
+                        leader: local.as_ref().and_then(|r| r.metrics().current_leader),
+                        high_watermark: view.high_watermark(),
+                        log_start_offset: view.log.log_start_offset,
+                    }
+                })
+                .collect(),
+        }
+    }
+}
+
+/// Reads on a blocking thread: RocksDB calls stay off the async workers.
+async fn read_blocking(
+    replica: &PartitionReplica,
+    from: u64,
+    state: PartitionLogState,
+    limits: ReadLimits,
+) -> Result<Vec<StoredRecord>, Status> {
+    let log = replica.log.clone();
+    tokio::task::spawn_blocking(move || log.read(from, &state, state.next_offset, limits))
+        .await
+        .map_err(|err| Status::internal(format!("read task failed: {err}")))?
+        .map_err(status::from_storage)
+}
+
+fn to_proto(record: StoredRecord) -> pb::StoredRecord {
+    pb::StoredRecord {
+        offset: record.offset,
+        timestamp_ms: record.timestamp_ms,
+        key: record.key,
+        headers: record.headers.into_iter().map(|(name, value)| pb::Header { name, value }).collect(),
+        value: record.value,
+    }
+}
+
+fn from_proto(record: pb::Record) -> Record {
+    Record {
+        key: record.key,
+        headers: record.headers.into_iter().map(|h| (h.name, h.value)).collect(),
+        value: record.value,
+    }
+}
+
+type SubscribeStream = Pin<Box<dyn Stream<Item = Result<pb::SubscribeResponse, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl pb::cairn_server::Cairn for CairnService {
+    async fn append(&self, request: Request<pb::AppendRequest>) -> Result<Response<pb::AppendResponse>, Status> {
+        let request = request.into_inner();
+        if request.producer_id.is_some() || request.sequence.is_some() {
+            return Err(Status::unimplemented("idempotent producers (producer_id, sequence) are not supported yet"));
+        }
+        let topic = self.topic(&request.topic)?;
+        self.validate_records(&request.records)?;
+        let partition_count = topic.config.partition_count;
+        if let Some(partition) = request.partition
+            && partition >= partition_count
+        {
+            return Err(status::partition_not_found(&topic.name, partition, partition_count));
+        }
+        // Unkeyed records of one request stick to one round-robin partition.
+        let sticky = self.round_robin.fetch_add(1, Ordering::Relaxed) % partition_count;
+        let mut by_partition: BTreeMap<PartitionId, Vec<(usize, Record)>> = BTreeMap::new();
+        for (i, record) in request.records.into_iter().enumerate() {
+            let partition = match (request.partition, &record.key) {
+                (Some(partition), _) => partition,
+                (None, Some(key)) => partition_for_key(key, partition_count),
+                (None, None) => sticky,
+            };
+            by_partition.entry(partition).or_default().push((i, from_proto(record)));
+        }
+        let record_count: usize = by_partition.values().map(Vec::len).sum();
+        let writes = by_partition.into_iter().map(|(partition, records)| {
+            let group = topic.partitions[partition as usize].group_id;
+            let (indexes, records): (Vec<usize>, Vec<Record>) = records.into_iter().unzip();
+            async move {
+                let command = PartitionCommand::Append { records, timestamp_ms: now_ms() };
+                let response = self.host.partition_write(group, command).await.map_err(status::from_host)?;
+                match response {
+                    CommandResponse::Appended(outcome) => Ok((partition, indexes, outcome)),
+                    other => Err(Status::internal(format!("unexpected append outcome {other:?}"))),
+                }
+            }
+        });
+        let outcomes = futures::future::try_join_all(writes).await?;
+        let mut positions = vec![pb::RecordPosition::default(); record_count];
+        let mut tokens = Vec::with_capacity(outcomes.len());
+        for (partition, indexes, outcome) in outcomes {
+            for (n, i) in indexes.into_iter().enumerate() {
+                positions[i] = pb::RecordPosition { partition, offset: outcome.base_offset + n as u64 };
+            }
+            tokens.push(pb::PartitionToken { partition, applied_index: outcome.applied_index });
+        }
+        Ok(Response::new(pb::AppendResponse { positions, tokens }))
+    }
+
+    async fn read(&self, request: Request<pb::ReadRequest>) -> Result<Response<pb::ReadResponse>, Status> {
+        let request = request.into_inner();
+        let replica = self.replica(&request.topic, request.partition)?;
+        let limits = self.read_limits(request.max_records, request.max_bytes);
+        let wait = Duration::from_millis(request.wait_ms.min(self.host.limits().read_wait_ms_max));
+        let mut view = replica.view.clone();
+        let mut state = view.borrow_and_update().log;
+        if request.from_offset == state.next_offset && !wait.is_zero() {
+            let deadline = tokio::time::Instant::now() + wait;
+            while state.next_offset <= request.from_offset {
+                match tokio::time::timeout_at(deadline, view.changed()).await {
+                    Ok(Ok(())) => state = view.borrow_and_update().log,
+                    Ok(Err(_)) => return Err(Status::unavailable("the partition replica stopped; retry")),
+                    Err(_) => break,
+                }
+            }
+        }
+        let records = read_blocking(&replica, request.from_offset, state, limits).await?;
+        let next_offset = records.last().map_or(request.from_offset, |r| r.offset + 1);
+        Ok(Response::new(pb::ReadResponse {
+            records: records.into_iter().map(to_proto).collect(),
+            high_watermark: state.next_offset,
+            log_start_offset: state.log_start_offset,
+            next_offset,
+        }))
+    }
+
+    type SubscribeStream = SubscribeStream;
+
+    async fn subscribe(&self, request: Request<pb::SubscribeRequest>) -> Result<Response<SubscribeStream>, Status> {
+        let request = request.into_inner();
+        let replica = self.replica(&request.topic, request.partition)?;
+        let state = replica.view.borrow().log;
+        let mut from = match request.start {
+            None | Some(pb::subscribe_request::Start::Earliest(_)) => state.log_start_offset,
+            Some(pb::subscribe_request::Start::Latest(_)) => state.next_offset,
+            Some(pb::subscribe_request::Start::Offset(offset)) => offset,
+            Some(pb::subscribe_request::Start::TimestampMs(timestamp_ms)) => {
+                let log = replica.log.clone();
+                tokio::task::spawn_blocking(move || log.offset_for_timestamp(timestamp_ms, &state))
+                    .await
+                    .map_err(|err| Status::internal(err.to_string()))?
+                    .map_err(status::from_storage)?
+                    .unwrap_or(state.next_offset)
+            }
+        };
+        if from < state.log_start_offset || from > state.next_offset {
+            return Err(Status::out_of_range(format!(
+                "offset {from} is outside the partition's [{}, {}]",
+                state.log_start_offset, state.next_offset
+            )));
+        }
+        let subscriptions_max = self.host.limits().subscriptions_max;
+        if self.subscriptions.fetch_add(1, Ordering::AcqRel) >= subscriptions_max {
+            self.subscriptions.fetch_sub(1, Ordering::AcqRel);
+            return Err(Status::resource_exhausted(format!(
+                "this node already serves {subscriptions_max} subscriptions (subscriptions_max); retry later or use another replica"
+            )));
+        }
+        let limits = self.read_limits(0, request.max_bytes_per_message);
+        let (sender, receiver) = mpsc::channel(SUBSCRIPTION_BUFFER);
+        let subscriptions = Arc::clone(&self.subscriptions);
+        tokio::spawn(async move {
+            let mut view = replica.view.clone();
+            loop {
+                let state = view.borrow_and_update().log;
+                if from < state.next_offset {
+                    let message = read_blocking(&replica, from, state, limits).await.map(|records| {
+                        from = records.last().map_or(from, |r| r.offset + 1);
+                        pb::SubscribeResponse {
+                            records: records.into_iter().map(to_proto).collect(),
+                            high_watermark: state.next_offset,
+                        }
+                    });
+                    let failed = message.is_err();
+                    if sender.send(message).await.is_err() || failed {
+                        break;
+                    }
+                    continue;
+                }
+                tokio::select! {
+                    changed = view.changed() => if changed.is_err() {
+                        let _ = sender.send(Err(Status::unavailable("the partition replica stopped; subscribe again"))).await;
+                        break;
+                    },
+                    () = sender.closed() => break,
+                }
+            }
+            subscriptions.fetch_sub(1, Ordering::AcqRel);
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(receiver))))
+    }
+
+    async fn offset_for_timestamp(
+        &self,
+        request: Request<pb::OffsetForTimestampRequest>,
+    ) -> Result<Response<pb::OffsetForTimestampResponse>, Status> {
+        let request = request.into_inner();
+        let replica = self.replica(&request.topic, request.partition)?;
+        let state = replica.view.borrow().log;
+        let log = replica.log.clone();
+        let found = tokio::task::spawn_blocking(move || log.offset_for_timestamp(request.timestamp_ms, &state))
+            .await
+            .map_err(|err| Status::internal(err.to_string()))?
+            .map_err(status::from_storage)?;
+        Ok(Response::new(pb::OffsetForTimestampResponse {
+            offset: found.unwrap_or(state.next_offset),
+            found: found.is_some(),
+        }))
+    }
+
+    async fn create_topic(&self, request: Request<pb::CreateTopicRequest>) -> Result<Response<pb::CreateTopicResponse>, Status> {
+        let request = request.into_inner();
+        validate_topic_name(&request.name).map_err(status::from_topic)?;
+        let config = TopicConfig {
+            partition_count: request.partitions,
+            replication_factor: request.replication_factor.max(1),
+            retention_ms: request.retention_ms,
+            retention_bytes: request.retention_bytes,
+        };
+        let nodes = self.host.controller_state().nodes.len().max(1);
+        config.validate(self.host.limits().partitions_per_topic_max, nodes).map_err(status::from_topic)?;
+        let response = self
+            .host
+            .controller_write(ControllerCommand::CreateTopic { name: request.name.clone(), config })
+            .await
+            .map_err(status::from_host)?;
+        let topic = match response {
+            CommandResponse::Topic(result) => result.map_err(status::from_controller)?,
+            other => return Err(Status::internal(format!("unexpected controller outcome {other:?}"))),
+        };
+        self.host.wait_topic_ready(&topic, TOPIC_READY_TIMEOUT).await.map_err(status::from_host)?;
+        Ok(Response::new(pb::CreateTopicResponse { topic: Some(self.describe(&topic)) }))
+    }
+
+    async fn delete_topic(&self, request: Request<pb::DeleteTopicRequest>) -> Result<Response<pb::DeleteTopicResponse>, Status> {
+        let name = request.into_inner().name;
+        validate_topic_name(&name).map_err(status::from_topic)?;
+        let response =
+            self.host.controller_write(ControllerCommand::DeleteTopic { name }).await.map_err(status::from_host)?;
+        match response {
+            CommandResponse::TopicDeleted(result) => result.map_err(status::from_controller)?,
+            other => return Err(Status::internal(format!("unexpected controller outcome {other:?}"))),
+        }
+        Ok(Response::new(pb::DeleteTopicResponse {}))
+    }
+
+    async fn list_topics(&self, _request: Request<pb::ListTopicsRequest>) -> Result<Response<pb::ListTopicsResponse>, Status> {
+        let state = self.host.controller_state();
+        let topics = state
+            .topics
+            .values()
+            .map(|t| pb::TopicSummary {
+                name: t.name.clone(),
+                partitions: t.config.partition_count,
+                replication_factor: t.config.replication_factor,
+            })
+            .collect();
+        Ok(Response::new(pb::ListTopicsResponse { topics }))
+    }
+
+    async fn describe_topic(
+        &self,
+        request: Request<pb::DescribeTopicRequest>,
+    ) -> Result<Response<pb::DescribeTopicResponse>, Status> {
+        let topic = self.topic(&request.into_inner().name)?;
+        Ok(Response::new(pb::DescribeTopicResponse { topic: Some(self.describe(&topic)) }))
+    }
+
+    async fn cluster_status(
+        &self,
+        _request: Request<pb::ClusterStatusRequest>,
+    ) -> Result<Response<pb::ClusterStatusResponse>, Status> {
+        let state = self.host.controller_state();
+        let nodes = state.nodes.iter().map(|(id, address)| pb::NodeStatus { node_id: *id, address: address.clone() }).collect();
+        let controller = self.host.controller_metrics();
+        let mut groups = vec![group_status(cairn_types::CONTROLLER_GROUP_ID, &controller, String::new(), 0, 0)];
+        for replica in self.host.partitions() {
+            let high_watermark = replica.view.borrow().high_watermark();
+            groups.push(group_status(replica.group_id, &replica.metrics(), replica.topic.clone(), replica.partition, high_watermark));
+        }
+        Ok(Response::new(pb::ClusterStatusResponse { node_id: self.host.node_id(), nodes, groups }))
+    }
+}
+
+fn group_status(
+    group_id: u64,
+    metrics: &openraft::RaftMetrics<cairn_raft::TypeConfig>,
+    topic: String,
+    partition: PartitionId,
+    high_watermark: u64,
+) -> pb::GroupStatus {
+    let state = match metrics.state {
+        ServerState::Leader => "leader",
+        ServerState::Follower => "follower",
+        ServerState::Candidate => "candidate",
+        ServerState::Learner => "learner",
+        ServerState::Shutdown => "shutdown",
+    };
+    pb::GroupStatus {
+        group_id,
+        topic,
+        partition,
+        leader: metrics.current_leader,
+        term: metrics.current_term,
+        voters: metrics.membership_config.membership().voter_ids().collect(),
+        committed_index: metrics.cluster_committed.map(|id| id.index),
+        applied_index: metrics.last_applied.map(|id| id.index),
+        high_watermark,
+        state: state.to_owned(),
+    }
+}

@@ -1,0 +1,68 @@
+//! The one place where errors become gRPC statuses: stable codes, actionable messages.
+
+use cairn_raft::{ControllerError, HostError};
+use cairn_storage::StorageError;
+use cairn_types::TopicError;
+use tonic::Status;
+
+pub fn from_host(err: HostError) -> Status {
+    match err {
+        HostError::NotLeader { group, leader: Some(leader), leader_address } => Status::unavailable(format!(
+            "this node does not lead group {group}; the leader is node {leader} at {}: retry there or shortly",
+            leader_address.unwrap_or_else(|| "an unknown address".into())
+        )),
+        HostError::NotLeader { group, leader: None, .. } => {
+            Status::unavailable(format!("group {group} is electing a leader; retry shortly"))
+        }
+        HostError::NoLeader { group, waited_ms } => {
+            Status::unavailable(format!("group {group} had no leader within {waited_ms} ms; retry shortly"))
+        }
+        err @ HostError::Indeterminate { .. } => Status::unavailable(err.to_string()),
+        err @ HostError::UnknownGroup(_) => Status::not_found(err.to_string()),
+        err @ HostError::Misrouted { .. } => Status::failed_precondition(err.to_string()),
+        HostError::Raft(message) => Status::unavailable(format!("raft: {message}")),
+        HostError::Storage(err) => {
+            tracing::error!(error = %err, "storage failure");
+            Status::internal(format!("storage failure on this node: {err}"))
+        }
+    }
+}
+
+pub fn from_storage(err: StorageError) -> Status {
+    match err {
+        err @ StorageError::OffsetOutOfRange { .. } => Status::out_of_range(err.to_string()),
+        err @ (StorageError::Corrupt { .. } | StorageError::CorruptMeta { .. }) => {
+            tracing::error!(error = %err, "stored data failed verification");
+            Status::data_loss(format!("{err}; this replica's copy is damaged, read from another replica"))
+        }
+        err => {
+            tracing::error!(error = %err, "storage failure");
+            Status::internal(err.to_string())
+        }
+    }
+}
+
+pub fn from_controller(err: ControllerError) -> Status {
+    match err {
+        err @ ControllerError::TopicExists(_) => Status::already_exists(err.to_string()),
+        err @ ControllerError::TopicNotFound(_) => Status::not_found(err.to_string()),
+        err @ ControllerError::TooManyTopics { .. } => Status::resource_exhausted(err.to_string()),
+        err @ ControllerError::NotEnoughNodes { .. } => Status::failed_precondition(err.to_string()),
+    }
+}
+
+pub fn from_topic(err: TopicError) -> Status {
+    match err {
+        err @ TopicError::TooManyPartitions { .. } => Status::resource_exhausted(err.to_string()),
+        err @ TopicError::ReplicationFactorTooLarge { .. } => Status::failed_precondition(err.to_string()),
+        err => Status::invalid_argument(err.to_string()),
+    }
+}
+
+pub fn topic_not_found(topic: &str) -> Status {
+    Status::not_found(format!("topic {topic:?} does not exist; create it with `cairn topic create {topic}`"))
+}
+
+pub fn partition_not_found(topic: &str, partition: u32, count: u32) -> Status {
+    Status::not_found(format!("topic {topic:?} has partitions 0..{count}; partition {partition} does not exist"))
+}

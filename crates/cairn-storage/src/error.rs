@@ -1,0 +1,21 @@
+use cairn_types::{CodecError, GroupId, Offset};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("rocksdb: {0}")]
+    RocksDb(#[from] rocksdb::Error),
+    #[error("group {group}: stored batch at offset {base_offset} is corrupt: {source}")]
+    Corrupt { group: GroupId, base_offset: Offset, source: CodecError },
+    #[error("group {group}: stored metadata {what} is corrupt: {detail}")]
+    CorruptMeta { group: GroupId, what: &'static str, detail: String },
+    #[error("offset {offset} is out of range: the log holds [{log_start_offset}, {high_watermark})")]
+    OffsetOutOfRange { offset: Offset, log_start_offset: Offset, high_watermark: Offset },
+    #[error("the WAL syncer has stopped")]
+    SyncerStopped,
+}
+
+impl From<StorageError> for std::io::Error {
+    fn from(err: StorageError) -> Self {
+        std::io::Error::other(err)
+    }
+}

@@ -1,0 +1,74 @@
+//! Key layouts. Big-endian integers so that RocksDB's byte order is numeric order.
+
+use cairn_types::{GroupId, Offset};
+
+pub const CF_RAFT_LOG: &str = "raft_log";
+pub const CF_RAFT_META: &str = "raft_meta";
+pub const CF_RECORDS: &str = "records";
+pub const CF_INDEX: &str = "index";
+pub const CF_SM_META: &str = "sm_meta";
+pub const COLUMN_FAMILIES: [&str; 5] = [CF_RAFT_LOG, CF_RAFT_META, CF_RECORDS, CF_INDEX, CF_SM_META];
+
+pub const INDEX_TIMESTAMP: u8 = b't';
+pub const INDEX_KEY: u8 = b'k';
+
+pub fn group_u64(group: GroupId, value: u64) -> [u8; 16] {
+    let mut key = [0; 16];
+    key[..8].copy_from_slice(&group.to_be_bytes());
+    key[8..].copy_from_slice(&value.to_be_bytes());
+    key
+}
+
+pub fn group_tag(group: GroupId, tag: u8) -> [u8; 9] {
+    let mut key = [0; 9];
+    key[..8].copy_from_slice(&group.to_be_bytes());
+    key[8] = tag;
+    key
+}
+
+/// The smallest key of `group` and the smallest key of the next group.
+pub fn group_bounds(group: GroupId) -> ([u8; 8], [u8; 8]) {
+    (group.to_be_bytes(), (group + 1).to_be_bytes())
+}
+
+pub fn timestamp_index(group: GroupId, timestamp_ms: u64, base_offset: Offset) -> [u8; 25] {
+    let mut key = [0; 25];
+    key[..8].copy_from_slice(&group.to_be_bytes());
+    key[8] = INDEX_TIMESTAMP;
+    key[9..17].copy_from_slice(&timestamp_ms.to_be_bytes());
+    key[17..].copy_from_slice(&base_offset.to_be_bytes());
+    key
+}
+
+pub fn key_index_prefix(group: GroupId, record_key: &[u8]) -> Vec<u8> {
+    let mut key = Vec::with_capacity(8 + 1 + 4 + record_key.len() + 8);
+    key.extend_from_slice(&group.to_be_bytes());
+    key.push(INDEX_KEY);
+    key.extend_from_slice(&(record_key.len() as u32).to_be_bytes());
+    key.extend_from_slice(record_key);
+    key
+}
+
+pub fn key_index(group: GroupId, record_key: &[u8], offset: Offset) -> Vec<u8> {
+    let mut key = key_index_prefix(group, record_key);
+    key.extend_from_slice(&offset.to_be_bytes());
+    key
+}
+
+/// The trailing big-endian u64 of a key, if it has one.
+pub fn trailing_u64(key: &[u8]) -> Option<u64> {
+    let tail: [u8; 8] = key.get(key.len().checked_sub(8)?..)?.try_into().ok()?;
+    Some(u64::from_be_bytes(tail))
+}
+
+/// The byte string just past every key that starts with `prefix`.
+pub fn prefix_end(prefix: &[u8]) -> Vec<u8> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < u8::MAX {
+            end.push(last + 1);
+            return end;
+        }
+    }
+    vec![u8::MAX; prefix.len() + 1]
+}

@@ -1,0 +1,22 @@
+//! Cairn's storage: one RocksDB instance per node holding every Raft group's log, vote and
+//! state, and every partition's records and indexes. Knows nothing of openraft or gRPC: Raft
+//! log entries and state-machine state are opaque bytes here.
+//!
+//! Column families (every key starts with the 8-byte big-endian group id):
+//! - `raft_log`: `group | index` → encoded Raft entry
+//! - `raft_meta`: `group | tag` → vote, last purged log id
+//! - `records`: `group | base_offset` → one stored batch (`cairn_types::batch` format)
+//! - `index`: `group | 't' | last_timestamp_ms | base_offset` and
+//!   `group | 'k' | key_len | key | offset`
+//! - `sm_meta`: `group | tag` → state-machine state, snapshot metadata
+
+mod error;
+mod keys;
+mod partition_log;
+mod store;
+mod syncer;
+
+pub use error::StorageError;
+pub use partition_log::{PartitionLog, PartitionLogState, ReadLimits};
+pub use store::{Store, StoreOptions};
+pub use syncer::SyncCallback;

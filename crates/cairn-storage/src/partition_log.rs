@@ -1,0 +1,345 @@
+use std::sync::Arc;
+
+use bytes::Bytes;
+use cairn_types::batch::decode_header;
+use cairn_types::{GroupId, Offset, Record, StoredRecord, decode_batch, encode_batch};
+use rocksdb::{ReadOptions, WriteBatch};
+use serde::{Deserialize, Serialize};
+
+use crate::keys::{self, CF_INDEX};
+use crate::{StorageError, Store};
+
+/// What a partition's log looks like after the last applied entry. Persisted by the state
+/// machine in the same WriteBatch as the records it describes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionLogState {
+    /// The offset the next record gets: the high watermark once applied.
+    pub next_offset: Offset,
+    /// The first offset still stored; records before it were removed by retention.
+    pub log_start_offset: Offset,
+    /// Timestamps never decrease within a partition: the next batch gets at least this.
+    pub last_timestamp_ms: u64,
+    /// Bytes of stored batches in `[log_start_offset, next_offset)`.
+    pub size_bytes: u64,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct ReadLimits {
+    pub max_records: usize,
+    /// A read returns at least one record when one is there, even a larger one, so a
+    /// consumer always makes progress.
+    pub max_bytes: usize,
+}
+
+/// One partition's records and indexes inside the node's store.
+#[derive(Clone)]
+pub struct PartitionLog {
+    store: Arc<Store>,
+    group: GroupId,
+}
+
+impl PartitionLog {
+    pub fn new(store: Arc<Store>, group: GroupId) -> PartitionLog {
+        PartitionLog { store, group }
+    }
+
+    pub fn group(&self) -> GroupId {
+        self.group
+    }
+
+    /// Adds `records` as one batch to `batch`, stamped `max(timestamp_ms, last timestamp)`.
+    /// Returns the batch's base offset. `state` advances; the caller persists it in `batch`.
+    pub fn append(
+        &self,
+        batch: &mut WriteBatch,
+        state: &mut PartitionLogState,
+        records: &[Record],
+        timestamp_ms: u64,
+    ) -> Offset {
+        let base_offset = state.next_offset;
+        if records.is_empty() {
+            return base_offset;
+        }
+        let timestamp_ms = timestamp_ms.max(state.last_timestamp_ms);
+        let timestamps = vec![timestamp_ms; records.len()];
+        let encoded = encode_batch(base_offset, records, &timestamps);
+        batch.put_cf(self.store.records_cf(), keys::group_u64(self.group, base_offset), &encoded);
+        let index = self.store.cf(CF_INDEX);
+        batch.put_cf(index, keys::timestamp_index(self.group, timestamp_ms, base_offset), []);
+        for (i, record) in records.iter().enumerate() {
+            if let Some(key) = &record.key {
+                batch.put_cf(index, keys::key_index(self.group, key, base_offset + i as u64), []);
+            }
+        }
+        let next_offset = base_offset + records.len() as u64;
+        debug_assert!(next_offset > state.next_offset, "offsets only grow");
+        state.next_offset = next_offset;
+        state.last_timestamp_ms = timestamp_ms;
+        state.size_bytes += encoded.len() as u64;
+        base_offset
+    }
+
+    /// Records from `from`, up to `high_watermark` (exclusive) and `limits`.
+    pub fn read(
+        &self,
+        from: Offset,
+        state: &PartitionLogState,
+        high_watermark: Offset,
+        limits: ReadLimits,
+    ) -> Result<Vec<StoredRecord>, StorageError> {
+        if from < state.log_start_offset || from > high_watermark {
+            return Err(StorageError::OffsetOutOfRange {
+                offset: from,
+                log_start_offset: state.log_start_offset,
+                high_watermark,
+            });
+        }
+        let mut records = Vec::new();
+        if from == high_watermark || limits.max_records == 0 {
+            return Ok(records);
+        }
+        let mut bytes = 0usize;
+        let mut iter = self.records_iter();
+        iter.seek_for_prev(keys::group_u64(self.group, from));
+        if !iter.valid() {
+            iter.seek(keys::group_u64(self.group, from));
+        }
+        'batches: while let (Some(key), Some(value)) = (iter.key(), iter.value()) {
+            let base_offset = keys::trailing_u64(key).unwrap_or_default();
+            if base_offset >= high_watermark {
+                break;
+            }
+            let batch = decode_batch(&Bytes::copy_from_slice(value))
+                .map_err(|source| StorageError::Corrupt { group: self.group, base_offset, source })?;
+            for record in batch.records {
+                if record.offset < from {
+                    continue;
+                }
+                let size = record_size(&record);
+                if record.offset >= high_watermark
+                    || records.len() >= limits.max_records
+                    || (!records.is_empty() && bytes + size > limits.max_bytes)
+                {
+                    break 'batches;
+                }
+                bytes += size;
+                records.push(record);
+            }
+            iter.next();
+        }
+        iter.status()?;
+        debug_assert!(records.windows(2).all(|w| w[1].offset == w[0].offset + 1), "offsets dense");
+        Ok(records)
+    }
+
+    /// The first offset whose timestamp is at or after `timestamp_ms`; `None` if no stored
+    /// record is that recent.
+    pub fn offset_for_timestamp(
+        &self,
+        timestamp_ms: u64,
+        state: &PartitionLogState,
+    ) -> Result<Option<Offset>, StorageError> {
+        let mut options = ReadOptions::default();
+        options.set_iterate_upper_bound(keys::group_tag(self.group, keys::INDEX_TIMESTAMP + 1).to_vec());
+        let mut iter = self.store.db().raw_iterator_cf_opt(self.store.cf(CF_INDEX), options);
+        iter.seek(keys::timestamp_index(self.group, timestamp_ms, 0));
+        // Timestamps never decrease, so the first batch whose last timestamp reaches the
+        // target holds the answer.
+        while let Some(key) = iter.key() {
+            let base_offset = keys::trailing_u64(key).unwrap_or_default();
+            iter.next();
+            if base_offset < state.log_start_offset {
+                continue;
+            }
+            for record in self.read(base_offset, state, state.next_offset, ReadLimits::batch())? {
+                if record.timestamp_ms >= timestamp_ms {
+                    return Ok(Some(record.offset));
+                }
+            }
+        }
+        iter.status()?;
+        Ok(None)
+    }
+
+    /// Offsets of records with `key`, from `from`, at most `limit`.
+    pub fn offsets_for_key(
+        &self,
+        key: &[u8],
+        from: Offset,
+        limit: usize,
+        state: &PartitionLogState,
+    ) -> Result<Vec<Offset>, StorageError> {
+        let prefix = keys::key_index_prefix(self.group, key);
+        let mut options = ReadOptions::default();
+        options.set_iterate_upper_bound(keys::prefix_end(&prefix));
+        let mut iter = self.store.db().raw_iterator_cf_opt(self.store.cf(CF_INDEX), options);
+        iter.seek(keys::key_index(self.group, key, from.max(state.log_start_offset)));
+        let mut offsets = Vec::new();
+        while let Some(index_key) = iter.key() {
+            if offsets.len() >= limit {
+                break;
+            }
+            if let Some(offset) = keys::trailing_u64(index_key)
+                && offset < state.next_offset
+            {
+                offsets.push(offset);
+            }
+            iter.next();
+        }
+        iter.status()?;
+        Ok(offsets)
+    }
+
+    /// Where retention would move the log start: the base offset of the first batch to keep.
+    /// `None` when nothing is due for deletion.
+    pub fn retention_cut(
+        &self,
+        state: &PartitionLogState,
+        now_ms: u64,
+        retention_ms: Option<u64>,
+        retention_bytes: Option<u64>,
+    ) -> Result<Option<Offset>, StorageError> {
+        if retention_ms.is_none() && retention_bytes.is_none() {
+            return Ok(None);
+        }
+        let mut size_bytes = state.size_bytes;
+        let mut cut = state.log_start_offset;
+        let mut iter = self.records_iter();
+        iter.seek(keys::group_u64(self.group, state.log_start_offset));
+        while let (Some(key), Some(value)) = (iter.key(), iter.value()) {
+            let base_offset = keys::trailing_u64(key).unwrap_or_default();
+            let header = decode_header(value)
+                .map_err(|source| StorageError::Corrupt { group: self.group, base_offset, source })?;
+            let too_old = retention_ms.is_some_and(|ms| header.last_timestamp_ms.saturating_add(ms) < now_ms);
+            let too_big = retention_bytes.is_some_and(|max| size_bytes > max);
+            if !too_old && !too_big {
+                break;
+            }
+            size_bytes -= value.len() as u64;
+            cut = header.next_offset();
+            iter.next();
+        }
+        iter.status()?;
+        Ok((cut > state.log_start_offset).then_some(cut))
+    }
+
+    /// Removes every batch that ends at or before `before_offset` (a batch boundary).
+    pub fn delete_prefix(
+        &self,
+        batch: &mut WriteBatch,
+        state: &mut PartitionLogState,
+        before_offset: Offset,
+    ) -> Result<(), StorageError> {
+        let before_offset = before_offset.min(state.next_offset);
+        if before_offset <= state.log_start_offset {
+            return Ok(());
+        }
+        let mut iter = self.records_iter();
+        iter.seek(keys::group_u64(self.group, state.log_start_offset));
+        let mut removed_bytes = 0u64;
+        let mut new_start = state.log_start_offset;
+        let mut last_timestamp_ms = 0;
+        while let (Some(key), Some(value)) = (iter.key(), iter.value()) {
+            let base_offset = keys::trailing_u64(key).unwrap_or_default();
+            let header = decode_header(value)
+                .map_err(|source| StorageError::Corrupt { group: self.group, base_offset, source })?;
+            if header.next_offset() > before_offset {
+                break;
+            }
+            removed_bytes += value.len() as u64;
+            new_start = header.next_offset();
+            last_timestamp_ms = header.last_timestamp_ms;
+            iter.next();
+        }
+        iter.status()?;
+        if new_start == state.log_start_offset {
+            return Ok(());
+        }
+        batch.delete_range_cf(
+            self.store.records_cf(),
+            keys::group_u64(self.group, 0),
+            keys::group_u64(self.group, new_start),
+        );
+        batch.delete_range_cf(
+            self.store.cf(CF_INDEX),
+            keys::timestamp_index(self.group, 0, 0),
+            keys::timestamp_index(self.group, last_timestamp_ms, new_start),
+        );
+        // Key-index entries below the log start are filtered on read and left in place.
+        state.log_start_offset = new_start;
+        state.size_bytes -= removed_bytes;
+        Ok(())
+    }
+
+    /// Raw stored batches from the one holding `from`, for replica catch-up. Verified.
+    pub fn raw_batches(&self, from: Offset, max_bytes: usize) -> Result<Vec<(Offset, Bytes)>, StorageError> {
+        let mut iter = self.records_iter();
+        iter.seek_for_prev(keys::group_u64(self.group, from));
+        if !iter.valid() {
+            iter.seek(keys::group_u64(self.group, from));
+        }
+        let mut batches = Vec::new();
+        let mut bytes = 0;
+        while let (Some(key), Some(value)) = (iter.key(), iter.value()) {
+            if !batches.is_empty() && bytes + value.len() > max_bytes {
+                break;
+            }
+            let base_offset = keys::trailing_u64(key).unwrap_or_default();
+            decode_header(value).map_err(|source| StorageError::Corrupt { group: self.group, base_offset, source })?;
+            bytes += value.len();
+            batches.push((base_offset, Bytes::copy_from_slice(value)));
+            iter.next();
+        }
+        iter.status()?;
+        Ok(batches)
+    }
+
+    /// Stores batches streamed from another replica (snapshot catch-up), with their index
+    /// entries, after verifying each one. The state machine's state is installed separately.
+    pub fn import_batches(&self, batches: &[(Offset, Vec<u8>)]) -> Result<(), StorageError> {
+        let mut batch = WriteBatch::default();
+        let index = self.store.cf(CF_INDEX);
+        for (base_offset, raw) in batches {
+            let raw = Bytes::copy_from_slice(raw);
+            let decoded = decode_batch(&raw)
+                .map_err(|source| StorageError::Corrupt { group: self.group, base_offset: *base_offset, source })?;
+            if decoded.header.base_offset != *base_offset {
+                return Err(StorageError::CorruptMeta {
+                    group: self.group,
+                    what: "imported batch",
+                    detail: format!("sent as offset {base_offset}, holds offset {}", decoded.header.base_offset),
+                });
+            }
+            batch.put_cf(self.store.records_cf(), keys::group_u64(self.group, *base_offset), &raw);
+            batch.put_cf(index, keys::timestamp_index(self.group, decoded.header.last_timestamp_ms, *base_offset), []);
+            for record in &decoded.records {
+                if let Some(key) = &record.key {
+                    batch.put_cf(index, keys::key_index(self.group, key, record.offset), []);
+                }
+            }
+        }
+        self.store.write(batch)
+    }
+
+    fn records_iter(&self) -> rocksdb::DBRawIterator<'_> {
+        let (lower, upper) = keys::group_bounds(self.group);
+        let mut options = ReadOptions::default();
+        options.set_iterate_lower_bound(lower);
+        options.set_iterate_upper_bound(upper);
+        self.store.db().raw_iterator_cf_opt(self.store.records_cf(), options)
+    }
+}
+
+impl ReadLimits {
+    /// Enough for any one batch.
+    fn batch() -> ReadLimits {
+        ReadLimits { max_records: usize::MAX, max_bytes: usize::MAX }
+    }
+}
+
+fn record_size(record: &StoredRecord) -> usize {
+    record.value.len()
+        + record.key.as_ref().map_or(0, |k| k.len())
+        + record.headers.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>()
+        + 16
+}

@@ -1,0 +1,181 @@
+use std::ops::RangeBounds;
+use std::path::Path;
+use std::sync::Arc;
+
+use cairn_types::GroupId;
+use rocksdb::{ColumnFamily, ColumnFamilyDescriptor, DB, Options, ReadOptions, WriteBatch, WriteOptions};
+
+use crate::StorageError;
+use crate::keys::{self, CF_RAFT_LOG, CF_RAFT_META, CF_RECORDS, CF_SM_META, COLUMN_FAMILIES};
+use crate::syncer::{SyncCallback, Syncer};
+
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// RocksDB background flush and compaction threads.
+    pub background_jobs: i32,
+    /// Size of each memtable, in bytes.
+    pub write_buffer_bytes: usize,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions { background_jobs: 2, write_buffer_bytes: 32 * 1024 * 1024 }
+    }
+}
+
+/// A node's RocksDB instance, shared by all its Raft groups.
+pub struct Store {
+    // Field order matters: the syncer thread holds a clone of `db` and must stop first.
+    syncer: Syncer,
+    db: Arc<DB>,
+}
+
+impl Store {
+    pub fn open(path: &Path, options: &StoreOptions) -> Result<Arc<Store>, StorageError> {
+        let mut db_options = Options::default();
+        db_options.create_if_missing(true);
+        db_options.create_missing_column_families(true);
+        db_options.set_max_background_jobs(options.background_jobs);
+        db_options.set_write_buffer_size(options.write_buffer_bytes);
+        db_options.set_compression_type(rocksdb::DBCompressionType::Lz4);
+        // Cairn syncs the WAL itself (group commit); RocksDB must not skip it.
+        db_options.set_manual_wal_flush(false);
+        db_options.set_paranoid_checks(true);
+        let descriptors = COLUMN_FAMILIES.iter().map(|name| {
+            let mut cf_options = Options::default();
+            cf_options.set_write_buffer_size(options.write_buffer_bytes);
+            cf_options.set_compression_type(rocksdb::DBCompressionType::Lz4);
+            ColumnFamilyDescriptor::new(*name, cf_options)
+        });
+        let db = Arc::new(DB::open_cf_descriptors(&db_options, path, descriptors)?);
+        let syncer = Syncer::start(Arc::clone(&db)).map_err(|err| StorageError::CorruptMeta {
+            group: 0,
+            what: "syncer thread",
+            detail: err.to_string(),
+        })?;
+        Ok(Arc::new(Store { syncer, db }))
+    }
+
+    pub(crate) fn db(&self) -> &DB {
+        &self.db
+    }
+
+    pub(crate) fn cf(&self, name: &str) -> &ColumnFamily {
+        // The column families are fixed and created at open: absence is a programming error.
+        self.db.cf_handle(name).expect("column family created at open")
+    }
+
+    /// Writes a batch without waiting for the disk. Durable once a later sync completes.
+    pub fn write(&self, batch: WriteBatch) -> Result<(), StorageError> {
+        let mut options = WriteOptions::default();
+        options.set_sync(false);
+        self.db.write_opt(batch, &options)?;
+        Ok(())
+    }
+
+    /// Writes a batch and fsyncs the WAL before returning. Blocking.
+    pub fn write_synced(&self, batch: WriteBatch) -> Result<(), StorageError> {
+        let mut options = WriteOptions::default();
+        options.set_sync(true);
+        self.db.write_opt(batch, &options)?;
+        Ok(())
+    }
+
+    /// Calls `callback` once every write made before this call is on disk.
+    pub fn sync_then(&self, callback: SyncCallback) {
+        self.syncer.submit(callback);
+    }
+
+    // ---- Raft log: opaque entries by (group, index) ----
+
+    pub fn raft_log_put(&self, batch: &mut WriteBatch, group: GroupId, index: u64, entry: &[u8]) {
+        batch.put_cf(self.cf(CF_RAFT_LOG), keys::group_u64(group, index), entry);
+    }
+
+    /// Entries of `group` with index in `range`, in order.
+    pub fn raft_log_range(
+        &self,
+        group: GroupId,
+        range: impl RangeBounds<u64>,
+    ) -> Result<Vec<(u64, Vec<u8>)>, StorageError> {
+        use std::ops::Bound;
+        let start = match range.start_bound() {
+            Bound::Included(&i) => i,
+            Bound::Excluded(&i) => i.saturating_add(1),
+            Bound::Unbounded => 0,
+        };
+        let mut options = ReadOptions::default();
+        match range.end_bound() {
+            Bound::Included(&i) if i < u64::MAX => options.set_iterate_upper_bound(keys::group_u64(group, i + 1)),
+            Bound::Excluded(&i) => options.set_iterate_upper_bound(keys::group_u64(group, i)),
+            _ => options.set_iterate_upper_bound(keys::group_bounds(group).1),
+        }
+        let mut iter = self.db.raw_iterator_cf_opt(self.cf(CF_RAFT_LOG), options);
+        iter.seek(keys::group_u64(group, start));
+        let mut entries = Vec::new();
+        while let (Some(key), Some(value)) = (iter.key(), iter.value()) {
+            let index = keys::trailing_u64(key).ok_or_else(|| StorageError::CorruptMeta {
+                group,
+                what: "raft log key",
+                detail: format!("{} bytes", key.len()),
+            })?;
+            entries.push((index, value.to_vec()));
+            iter.next();
+        }
+        iter.status()?;
+        Ok(entries)
+    }
+
+    /// The last entry of `group`'s Raft log.
+    pub fn raft_log_last(&self, group: GroupId) -> Result<Option<(u64, Vec<u8>)>, StorageError> {
+        let (lower, upper) = keys::group_bounds(group);
+        let mut options = ReadOptions::default();
+        options.set_iterate_lower_bound(lower);
+        options.set_iterate_upper_bound(upper);
+        let mut iter = self.db.raw_iterator_cf_opt(self.cf(CF_RAFT_LOG), options);
+        iter.seek_to_last();
+        let last = match (iter.key(), iter.value()) {
+            (Some(key), Some(value)) => keys::trailing_u64(key).map(|index| (index, value.to_vec())),
+            _ => None,
+        };
+        iter.status()?;
+        Ok(last)
+    }
+
+    /// Deletes entries with index in `[from, to)`.
+    pub fn raft_log_delete(&self, batch: &mut WriteBatch, group: GroupId, from: u64, to: u64) {
+        batch.delete_range_cf(self.cf(CF_RAFT_LOG), keys::group_u64(group, from), keys::group_u64(group, to));
+    }
+
+    // ---- small per-group metadata ----
+
+    pub fn raft_meta_put(&self, batch: &mut WriteBatch, group: GroupId, tag: u8, value: &[u8]) {
+        batch.put_cf(self.cf(CF_RAFT_META), keys::group_tag(group, tag), value);
+    }
+
+    pub fn raft_meta_get(&self, group: GroupId, tag: u8) -> Result<Option<Vec<u8>>, StorageError> {
+        Ok(self.db.get_cf(self.cf(CF_RAFT_META), keys::group_tag(group, tag))?)
+    }
+
+    pub fn sm_meta_put(&self, batch: &mut WriteBatch, group: GroupId, tag: u8, value: &[u8]) {
+        batch.put_cf(self.cf(CF_SM_META), keys::group_tag(group, tag), value);
+    }
+
+    pub fn sm_meta_get(&self, group: GroupId, tag: u8) -> Result<Option<Vec<u8>>, StorageError> {
+        Ok(self.db.get_cf(self.cf(CF_SM_META), keys::group_tag(group, tag))?)
+    }
+
+    /// Deletes everything `group` stored, in every column family.
+    pub fn delete_group(&self, group: GroupId) -> Result<(), StorageError> {
+        let (lower, upper) = keys::group_bounds(group);
+        let mut batch = WriteBatch::default();
+        for name in COLUMN_FAMILIES {
+            batch.delete_range_cf(self.cf(name), lower, upper);
+        }
+        self.write_synced(batch)
+    }
+
+    pub(crate) fn records_cf(&self) -> &ColumnFamily {
+        self.cf(CF_RECORDS)
+    }
+}

@@ -1,0 +1,62 @@
+//! Group commit: one thread per node makes the shared RocksDB WAL durable for every
+//! pending append of every Raft group with a single `flush_wal(true)`, then completes them
+//! all, in submission order.
+
+use std::sync::Arc;
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+
+/// Called once the writes before it are durable (or the sync failed).
+pub type SyncCallback = Box<dyn FnOnce(std::io::Result<()>) + Send>;
+
+pub(crate) struct Syncer {
+    sender: Option<mpsc::Sender<SyncCallback>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Syncer {
+    pub(crate) fn start(db: Arc<rocksdb::DB>) -> std::io::Result<Syncer> {
+        // Unbounded by type, bounded in practice: each Raft group has at most a few log IOs
+        // in flight, so the queue never exceeds (groups x in-flight IOs).
+        let (sender, receiver) = mpsc::channel::<SyncCallback>();
+        let thread = std::thread::Builder::new().name("cairn-wal-sync".into()).spawn(move || {
+            let mut failed: Option<String> = None;
+            while let Ok(first) = receiver.recv() {
+                let mut pending = vec![first];
+                pending.extend(receiver.try_iter());
+                if failed.is_none()
+                    && let Err(err) = db.flush_wal(true)
+                {
+                    tracing::error!(error = %err, "WAL fsync failed: every Raft group on this node stops accepting writes");
+                    failed = Some(err.to_string());
+                }
+                for callback in pending {
+                    match &failed {
+                        None => callback(Ok(())),
+                        Some(err) => callback(Err(std::io::Error::other(format!("WAL fsync failed earlier: {err}")))),
+                    }
+                }
+            }
+        })?;
+        Ok(Syncer { sender: Some(sender), thread: Some(thread) })
+    }
+
+    pub(crate) fn submit(&self, callback: SyncCallback) {
+        let result = match &self.sender {
+            Some(sender) => sender.send(callback).map_err(|mpsc::SendError(callback)| callback),
+            None => Err(callback),
+        };
+        if let Err(callback) = result {
+            callback(Err(std::io::Error::other("the WAL syncer has stopped")));
+        }
+    }
+}
+
+impl Drop for Syncer {
+    fn drop(&mut self) {
+        self.sender.take();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}

@@ -1,0 +1,264 @@
+//! The on-disk format of a record batch, version 1. All integers little-endian.
+//!
+//! ```text
+//! batch   := version:u8 crc32c:u32 body            (crc covers all of body)
+//! body    := base_offset:u64 record_count:u32 first_timestamp_ms:u64 last_timestamp_ms:u64 record*
+//! record  := timestamp_ms:u64 key_len_plus_one:u32 key header_count:u32 header* value_len:u32 value
+//! header  := name_len:u32 name(utf-8) value_len:u32 value
+//! ```
+//! `key_len_plus_one == 0` means "no key". Offsets are implicit: `base_offset + index`.
+//! Decoding never panics: every length is checked against the buffer.
+
+use bytes::Bytes;
+
+use crate::{Offset, Record, StoredRecord};
+
+pub const BATCH_FORMAT_VERSION: u8 = 1;
+const PREFIX_LEN: usize = 1 + 4;
+const BODY_HEADER_LEN: usize = 8 + 4 + 8 + 8;
+/// Bytes of a batch before its first record.
+pub const BATCH_HEADER_LEN: usize = PREFIX_LEN + BODY_HEADER_LEN;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum CodecError {
+    #[error("unknown batch format version {0}")]
+    UnknownVersion(u8),
+    #[error("batch checksum mismatch: stored {stored:#010x}, computed {computed:#010x}")]
+    ChecksumMismatch { stored: u32, computed: u32 },
+    #[error("batch truncated: needed {needed} bytes at position {position}, {available} available")]
+    Truncated { position: usize, needed: usize, available: usize },
+    #[error("header name is not valid UTF-8")]
+    HeaderNotUtf8,
+    #[error("batch declares {declared} records but holds {found}")]
+    CountMismatch { declared: u32, found: u32 },
+}
+
+/// The fixed fields of a stored batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchHeader {
+    pub base_offset: Offset,
+    pub record_count: u32,
+    pub first_timestamp_ms: u64,
+    pub last_timestamp_ms: u64,
+}
+
+impl BatchHeader {
+    /// One past the last offset in the batch.
+    pub fn next_offset(&self) -> Offset {
+        self.base_offset + u64::from(self.record_count)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DecodedBatch {
+    pub header: BatchHeader,
+    pub records: Vec<StoredRecord>,
+}
+
+/// Encodes `records`, stamped with `timestamps_ms` (one per record), as one batch.
+pub fn encode_batch(base_offset: Offset, records: &[Record], timestamps_ms: &[u64]) -> Vec<u8> {
+    assert_eq!(records.len(), timestamps_ms.len(), "one timestamp per record");
+    let body_len: usize = BODY_HEADER_LEN + records.iter().map(Record::encoded_len).sum::<usize>();
+    let mut buf = Vec::with_capacity(PREFIX_LEN + body_len);
+    buf.push(BATCH_FORMAT_VERSION);
+    buf.extend_from_slice(&[0; 4]);
+    buf.extend_from_slice(&base_offset.to_le_bytes());
+    buf.extend_from_slice(&(records.len() as u32).to_le_bytes());
+    buf.extend_from_slice(&timestamps_ms.first().copied().unwrap_or(0).to_le_bytes());
+    buf.extend_from_slice(&timestamps_ms.last().copied().unwrap_or(0).to_le_bytes());
+    for (record, timestamp_ms) in records.iter().zip(timestamps_ms) {
+        buf.extend_from_slice(&timestamp_ms.to_le_bytes());
+        match &record.key {
+            None => buf.extend_from_slice(&0u32.to_le_bytes()),
+            Some(key) => {
+                buf.extend_from_slice(&(key.len() as u32 + 1).to_le_bytes());
+                buf.extend_from_slice(key);
+            }
+        }
+        buf.extend_from_slice(&(record.headers.len() as u32).to_le_bytes());
+        for (name, value) in &record.headers {
+            buf.extend_from_slice(&(name.len() as u32).to_le_bytes());
+            buf.extend_from_slice(name.as_bytes());
+            buf.extend_from_slice(&(value.len() as u32).to_le_bytes());
+            buf.extend_from_slice(value);
+        }
+        buf.extend_from_slice(&(record.value.len() as u32).to_le_bytes());
+        buf.extend_from_slice(&record.value);
+    }
+    debug_assert_eq!(buf.len(), PREFIX_LEN + body_len);
+    let crc = crc32c::crc32c(&buf[PREFIX_LEN..]);
+    buf[1..5].copy_from_slice(&crc.to_le_bytes());
+    buf
+}
+
+/// Checks version and checksum, and returns the fixed fields without decoding records.
+pub fn decode_header(buf: &[u8]) -> Result<BatchHeader, CodecError> {
+    let mut reader = Reader { buf, position: 0 };
+    let version = reader.u8()?;
+    if version != BATCH_FORMAT_VERSION {
+        return Err(CodecError::UnknownVersion(version));
+    }
+    let stored = reader.u32()?;
+    let computed = crc32c::crc32c(&buf[PREFIX_LEN..]);
+    if stored != computed {
+        return Err(CodecError::ChecksumMismatch { stored, computed });
+    }
+    Ok(BatchHeader {
+        base_offset: reader.u64()?,
+        record_count: reader.u32()?,
+        first_timestamp_ms: reader.u64()?,
+        last_timestamp_ms: reader.u64()?,
+    })
+}
+
+/// Verifies and decodes a whole batch. Record fields share `buf`'s memory.
+pub fn decode_batch(buf: &Bytes) -> Result<DecodedBatch, CodecError> {
+    let header = decode_header(buf)?;
+    let mut reader = Reader { buf, position: BATCH_HEADER_LEN };
+    let mut records = Vec::with_capacity(header.record_count.min(1 << 16) as usize);
+    while reader.position < buf.len() {
+        let timestamp_ms = reader.u64()?;
+        let key = match reader.u32()? {
+            0 => None,
+            len_plus_one => Some(reader.bytes(buf, len_plus_one as usize - 1)?),
+        };
+        let header_count = reader.u32()?;
+        let mut headers = Vec::with_capacity(header_count.min(64) as usize);
+        for _ in 0..header_count {
+            let name_len = reader.u32()? as usize;
+            let name = reader.bytes(buf, name_len)?;
+            let name = String::from_utf8(name.to_vec()).map_err(|_| CodecError::HeaderNotUtf8)?;
+            let value_len = reader.u32()? as usize;
+            headers.push((name, reader.bytes(buf, value_len)?));
+        }
+        let value_len = reader.u32()? as usize;
+        let value = reader.bytes(buf, value_len)?;
+        records.push(StoredRecord {
+            offset: header.base_offset + records.len() as u64,
+            timestamp_ms,
+            key,
+            headers,
+            value,
+        });
+    }
+    if records.len() as u64 != u64::from(header.record_count) {
+        return Err(CodecError::CountMismatch {
+            declared: header.record_count,
+            found: records.len() as u32,
+        });
+    }
+    Ok(DecodedBatch { header, records })
+}
+
+struct Reader<'a> {
+    buf: &'a [u8],
+    position: usize,
+}
+
+impl Reader<'_> {
+    fn take(&mut self, needed: usize) -> Result<&[u8], CodecError> {
+        let available = self.buf.len().saturating_sub(self.position);
+        if needed > available {
+            return Err(CodecError::Truncated { position: self.position, needed, available });
+        }
+        let slice = &self.buf[self.position..self.position + needed];
+        self.position += needed;
+        Ok(slice)
+    }
+
+    fn u8(&mut self) -> Result<u8, CodecError> {
+        Ok(self.take(1)?[0])
+    }
+
+    fn u32(&mut self) -> Result<u32, CodecError> {
+        let mut raw = [0; 4];
+        raw.copy_from_slice(self.take(4)?);
+        Ok(u32::from_le_bytes(raw))
+    }
+
+    fn u64(&mut self) -> Result<u64, CodecError> {
+        let mut raw = [0; 8];
+        raw.copy_from_slice(self.take(8)?);
+        Ok(u64::from_le_bytes(raw))
+    }
+
+    fn bytes(&mut self, whole: &Bytes, len: usize) -> Result<Bytes, CodecError> {
+        let start = self.position;
+        self.take(len)?;
+        Ok(whole.slice(start..start + len))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn record_strategy() -> impl Strategy<Value = Record> {
+        (
+            proptest::option::of(proptest::collection::vec(any::<u8>(), 0..32)),
+            proptest::collection::vec(("[a-z]{0,8}", proptest::collection::vec(any::<u8>(), 0..16)), 0..4),
+            proptest::collection::vec(any::<u8>(), 0..256),
+        )
+            .prop_map(|(key, headers, value)| Record {
+                key: key.map(Bytes::from),
+                headers: headers.into_iter().map(|(k, v)| (k, Bytes::from(v))).collect(),
+                value: Bytes::from(value),
+            })
+    }
+
+    proptest! {
+        #[test]
+        fn roundtrip(base in 0u64..u64::MAX / 2, records in proptest::collection::vec(record_strategy(), 0..20), ts0 in 0u64..1 << 50) {
+            let timestamps: Vec<u64> = (0..records.len() as u64).map(|i| ts0 + i).collect();
+            let encoded = Bytes::from(encode_batch(base, &records, &timestamps));
+            let decoded = decode_batch(&encoded).expect("decodes");
+            prop_assert_eq!(decoded.header.base_offset, base);
+            prop_assert_eq!(decoded.header.record_count as usize, records.len());
+            prop_assert_eq!(decoded.records.len(), records.len());
+            for (i, (stored, original)) in decoded.records.iter().zip(&records).enumerate() {
+                prop_assert_eq!(stored.offset, base + i as u64);
+                prop_assert_eq!(stored.timestamp_ms, timestamps[i]);
+                prop_assert_eq!(&stored.key, &original.key);
+                prop_assert_eq!(&stored.headers, &original.headers);
+                prop_assert_eq!(&stored.value, &original.value);
+            }
+        }
+
+        /// Any single flipped bit is caught: by the checksum, or the version byte.
+        #[test]
+        fn bit_flip_detected(records in proptest::collection::vec(record_strategy(), 1..5), bit in any::<proptest::sample::Index>()) {
+            let timestamps = vec![7; records.len()];
+            let mut encoded = encode_batch(3, &records, &timestamps);
+            let bit = bit.index(encoded.len() * 8);
+            encoded[bit / 8] ^= 1 << (bit % 8);
+            prop_assert!(decode_batch(&Bytes::from(encoded)).is_err());
+        }
+
+        /// Arbitrary bytes never panic the decoder.
+        #[test]
+        fn garbage_never_panics(garbage in proptest::collection::vec(any::<u8>(), 0..200)) {
+            let _ = decode_batch(&Bytes::from(garbage));
+        }
+
+        /// A truncated batch is an error, never a shorter batch.
+        #[test]
+        fn truncation_detected(records in proptest::collection::vec(record_strategy(), 1..5), cut in any::<proptest::sample::Index>()) {
+            let encoded = encode_batch(0, &records, &vec![1; records.len()]);
+            let cut = cut.index(encoded.len());
+            prop_assert!(decode_batch(&Bytes::copy_from_slice(&encoded[..cut])).is_err());
+        }
+    }
+
+    #[test]
+    fn encoded_len_matches_encoding() {
+        let record = Record {
+            key: Some(Bytes::from_static(b"k")),
+            headers: vec![("h".into(), Bytes::from_static(b"vv"))],
+            value: Bytes::from_static(b"value"),
+        };
+        let encoded = encode_batch(0, std::slice::from_ref(&record), &[1]);
+        assert_eq!(encoded.len(), BATCH_HEADER_LEN + record.encoded_len());
+    }
+}

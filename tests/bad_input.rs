@@ -1,0 +1,118 @@
+//! Every kind of bad input gets a precise gRPC status, and the server keeps running with its
+//! data intact.
+
+mod harness;
+
+use bytes::Bytes;
+use cairn_client::{CairnClient, ClientError, CreateTopicOptions, proto};
+use cairn_types::Record;
+use harness::{FAST_RAFT, Node};
+use tonic::Code;
+
+fn code<T: std::fmt::Debug>(result: Result<T, ClientError>) -> (Code, String) {
+    let err = result.expect_err("the call must fail");
+    (err.code().unwrap_or(Code::Unknown), err.to_string())
+}
+
+fn value(len: usize) -> Record {
+    Record { key: None, headers: vec![], value: Bytes::from(vec![b'v'; len]) }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_gets_precise_errors() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut args = FAST_RAFT.to_vec();
+    args.extend(["--records-per-request-max", "100", "--request-bytes-max", "2000000", "--partitions-per-topic-max", "50"]);
+    let mut node = tokio::task::block_in_place(|| Node::start(&dir.path().join("node1"), &args));
+    let client = CairnClient::connect(&node.address).await.expect("connect");
+
+    // Topic creation.
+    let (c, message) = code(client.create_topic(CreateTopicOptions::new("bad/name", 1)).await);
+    assert_eq!(c, Code::InvalidArgument, "{message}");
+    assert!(message.contains('/'), "names the bad character: {message}");
+    assert_eq!(code(client.create_topic(CreateTopicOptions::new("", 1)).await).0, Code::InvalidArgument);
+    assert_eq!(code(client.create_topic(CreateTopicOptions::new("x".repeat(250), 1)).await).0, Code::InvalidArgument);
+    assert_eq!(code(client.create_topic(CreateTopicOptions::new("zero", 0)).await).0, Code::InvalidArgument);
+    let (c, message) = code(client.create_topic(CreateTopicOptions::new("wide", 51)).await);
+    assert_eq!(c, Code::ResourceExhausted, "{message}");
+    assert!(message.contains("50"), "names the limit: {message}");
+    let mut replicated = CreateTopicOptions::new("replicated", 1);
+    replicated.replication_factor = 3;
+    assert_eq!(code(client.create_topic(replicated).await).0, Code::FailedPrecondition);
+    let mut zero_retention = CreateTopicOptions::new("zero-retention", 1);
+    zero_retention.retention_ms = Some(0);
+    assert_eq!(code(client.create_topic(zero_retention).await).0, Code::InvalidArgument);
+    client.create_topic(CreateTopicOptions::new("t", 2)).await.expect("create t");
+    assert_eq!(code(client.create_topic(CreateTopicOptions::new("t", 2)).await).0, Code::AlreadyExists);
+
+    // Appends.
+    let stored = client.append("t", Some(0), vec![value(10), value(20)]).await.expect("good append");
+    assert_eq!(stored, vec![(0, 0), (0, 1)]);
+    assert_eq!(code(client.append("nope", None, vec![value(1)]).await).0, Code::NotFound);
+    let (c, message) = code(client.append("t", Some(9), vec![value(1)]).await);
+    assert_eq!(c, Code::NotFound, "{message}");
+    assert_eq!(code(client.append("t", None, vec![]).await).0, Code::InvalidArgument);
+    let (c, message) = code(client.append("t", None, (0..101).map(|_| value(1)).collect()).await);
+    assert_eq!(c, Code::ResourceExhausted, "{message}");
+    assert!(message.contains("100"), "{message}");
+    let (c, message) = code(client.append("t", None, vec![value(1024 * 1024 + 1)]).await);
+    assert_eq!(c, Code::ResourceExhausted, "{message}");
+    assert_eq!(code(client.append("t", None, vec![value(1024 * 1024), value(1024 * 1024)]).await).0, Code::ResourceExhausted);
+    let mut raw = client.proto_client();
+    let idempotent = raw
+        .append(proto::AppendRequest {
+            topic: "t".into(),
+            partition: Some(0),
+            records: vec![proto::Record { key: None, headers: vec![], value: Bytes::from_static(b"x") }],
+            producer_id: Some(7),
+            sequence: Some(0),
+        })
+        .await
+        .expect_err("producer ids are not supported yet");
+    assert_eq!(idempotent.code(), Code::Unimplemented);
+
+    // Reads.
+    let (c, message) = code(client.read("t", 0, 3, 0, 0, 0).await);
+    assert_eq!(c, Code::OutOfRange, "{message}");
+    assert_eq!(code(client.read("t", 5, 0, 0, 0, 0).await).0, Code::NotFound);
+    assert_eq!(code(client.read("nope", 0, 0, 0, 0, 0).await).0, Code::NotFound);
+    assert_eq!(code(client.describe_topic("nope").await).0, Code::NotFound);
+    assert_eq!(code(client.delete_topic("nope").await).0, Code::NotFound);
+    let subscribe = raw
+        .subscribe(proto::SubscribeRequest {
+            topic: "t".into(),
+            partition: 0,
+            start: Some(proto::subscribe_request::Start::Offset(99)),
+            max_bytes_per_message: 0,
+        })
+        .await
+        .expect_err("beyond the high watermark");
+    assert_eq!(subscribe.code(), Code::OutOfRange);
+    let limited = client.read("t", 0, 0, 1, 0, 0).await.expect("max_records");
+    assert_eq!(limited.records.len(), 1);
+
+    // A corrupted stored batch is detected, reported as DATA_LOSS, and the server keeps going.
+    let group = client.describe_topic("t").await.expect("describe").partitions[0].group_id;
+    tokio::task::block_in_place(|| node.kill());
+    corrupt_first_batch(&node.data_dir.join("db"), group);
+    tokio::task::block_in_place(|| node.restart());
+    let client = CairnClient::connect(&node.address).await.expect("reconnect");
+    let (c, message) = code(client.read("t", 0, 0, 0, 0, 0).await);
+    assert_eq!(c, Code::DataLoss, "{message}");
+    client.append("t", Some(1), vec![value(5)]).await.expect("other partitions still take writes");
+    let topics = client.list_topics().await.expect("server still serving");
+    assert_eq!(topics.iter().map(|t| t.name.as_str()).collect::<Vec<_>>(), ["t"]);
+}
+
+fn corrupt_first_batch(db_path: &std::path::Path, group: u64) {
+    let names = ["default", "raft_log", "raft_meta", "records", "index", "sm_meta"];
+    let db = rocksdb::DB::open_cf(&rocksdb::Options::default(), db_path, names).expect("open db");
+    let cf = db.cf_handle("records").expect("records cf");
+    let mut key = group.to_be_bytes().to_vec();
+    key.extend_from_slice(&0u64.to_be_bytes());
+    let mut batch = db.get_cf(cf, &key).expect("get").expect("batch at offset 0");
+    let middle = batch.len() / 2;
+    batch[middle] ^= 0xff;
+    db.put_cf(cf, &key, batch).expect("put");
+    db.flush_wal(true).expect("sync");
+}
