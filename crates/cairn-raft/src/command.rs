@@ -10,6 +10,24 @@ pub enum Command {
     Controller(ControllerCommand),
 }
 
+impl std::fmt::Display for Command {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Command::Partition(PartitionCommand::Append { records, .. }) => write!(f, "append({} records)", records.len()),
+            Command::Partition(PartitionCommand::DeletePrefix { before_offset }) => {
+                write!(f, "delete-prefix(before {before_offset})")
+            }
+            Command::Controller(command) => write!(f, "controller({command:?})"),
+        }
+    }
+}
+
+impl std::fmt::Display for CommandResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{self:?}")
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum PartitionCommand {
     /// One atomic batch. `timestamp_ms` is the leader's clock when it proposed the batch;
@@ -23,7 +41,8 @@ pub enum PartitionCommand {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum ControllerCommand {
     RegisterNode { node_id: NodeId, address: String },
-    CreateTopic { name: String, config: TopicConfig },
+    /// `topics_max` travels in the command so every replica decides alike.
+    CreateTopic { name: String, config: TopicConfig, topics_max: usize },
     DeleteTopic { name: String },
 }
 

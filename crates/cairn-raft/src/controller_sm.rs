@@ -15,7 +15,7 @@ use tokio::sync::watch;
 
 use crate::command::{Command, CommandResponse};
 use crate::controller_state::{ControllerOutcome, ControllerState};
-use crate::partition_sm::{Snapshot, StateSnapshot, load_snapshot, save_snapshot};
+use crate::partition_sm::{Snapshot, SnapshotLock, StateSnapshot, build_and_save, load_snapshot, save_snapshot};
 use crate::type_config::{LogId, SnapshotMeta, StoredMembership, TypeConfig};
 use crate::{decode, encode};
 
@@ -31,19 +31,16 @@ struct Persisted {
 pub struct ControllerStateMachine {
     store: Arc<Store>,
     state: Persisted,
-    topics_max: usize,
+    snapshot_lock: SnapshotLock,
     view: watch::Sender<Arc<ControllerState>>,
 }
 
 impl ControllerStateMachine {
-    pub fn open(
-        store: Arc<Store>,
-        topics_max: usize,
-    ) -> io::Result<(ControllerStateMachine, watch::Receiver<Arc<ControllerState>>)> {
+    pub fn open(store: Arc<Store>) -> io::Result<(ControllerStateMachine, watch::Receiver<Arc<ControllerState>>)> {
         let state: Persisted =
             store.sm_meta_get(CONTROLLER_GROUP_ID, TAG_STATE)?.map(|raw| decode(&raw)).transpose()?.unwrap_or_default();
         let (view, receiver) = watch::channel(Arc::new(state.cluster.clone()));
-        Ok((ControllerStateMachine { store, state, topics_max, view }, receiver))
+        Ok((ControllerStateMachine { store, state, snapshot_lock: SnapshotLock::default(), view }, receiver))
     }
 
     fn persist_and_publish(&self, mut batch: WriteBatch) -> io::Result<()> {
@@ -72,7 +69,14 @@ impl RaftStateMachine<TypeConfig> for ControllerStateMachine {
             let response = match entry.payload {
                 EntryPayload::Blank => CommandResponse::None,
                 EntryPayload::Normal(Command::Controller(command)) => {
-                    match self.state.cluster.apply(&command, self.topics_max) {
+                    let members: std::collections::BTreeMap<u64, String> = self
+                        .state
+                        .last_membership
+                        .membership()
+                        .nodes()
+                        .map(|(id, node)| (*id, node.addr.clone()))
+                        .collect();
+                    match self.state.cluster.apply(&command, &members) {
                         ControllerOutcome::Topic(result) => CommandResponse::Topic(result),
                         ControllerOutcome::TopicDeleted(result) => CommandResponse::TopicDeleted(result),
                         ControllerOutcome::NodeRegistered => CommandResponse::NodeRegistered,
@@ -97,7 +101,7 @@ impl RaftStateMachine<TypeConfig> for ControllerStateMachine {
     }
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
-        ControllerSnapshotBuilder { store: Arc::clone(&self.store), state: self.state.clone() }
+        ControllerSnapshotBuilder { store: Arc::clone(&self.store), state: self.state.clone(), lock: Arc::clone(&self.snapshot_lock) }
     }
 
     async fn install_snapshot(&mut self, meta: &SnapshotMeta, snapshot: StateSnapshot) -> Result<(), io::Error> {
@@ -106,7 +110,7 @@ impl RaftStateMachine<TypeConfig> for ControllerStateMachine {
         state.last_membership = meta.last_membership.clone();
         self.state = state;
         let mut batch = WriteBatch::default();
-        save_snapshot(&self.store, CONTROLLER_GROUP_ID, &mut batch, meta, &snapshot)?;
+        save_snapshot(&self.store, CONTROLLER_GROUP_ID, &self.snapshot_lock, &mut batch, meta, &snapshot)?;
         self.persist_and_publish(batch)
     }
 
@@ -118,15 +122,14 @@ impl RaftStateMachine<TypeConfig> for ControllerStateMachine {
 pub struct ControllerSnapshotBuilder {
     store: Arc<Store>,
     state: Persisted,
+    lock: SnapshotLock,
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for ControllerSnapshotBuilder {
+    type SnapshotData = StateSnapshot;
+
     async fn build_snapshot(&mut self) -> Result<Snapshot, io::Error> {
-        let meta = SnapshotMeta { last_log_id: self.state.last_applied, last_membership: self.state.last_membership.clone() };
-        let data = StateSnapshot(encode(&self.state)?);
-        let mut batch = WriteBatch::default();
-        save_snapshot(&self.store, CONTROLLER_GROUP_ID, &mut batch, &meta, &data)?;
-        self.store.write(batch)?;
-        Ok(Snapshot { meta, snapshot: data })
+        let state = encode(&self.state)?;
+        build_and_save(&self.store, CONTROLLER_GROUP_ID, &self.lock, self.state.last_applied, &self.state.last_membership, state)
     }
 }

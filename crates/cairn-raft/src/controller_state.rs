@@ -38,14 +38,17 @@ pub enum ControllerOutcome {
 }
 
 impl ControllerState {
-    pub fn apply(&mut self, command: &ControllerCommand, topics_max: usize) -> ControllerOutcome {
+    /// Applies `command`. `members` are the controller group's members at this entry
+    /// (replicated state, so every replica passes the same): they can hold replicas even
+    /// before their registration is applied.
+    pub fn apply(&mut self, command: &ControllerCommand, members: &BTreeMap<NodeId, String>) -> ControllerOutcome {
         match command {
             ControllerCommand::RegisterNode { node_id, address } => {
                 self.nodes.insert(*node_id, address.clone());
                 ControllerOutcome::NodeRegistered
             }
-            ControllerCommand::CreateTopic { name, config } => {
-                ControllerOutcome::Topic(self.create_topic(name, config, topics_max))
+            ControllerCommand::CreateTopic { name, config, topics_max } => {
+                ControllerOutcome::Topic(self.create_topic(name, config, *topics_max, members))
             }
             ControllerCommand::DeleteTopic { name } => ControllerOutcome::TopicDeleted(
                 self.topics.remove(name).map(|_| ()).ok_or_else(|| ControllerError::TopicNotFound(name.clone())),
@@ -53,14 +56,20 @@ impl ControllerState {
         }
     }
 
-    fn create_topic(&mut self, name: &str, config: &TopicConfig, topics_max: usize) -> Result<TopicMeta, ControllerError> {
+    fn create_topic(
+        &mut self,
+        name: &str,
+        config: &TopicConfig,
+        topics_max: usize,
+        members: &BTreeMap<NodeId, String>,
+    ) -> Result<TopicMeta, ControllerError> {
         if self.topics.contains_key(name) {
             return Err(ControllerError::TopicExists(name.to_owned()));
         }
         if self.topics.len() >= topics_max {
             return Err(ControllerError::TooManyTopics { max: topics_max });
         }
-        let nodes: Vec<NodeId> = self.nodes.keys().copied().collect();
+        let nodes: Vec<NodeId> = self.all_nodes(members).into_keys().collect();
         let replication_factor = config.replication_factor as usize;
         if replication_factor == 0 || replication_factor > nodes.len() {
             return Err(ControllerError::NotEnoughNodes { requested: config.replication_factor, nodes: nodes.len() });
@@ -80,6 +89,13 @@ impl ControllerState {
         let topic = TopicMeta { name: name.to_owned(), config: config.clone(), partitions };
         self.topics.insert(name.to_owned(), topic.clone());
         Ok(topic)
+    }
+
+    /// Registered nodes and controller members, with their addresses.
+    pub fn all_nodes(&self, members: &BTreeMap<NodeId, String>) -> BTreeMap<NodeId, String> {
+        let mut nodes = members.clone();
+        nodes.extend(self.nodes.iter().map(|(id, address)| (*id, address.clone())));
+        nodes
     }
 
     /// Every partition group `node` holds a replica of.
@@ -103,10 +119,10 @@ mod tests {
     fn create_topic_places_replicas_on_distinct_nodes_and_spreads_leaders() {
         let mut state = ControllerState::default();
         for node in 1..=3 {
-            state.apply(&ControllerCommand::RegisterNode { node_id: node, address: format!("n{node}") }, 10);
+            state.apply(&ControllerCommand::RegisterNode { node_id: node, address: format!("n{node}") }, &BTreeMap::new());
         }
         let ControllerOutcome::Topic(Ok(topic)) =
-            state.apply(&ControllerCommand::CreateTopic { name: "t".into(), config: config(6, 3) }, 10)
+            state.apply(&ControllerCommand::CreateTopic { name: "t".into(), config: config(6, 3), topics_max: 10 }, &BTreeMap::new())
         else {
             panic!("topic not created")
         };
@@ -124,11 +140,22 @@ mod tests {
     }
 
     #[test]
+    fn controller_members_count_before_registration() {
+        let mut state = ControllerState::default();
+        let members = BTreeMap::from([(1, "a".to_string()), (2, "b".to_string())]);
+        let created = state.apply(
+            &ControllerCommand::CreateTopic { name: "t".into(), config: config(2, 2), topics_max: 10 },
+            &members,
+        );
+        assert!(matches!(created, ControllerOutcome::Topic(Ok(_))), "{created:?}");
+    }
+
+    #[test]
     fn create_topic_errors() {
         let mut state = ControllerState::default();
-        state.apply(&ControllerCommand::RegisterNode { node_id: 1, address: "n1".into() }, 10);
+        state.apply(&ControllerCommand::RegisterNode { node_id: 1, address: "n1".into() }, &BTreeMap::new());
         let create = |state: &mut ControllerState, name: &str, rf| match state
-            .apply(&ControllerCommand::CreateTopic { name: name.into(), config: config(1, rf) }, 2)
+            .apply(&ControllerCommand::CreateTopic { name: name.into(), config: config(1, rf), topics_max: 2 }, &BTreeMap::new())
         {
             ControllerOutcome::Topic(result) => result.map(|_| ()),
             other => panic!("unexpected {other:?}"),

@@ -28,6 +28,9 @@ use crate::partition_sm::{PartitionStateMachine, PartitionView, Snapshot};
 use crate::type_config::{Raft, TypeConfig, Vote};
 use crate::{decode, encode};
 
+/// How long a background task (registration, retention) waits for one Raft write.
+const BACKGROUND_WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+
 #[derive(Debug, Clone)]
 pub struct HostConfig {
     pub node_id: NodeId,
@@ -106,7 +109,7 @@ impl Host {
             ..Default::default()
         };
         let raft_config = Arc::new(raft_config.validate().map_err(|err| HostError::Raft(err.to_string()))?);
-        let (controller_sm, controller_view) = ControllerStateMachine::open(Arc::clone(&store), config.limits.topics_max)?;
+        let (controller_sm, controller_view) = ControllerStateMachine::open(Arc::clone(&store))?;
         let network = GroupNetworkFactory { group: CONTROLLER_GROUP_ID, transport: Arc::clone(&transport), partition_log: None };
         let controller = Raft::new(
             config.node_id,
@@ -154,6 +157,18 @@ impl Host {
 
     pub fn controller_state(&self) -> Arc<ControllerState> {
         Arc::clone(&self.controller_view.borrow())
+    }
+
+    /// Every node of the cluster with its address: registered nodes and controller members.
+    pub fn cluster_nodes(&self) -> BTreeMap<NodeId, String> {
+        let members: BTreeMap<NodeId, String> = self
+            .controller_metrics()
+            .membership_config
+            .membership()
+            .nodes()
+            .map(|(id, node)| (*id, node.addr.clone()))
+            .collect();
+        self.controller_state().all_nodes(&members)
     }
 
     pub fn controller_metrics(&self) -> RaftMetrics<TypeConfig> {
@@ -282,26 +297,36 @@ impl Host {
         if metrics.current_leader == Some(self.config.node_id) && metrics.state == ServerState::Leader {
             for (id, node) in metrics.membership_config.membership().nodes() {
                 if state.nodes.get(id) != Some(&node.addr) {
-                    self.controller_write(ControllerCommand::RegisterNode { node_id: *id, address: node.addr.clone() })
-                        .await?;
+                    let register = ControllerCommand::RegisterNode { node_id: *id, address: node.addr.clone() };
+                    tokio::time::timeout(BACKGROUND_WRITE_TIMEOUT, self.controller_write(register))
+                        .await
+                        .map_err(|_| HostError::NoLeader { group: CONTROLLER_GROUP_ID, waited_ms: BACKGROUND_WRITE_TIMEOUT.as_millis() as u64 })??;
                 }
             }
         }
         let wanted: BTreeMap<GroupId, (&TopicMeta, &PartitionAssignment)> =
             state.groups_of(self.config.node_id).map(|(t, p)| (p.group_id, (t, p))).collect();
+        // One failing group must not keep the others from starting or stopping.
+        let mut failed = None;
         for (group, (topic, assignment)) in &wanted {
-            if self.partition(*group).is_none() {
-                self.start_partition(state, topic, assignment).await?;
+            if self.partition(*group).is_none()
+                && let Err(err) = self.start_partition(topic, assignment).await
+            {
+                tracing::error!(group, error = %err, "cannot start partition replica");
+                failed = Some(err);
             }
         }
         let running: BTreeSet<GroupId> = self.partitions.read().map(|p| p.keys().copied().collect()).unwrap_or_default();
         for group in running.difference(&wanted.keys().copied().collect()) {
-            self.stop_partition(*group).await?;
+            if let Err(err) = self.stop_partition(*group).await {
+                tracing::error!(group, error = %err, "cannot stop partition replica");
+                failed = Some(err);
+            }
         }
-        Ok(())
+        failed.map_or(Ok(()), Err)
     }
 
-    async fn start_partition(&self, state: &ControllerState, topic: &TopicMeta, assignment: &PartitionAssignment) -> Result<(), HostError> {
+    async fn start_partition(&self, topic: &TopicMeta, assignment: &PartitionAssignment) -> Result<(), HostError> {
         let group = assignment.group_id;
         let (state_machine, view) = PartitionStateMachine::open(Arc::clone(&self.store), group)?;
         let log = state_machine.log().clone();
@@ -318,10 +343,11 @@ impl Host {
         if assignment.replicas.first() == Some(&self.config.node_id)
             && !raft.is_initialized().await.map_err(|err| HostError::Raft(err.to_string()))?
         {
+            let nodes = self.cluster_nodes();
             let members: BTreeMap<NodeId, BasicNode> = assignment
                 .replicas
                 .iter()
-                .map(|id| (*id, BasicNode { addr: state.nodes.get(id).cloned().unwrap_or_default() }))
+                .map(|id| (*id, BasicNode { addr: nodes.get(id).cloned().unwrap_or_default() }))
                 .collect();
             if let Err(err) = raft.initialize(members).await {
                 tracing::warn!(group, error = %err, "partition initialisation refused");
@@ -348,7 +374,7 @@ impl Host {
         if let Some(replica) = replica {
             let _ = replica.raft.shutdown().await;
             let store = Arc::clone(&self.store);
-            tokio::task::spawn_blocking(move || store.delete_group(group)).await.map_err(io::Error::other)??;
+            tokio::task::spawn_blocking(move || store.delete_group(group)).await.map_err(io::Error::other)?.map_err(io::Error::from)?;
             tracing::info!(group, topic = %replica.topic, partition = replica.partition, "partition replica deleted");
         }
         self.partitions_changed.send_modify(|n| *n += 1);
@@ -384,7 +410,10 @@ impl Host {
             .map_err(io::Error::from)?;
         if let Some(before_offset) = cut {
             tracing::info!(group = replica.group_id, before_offset, "retention: deleting a prefix");
-            self.partition_write(replica.group_id, PartitionCommand::DeletePrefix { before_offset }).await?;
+            let delete = self.partition_write(replica.group_id, PartitionCommand::DeletePrefix { before_offset });
+            tokio::time::timeout(BACKGROUND_WRITE_TIMEOUT, delete)
+                .await
+                .map_err(|_| HostError::NoLeader { group: replica.group_id, waited_ms: BACKGROUND_WRITE_TIMEOUT.as_millis() as u64 })??;
         }
         Ok(())
     }
@@ -429,8 +458,8 @@ where
             reply(imported)
         }
         RpcKind::InstallSnapshot => {
-            let (vote, snapshot): (Vote, Snapshot) = decode(payload)?;
-            reply(raft.install_full_snapshot(vote, snapshot).await)
+            let (vote, meta, snapshot): (Vote, crate::type_config::SnapshotMeta, crate::partition_sm::StateSnapshot) = decode(payload)?;
+            reply(raft.install_full_snapshot(vote, Snapshot { meta, snapshot }).await)
         }
     }
 }

@@ -26,6 +26,8 @@ pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
 
 /// Largest chunk of record batches in one snapshot message.
 pub const SNAPSHOT_CHUNK_BYTES: usize = 4 * 1024 * 1024;
+/// Largest batch of Raft entries in one AppendEntries message (estimated).
+pub const APPEND_ENTRIES_BYTES_MAX: usize = 32 * 1024 * 1024;
 /// How long one snapshot chunk may take.
 const SNAPSHOT_CHUNK_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -46,6 +48,17 @@ pub enum TransportError {
     Unreachable { node: NodeId, address: String, detail: String },
     #[error("request to node {node} failed: {detail}")]
     Failed { node: NodeId, detail: String },
+}
+
+/// Roughly how many bytes an entry takes on the wire.
+fn entry_size_estimate(entry: &crate::type_config::Entry) -> usize {
+    use crate::command::{Command, PartitionCommand};
+    match &entry.payload {
+        openraft::EntryPayload::Normal(Command::Partition(PartitionCommand::Append { records, .. })) => {
+            64 + records.iter().map(cairn_types::Record::encoded_len).sum::<usize>()
+        }
+        _ => 256,
+    }
 }
 
 /// Carries one Raft message to `target` and returns its reply payload.
@@ -118,7 +131,28 @@ impl RaftNetworkV2<TypeConfig> for GroupNetwork {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<TypeConfig>, RPCError<TypeConfig>> {
-        self.call(RpcKind::AppendEntries, &rpc, option.hard_ttl()).await
+        // Keep each message under the transport's budget: send a prefix of the entries and
+        // report partial success; openraft sends the rest next.
+        let mut rpc = rpc;
+        let mut bytes = 0usize;
+        let keep = rpc
+            .entries
+            .iter()
+            .position(|entry| {
+                bytes += entry_size_estimate(entry);
+                bytes > APPEND_ENTRIES_BYTES_MAX
+            })
+            .map_or(rpc.entries.len(), |over| over.max(1));
+        let truncated_to = (keep < rpc.entries.len()).then(|| {
+            rpc.entries.truncate(keep);
+            rpc.entries.last().map(|e| e.log_id)
+        });
+        let timeout = option.hard_ttl().max(Duration::from_millis((bytes / (8 * 1024)) as u64));
+        let response: AppendEntriesResponse<TypeConfig> = self.call(RpcKind::AppendEntries, &rpc, timeout).await?;
+        Ok(match (response, truncated_to) {
+            (AppendEntriesResponse::Success, Some(last)) => AppendEntriesResponse::PartialSuccess(last),
+            (response, _) => response,
+        })
     }
 
     async fn vote(
@@ -145,31 +179,53 @@ impl RaftNetworkV2<TypeConfig> for GroupNetwork {
         _option: RPCOption,
     ) -> Result<SnapshotResponse<TypeConfig>, StreamingError<TypeConfig>> {
         let send = async {
+            let mut snapshot = snapshot;
             if let Some(log) = &self.factory.partition_log {
-                let state: PartitionSmState = decode(&snapshot.snapshot.0)
+                let mut state: PartitionSmState = decode(&snapshot.snapshot.0)
                     .map_err(|err| StreamingError::Network(NetworkError::new(&err)))?;
-                let mut from = state.log.log_start_offset;
-                while from < state.log.next_offset {
+                // Stream the stored batches below the snapshot's next offset. Retention may
+                // delete a prefix meanwhile: track the contiguous run actually sent, and
+                // install exactly that run (the receiver drops anything below it).
+                let next_offset = state.log.next_offset;
+                let mut run_start = state.log.log_start_offset;
+                let mut run_bytes = 0u64;
+                let mut from = run_start;
+                while from < next_offset {
                     let batches = log
                         .raw_batches(from, SNAPSHOT_CHUNK_BYTES)
                         .map_err(|err| StreamingError::Network(NetworkError::new(&err)))?;
-                    let chunk: Vec<(Offset, Vec<u8>)> = batches
-                        .into_iter()
-                        .filter(|(base, _)| *base < state.log.next_offset)
-                        .map(|(base, bytes)| (base, bytes.to_vec()))
-                        .collect();
-                    let Some(last) = chunk.last() else { break };
-                    let next = cairn_types::batch::decode_header(&last.1)
-                        .map_err(|err| StreamingError::Network(NetworkError::new(&err)))?
-                        .next_offset();
+                    let mut chunk = Vec::with_capacity(batches.len());
+                    for (base, bytes) in batches.into_iter().filter(|(base, _)| *base < next_offset) {
+                        let header = cairn_types::batch::decode_header(&bytes)
+                            .map_err(|err| StreamingError::Network(NetworkError::new(&err)))?;
+                        if header.next_offset() <= from {
+                            continue;
+                        }
+                        if base != from {
+                            // A gap: retention removed [from, base). Restart the run here.
+                            run_start = base;
+                            run_bytes = 0;
+                        }
+                        run_bytes += bytes.len() as u64;
+                        from = header.next_offset();
+                        chunk.push((base, bytes.to_vec()));
+                    }
+                    if chunk.is_empty() {
+                        // Everything left was deleted by retention.
+                        run_start = next_offset;
+                        run_bytes = 0;
+                        break;
+                    }
                     let () = self
                         .call(RpcKind::SnapshotChunk, &SnapshotChunk { batches: chunk }, SNAPSHOT_CHUNK_TIMEOUT)
                         .await?;
-                    from = next;
                 }
+                state.log.log_start_offset = run_start;
+                state.log.size_bytes = run_bytes;
+                snapshot.snapshot = StateSnapshot(encode(&state).map_err(|err| StreamingError::Network(NetworkError::new(&err)))?);
             }
             let response: SnapshotResponse<TypeConfig> =
-                self.call(RpcKind::InstallSnapshot, &(vote, snapshot), SNAPSHOT_CHUNK_TIMEOUT).await?;
+                self.call(RpcKind::InstallSnapshot, &(vote, snapshot.meta, snapshot.snapshot), SNAPSHOT_CHUNK_TIMEOUT).await?;
             Ok(response)
         };
         tokio::select! {

@@ -29,7 +29,7 @@ const TAG_SNAPSHOT: u8 = b'n';
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StateSnapshot(pub Vec<u8>);
 
-pub type Snapshot = openraft::alias::SnapshotOf<TypeConfig, StateSnapshot>;
+pub type Snapshot = openraft::type_config::alias::SnapshotOf<TypeConfig, StateSnapshot>;
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct PartitionSmState {
@@ -51,12 +51,21 @@ impl PartitionView {
     }
 }
 
+/// Largest WriteBatch one apply call accumulates before writing (a catching-up replica
+/// may apply thousands of entries in one call).
+const APPLY_BATCH_BYTES_MAX: usize = 64 * 1024 * 1024;
+
 pub struct PartitionStateMachine {
     store: Arc<Store>,
     log: PartitionLog,
     state: PartitionSmState,
     view: watch::Sender<PartitionView>,
+    /// Serialises snapshot saves with builders running in openraft's background task.
+    snapshot_lock: SnapshotLock,
 }
+
+/// Guards the stored snapshot of one group: a save never replaces a newer snapshot.
+pub type SnapshotLock = Arc<std::sync::Mutex<()>>;
 
 impl PartitionStateMachine {
     /// Loads the state machine of `group` from the store (empty if new).
@@ -65,7 +74,7 @@ impl PartitionStateMachine {
             store.sm_meta_get(group, TAG_STATE)?.map(|raw| decode(&raw)).transpose()?.unwrap_or_default();
         let (view, receiver) = watch::channel(view_of(&state));
         let log = PartitionLog::new(Arc::clone(&store), group);
-        Ok((PartitionStateMachine { store, log, state, view }, receiver))
+        Ok((PartitionStateMachine { store, log, state, view, snapshot_lock: SnapshotLock::default() }, receiver))
     }
 
     pub fn log(&self) -> &PartitionLog {
@@ -88,6 +97,21 @@ impl PartitionStateMachine {
                 CommandResponse::PrefixDeleted { log_start_offset: self.state.log.log_start_offset }
             }
         })
+    }
+
+    /// Writes what apply accumulated, with the state, then publishes it and answers.
+    fn commit(
+        &mut self,
+        mut batch: WriteBatch,
+        responses: Vec<(openraft::storage::ApplyResponder<TypeConfig>, CommandResponse)>,
+    ) -> io::Result<()> {
+        self.persist(&mut batch)?;
+        self.store.write(batch)?;
+        self.view.send_replace(view_of(&self.state));
+        for (responder, response) in responses {
+            responder.send(response);
+        }
+        Ok(())
     }
 
     fn persist(&self, batch: &mut WriteBatch) -> io::Result<()> {
@@ -132,32 +156,34 @@ impl RaftStateMachine<TypeConfig> for PartitionStateMachine {
             if let Some(responder) = responder {
                 responses.push((responder, response));
             }
+            if batch.size_in_bytes() > APPLY_BATCH_BYTES_MAX {
+                self.commit(std::mem::take(&mut batch), std::mem::take(&mut responses))?;
+            }
         }
-        self.persist(&mut batch)?;
-        self.store.write(batch)?;
-        self.view.send_replace(view_of(&self.state));
-        for (responder, response) in responses {
-            responder.send(response);
-        }
-        Ok(())
+        self.commit(batch, responses)
     }
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
-        SnapshotBuilder { store: Arc::clone(&self.store), group: self.log.group(), state: self.state.clone() }
+        SnapshotBuilder {
+            store: Arc::clone(&self.store),
+            group: self.log.group(),
+            state: self.state.clone(),
+            lock: Arc::clone(&self.snapshot_lock),
+        }
     }
 
     async fn install_snapshot(&mut self, meta: &SnapshotMeta, snapshot: StateSnapshot) -> Result<(), io::Error> {
-        // The partition's records below the snapshot's `next_offset` were streamed into the
-        // store before this call; here the state catches up with them.
+        // The partition's batches in [log_start_offset, next_offset) were streamed into the
+        // store before this call (see network.rs); here the state catches up with them and
+        // anything below the new log start goes.
         let mut state: PartitionSmState = decode(&snapshot.0)?;
         state.last_applied = meta.last_log_id;
         state.last_membership = meta.last_membership.clone();
         let mut batch = WriteBatch::default();
-        let mut log_state = self.state.log;
-        self.log.delete_prefix(&mut batch, &mut log_state, state.log.log_start_offset)?;
+        self.log.truncate_below(&mut batch, state.log.log_start_offset)?;
         self.state = state;
         self.persist(&mut batch)?;
-        save_snapshot(&self.store, self.log.group(), &mut batch, meta, &snapshot)?;
+        save_snapshot(&self.store, self.log.group(), &self.snapshot_lock, &mut batch, meta, &snapshot)?;
         self.store.write(batch)?;
         self.view.send_replace(view_of(&self.state));
         Ok(())
@@ -174,26 +200,50 @@ pub struct SnapshotBuilder {
     store: Arc<Store>,
     group: GroupId,
     state: PartitionSmState,
+    lock: SnapshotLock,
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
+    type SnapshotData = StateSnapshot;
+
     async fn build_snapshot(&mut self) -> Result<Snapshot, io::Error> {
-        let meta = SnapshotMeta { last_log_id: self.state.last_applied, last_membership: self.state.last_membership.clone() };
-        let data = StateSnapshot(encode(&self.state)?);
-        let mut batch = WriteBatch::default();
-        save_snapshot(&self.store, self.group, &mut batch, &meta, &data)?;
-        self.store.write(batch)?;
-        Ok(Snapshot { meta, snapshot: data })
+        build_and_save(&self.store, self.group, &self.lock, self.state.last_applied, &self.state.last_membership, encode(&self.state)?)
     }
 }
 
+/// Saves a snapshot of `group` (state only), unless a newer one is already stored.
+pub(crate) fn build_and_save(
+    store: &Store,
+    group: GroupId,
+    lock: &SnapshotLock,
+    last_log_id: Option<LogId>,
+    last_membership: &StoredMembership,
+    state: Vec<u8>,
+) -> io::Result<Snapshot> {
+    let meta = SnapshotMeta { last_log_id, last_membership: last_membership.clone() };
+    let data = StateSnapshot(state);
+    let mut batch = WriteBatch::default();
+    save_snapshot(store, group, lock, &mut batch, &meta, &data)?;
+    store.write(batch)?;
+    Ok(Snapshot { meta, snapshot: data })
+}
+
+/// Adds the snapshot to `batch` when it is newer than the stored one. Holds `lock` so a
+/// slow builder cannot overwrite a snapshot installed meanwhile.
 pub(crate) fn save_snapshot(
     store: &Store,
     group: GroupId,
+    lock: &SnapshotLock,
     batch: &mut WriteBatch,
     meta: &SnapshotMeta,
     data: &StateSnapshot,
 ) -> io::Result<()> {
+    let _guard = lock.lock().map_err(|_| io::Error::other("snapshot lock poisoned"))?;
+    if let Some(current) = load_snapshot(store, group)?
+        && current.meta.last_log_id > meta.last_log_id
+    {
+        return Ok(());
+    }
     store.sm_meta_put(batch, group, TAG_SNAPSHOT, &encode(&(meta, data))?);
     Ok(())
 }

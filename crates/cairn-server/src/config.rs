@@ -161,7 +161,13 @@ impl ServerConfig {
         if limits.record_value_bytes_max == 0 || limits.request_bytes_max < limits.record_value_bytes_max {
             bail!("the request limit must be at least the record value limit");
         }
-        if limits.records_per_request_max == 0 || limits.partitions_per_topic_max == 0 || limits.read_bytes_max == 0 {
+        if limits.records_per_request_max == 0
+            || limits.partitions_per_topic_max == 0
+            || limits.read_bytes_max == 0
+            || limits.read_records_max == 0
+            || limits.topics_max == 0
+            || limits.subscriptions_max == 0
+        {
             bail!("limits must be positive");
         }
         Ok(())
@@ -196,6 +202,14 @@ mod tests {
         assert_eq!(config.limits.records_per_request_max, 5);
         assert_eq!(config.limits.record_value_bytes_max, cairn_types::limits::RECORD_VALUE_BYTES_MAX, "default");
         assert_eq!(config.data_dir, PathBuf::from(DEFAULT_DATA_DIR));
+    }
+
+    #[test]
+    fn example_config_file_is_valid() {
+        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../deploy/cairn.example.toml");
+        let config = ServerConfig::load(&ServeArgs { config: Some(path), ..Default::default() }).expect("example loads");
+        assert_eq!(config.limits, Limits::default(), "the example documents the defaults");
+        assert_eq!(config.heartbeat_interval_ms, DEFAULT_HEARTBEAT_INTERVAL_MS);
     }
 
     #[test]

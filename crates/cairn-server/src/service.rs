@@ -234,7 +234,8 @@ impl pb::cairn_server::Cairn for CairnService {
         let wait = Duration::from_millis(request.wait_ms.min(self.host.limits().read_wait_ms_max));
         let mut view = replica.view.clone();
         let mut state = view.borrow_and_update().log;
-        if request.from_offset == state.next_offset && !wait.is_zero() {
+        // A lagging replica may not have reached `from_offset` yet: wait for it too.
+        if request.from_offset >= state.next_offset && !wait.is_zero() {
             let deadline = tokio::time::Instant::now() + wait;
             while state.next_offset <= request.from_offset {
                 match tokio::time::timeout_at(deadline, view.changed()).await {
@@ -301,6 +302,15 @@ impl pb::cairn_server::Cairn for CairnService {
                             high_watermark: state.next_offset,
                         }
                     });
+                    // A read below the high watermark returns records or an error; never
+                    // spin on an empty answer.
+                    let message = message.and_then(|m| {
+                        if m.records.is_empty() {
+                            Err(Status::data_loss(format!("no records at offset {from} below the high watermark")))
+                        } else {
+                            Ok(m)
+                        }
+                    });
                     let failed = message.is_err();
                     if sender.send(message).await.is_err() || failed {
                         break;
@@ -347,11 +357,15 @@ impl pb::cairn_server::Cairn for CairnService {
             retention_ms: request.retention_ms,
             retention_bytes: request.retention_bytes,
         };
-        let nodes = self.host.controller_state().nodes.len().max(1);
+        let nodes = self.host.cluster_nodes().len().max(1);
         config.validate(self.host.limits().partitions_per_topic_max, nodes).map_err(status::from_topic)?;
         let response = self
             .host
-            .controller_write(ControllerCommand::CreateTopic { name: request.name.clone(), config })
+            .controller_write(ControllerCommand::CreateTopic {
+                name: request.name.clone(),
+                config,
+                topics_max: self.host.limits().topics_max,
+            })
             .await
             .map_err(status::from_host)?;
         let topic = match response {
@@ -400,8 +414,8 @@ impl pb::cairn_server::Cairn for CairnService {
         &self,
         _request: Request<pb::ClusterStatusRequest>,
     ) -> Result<Response<pb::ClusterStatusResponse>, Status> {
-        let state = self.host.controller_state();
-        let nodes = state.nodes.iter().map(|(id, address)| pb::NodeStatus { node_id: *id, address: address.clone() }).collect();
+        let nodes =
+            self.host.cluster_nodes().into_iter().map(|(node_id, address)| pb::NodeStatus { node_id, address }).collect();
         let controller = self.host.controller_metrics();
         let mut groups = vec![group_status(cairn_types::CONTROLLER_GROUP_ID, &controller, String::new(), 0, 0)];
         for replica in self.host.partitions() {

@@ -20,7 +20,10 @@ pub fn from_host(err: HostError) -> Status {
         err @ HostError::Indeterminate { .. } => Status::unavailable(err.to_string()),
         err @ HostError::UnknownGroup(_) => Status::not_found(err.to_string()),
         err @ HostError::Misrouted { .. } => Status::failed_precondition(err.to_string()),
-        HostError::Raft(message) => Status::unavailable(format!("raft: {message}")),
+        HostError::Raft(message) => {
+            tracing::error!(%message, "raft failure");
+            Status::internal(format!("raft failure on this node: {message}"))
+        }
         HostError::Storage(err) => {
             tracing::error!(error = %err, "storage failure");
             Status::internal(format!("storage failure on this node: {err}"))

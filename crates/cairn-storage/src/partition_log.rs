@@ -115,6 +115,15 @@ impl PartitionLog {
                 if record.offset < from {
                     continue;
                 }
+                let expected = records.last().map_or(from, |r: &StoredRecord| r.offset + 1);
+                if record.offset != expected {
+                    // Retention removed the range meanwhile: never skip records silently.
+                    return Err(StorageError::OffsetOutOfRange {
+                        offset: expected,
+                        log_start_offset: record.offset,
+                        high_watermark,
+                    });
+                }
                 let size = record_size(&record);
                 if record.offset >= high_watermark
                     || records.len() >= limits.max_records
@@ -128,7 +137,10 @@ impl PartitionLog {
             iter.next();
         }
         iter.status()?;
-        debug_assert!(records.windows(2).all(|w| w[1].offset == w[0].offset + 1), "offsets dense");
+        if records.is_empty() {
+            // `from` is below the high watermark, so a record must be there.
+            return Err(StorageError::OffsetOutOfRange { offset: from, log_start_offset: state.log_start_offset, high_watermark });
+        }
         Ok(records)
     }
 
@@ -148,13 +160,20 @@ impl PartitionLog {
         while let Some(key) = iter.key() {
             let base_offset = keys::trailing_u64(key).unwrap_or_default();
             iter.next();
+            if base_offset >= state.next_offset {
+                break;
+            }
             if base_offset < state.log_start_offset {
                 continue;
             }
-            for record in self.read(base_offset, state, state.next_offset, ReadLimits::batch())? {
-                if record.timestamp_ms >= timestamp_ms {
-                    return Ok(Some(record.offset));
-                }
+            let Some(raw) = self.store.db().get_pinned_cf(self.store.records_cf(), keys::group_u64(self.group, base_offset))?
+            else {
+                continue;
+            };
+            let batch = decode_batch(&Bytes::copy_from_slice(&raw))
+                .map_err(|source| StorageError::Corrupt { group: self.group, base_offset, source })?;
+            if let Some(record) = batch.records.iter().find(|r| r.timestamp_ms >= timestamp_ms) {
+                return Ok(Some(record.offset));
             }
         }
         iter.status()?;
@@ -208,6 +227,9 @@ impl PartitionLog {
         iter.seek(keys::group_u64(self.group, state.log_start_offset));
         while let (Some(key), Some(value)) = (iter.key(), iter.value()) {
             let base_offset = keys::trailing_u64(key).unwrap_or_default();
+            if base_offset >= state.next_offset {
+                break;
+            }
             let header = decode_header(value)
                 .map_err(|source| StorageError::Corrupt { group: self.group, base_offset, source })?;
             let too_old = retention_ms.is_some_and(|ms| header.last_timestamp_ms.saturating_add(ms) < now_ms);
@@ -215,7 +237,7 @@ impl PartitionLog {
             if !too_old && !too_big {
                 break;
             }
-            size_bytes -= value.len() as u64;
+            size_bytes = size_bytes.saturating_sub(value.len() as u64);
             cut = header.next_offset();
             iter.next();
         }
@@ -267,7 +289,30 @@ impl PartitionLog {
         );
         // Key-index entries below the log start are filtered on read and left in place.
         state.log_start_offset = new_start;
-        state.size_bytes -= removed_bytes;
+        state.size_bytes = state.size_bytes.saturating_sub(removed_bytes);
+        Ok(())
+    }
+
+    /// Removes every record below `offset` (a batch boundary) and its timestamp-index
+    /// entries, whatever the current state says. For snapshot installs.
+    pub fn truncate_below(&self, batch: &mut WriteBatch, offset: Offset) -> Result<(), StorageError> {
+        if offset == 0 {
+            return Ok(());
+        }
+        batch.delete_range_cf(self.store.records_cf(), keys::group_u64(self.group, 0), keys::group_u64(self.group, offset));
+        let mut iter = self.records_iter();
+        iter.seek(keys::group_u64(self.group, offset));
+        let index_end = match (iter.key(), iter.value()) {
+            (Some(key), Some(value)) => {
+                let base_offset = keys::trailing_u64(key).unwrap_or_default();
+                let header = decode_header(value)
+                    .map_err(|source| StorageError::Corrupt { group: self.group, base_offset, source })?;
+                keys::timestamp_index(self.group, header.last_timestamp_ms, offset).to_vec()
+            }
+            _ => keys::group_tag(self.group, keys::INDEX_TIMESTAMP + 1).to_vec(),
+        };
+        iter.status()?;
+        batch.delete_range_cf(self.store.cf(CF_INDEX), keys::timestamp_index(self.group, 0, 0).to_vec(), index_end);
         Ok(())
     }
 
@@ -327,13 +372,6 @@ impl PartitionLog {
         options.set_iterate_lower_bound(lower);
         options.set_iterate_upper_bound(upper);
         self.store.db().raw_iterator_cf_opt(self.store.records_cf(), options)
-    }
-}
-
-impl ReadLimits {
-    /// Enough for any one batch.
-    fn batch() -> ReadLimits {
-        ReadLimits { max_records: usize::MAX, max_bytes: usize::MAX }
     }
 }
 
