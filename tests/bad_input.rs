@@ -22,7 +22,14 @@ fn value(len: usize) -> Record {
 async fn bad_input_gets_precise_errors() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut args = FAST_RAFT.to_vec();
-    args.extend(["--records-per-request-max", "100", "--request-bytes-max", "2000000", "--partitions-per-topic-max", "50"]);
+    args.extend([
+        "--records-per-request-max",
+        "100",
+        "--request-bytes-max",
+        "2000000",
+        "--partitions-per-topic-max",
+        "50",
+    ]);
     let mut node = tokio::task::block_in_place(|| Node::start(&dir.path().join("node1"), &args));
     let client = CairnClient::connect(&node.address).await.expect("connect");
 
@@ -57,7 +64,10 @@ async fn bad_input_gets_precise_errors() {
     assert!(message.contains("100"), "{message}");
     let (c, message) = code(client.append("t", None, vec![value(1024 * 1024 + 1)]).await);
     assert_eq!(c, Code::ResourceExhausted, "{message}");
-    assert_eq!(code(client.append("t", None, vec![value(1024 * 1024), value(1024 * 1024)]).await).0, Code::ResourceExhausted);
+    assert_eq!(
+        code(client.append("t", None, vec![value(1024 * 1024), value(1024 * 1024)]).await).0,
+        Code::ResourceExhausted
+    );
     let mut raw = client.proto_client();
     let idempotent = raw
         .append(proto::AppendRequest {

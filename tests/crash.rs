@@ -84,7 +84,8 @@ async fn acknowledged_appends_survive_sigkill() {
         let kill_after = Duration::from_millis(rng.random_range(100..800));
         tokio::time::sleep(kill_after).await;
         tokio::task::block_in_place(|| node.kill());
-        let results = tokio::time::timeout(Duration::from_secs(30), writer).await.expect("writer stops").expect("writer");
+        let results =
+            tokio::time::timeout(Duration::from_secs(30), writer).await.expect("writer stops").expect("writer");
         for (batch, outcome) in results {
             match outcome {
                 Outcome::Acked(_) => acked += 1,
@@ -107,11 +108,18 @@ async fn acknowledged_appends_survive_sigkill() {
                 }
                 Outcome::Unknown => {
                     let present = found.iter().filter(|f| f.is_some()).count();
-                    assert!(present == 0 || present == BATCH, "batch r{round}-b{batch} half there: {present}/{BATCH} (seed {seed})");
+                    assert!(
+                        present == 0 || present == BATCH,
+                        "batch r{round}-b{batch} half there: {present}/{BATCH} (seed {seed})"
+                    );
                     if present == BATCH {
                         let first = found[0].expect("present");
                         for (i, f) in found.iter().enumerate() {
-                            assert_eq!(**f.as_ref().expect("present"), (first.0, first.1 + i as u64), "batch contiguous");
+                            assert_eq!(
+                                **f.as_ref().expect("present"),
+                                (first.0, first.1 + i as u64),
+                                "batch contiguous"
+                            );
                         }
                     }
                 }

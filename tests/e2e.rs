@@ -44,13 +44,18 @@ fn produce_kill_restart_consume() {
     for k in 0..KEYS {
         let key = format!("customer-{k}");
         let values: String = (0..PER_KEY).map(|i| format!("{key}-event-{i}\n")).collect();
-        let output = node.cli_with_stdin(&["produce", "events", "--key", &key, "--output", "json"], Some(values.as_bytes()));
+        let output =
+            node.cli_with_stdin(&["produce", "events", "--key", &key, "--output", "json"], Some(values.as_bytes()));
         harness::assert_success(&["produce", "--key"], &output);
         let lines = json_lines(&String::from_utf8_lossy(&output.stdout));
         assert_eq!(lines.len(), PER_KEY);
         for (i, line) in lines.iter().enumerate() {
             let (partition, offset) = position(line);
-            assert_eq!(partition, u64::from(partition_for_key(key.as_bytes(), PARTITIONS)), "key {key} in its hash partition");
+            assert_eq!(
+                partition,
+                u64::from(partition_for_key(key.as_bytes(), PARTITIONS)),
+                "key {key} in its hash partition"
+            );
             expected.insert((partition, offset), (Some(key.clone()), format!("{key}-event-{i}")));
         }
     }
@@ -103,13 +108,16 @@ fn consume_from_timestamp_and_follow() {
         false
     });
     let after_offset = after_offset.expect("found");
-    let from_time = json_lines(&node.cli_ok(&["consume", "clock", "--from", &format!("@{}", before_ts + 1), "--output", "json"]));
+    let from_time =
+        json_lines(&node.cli_ok(&["consume", "clock", "--from", &format!("@{}", before_ts + 1), "--output", "json"]));
     assert_eq!(position(&from_time[0]).1, after_offset, "--from @time starts at the first record at or after it");
-    let from_start = json_lines(&node.cli_ok(&["consume", "clock", "--from", &format!("@{before_ts}"), "--output", "json"]));
+    let from_start =
+        json_lines(&node.cli_ok(&["consume", "clock", "--from", &format!("@{before_ts}"), "--output", "json"]));
     assert_eq!(position(&from_start[0]).1, 0);
 
     // Follow from the current end, then produce: the follower sees exactly the new records.
-    let describe: Value = serde_json::from_str(&node.cli_ok(&["topic", "describe", "clock", "--output", "json"])).expect("json");
+    let describe: Value =
+        serde_json::from_str(&node.cli_ok(&["topic", "describe", "clock", "--output", "json"])).expect("json");
     let end = describe["partitions"][0]["high_watermark"].as_u64().expect("high watermark");
     let mut follower = Command::new(harness::BINARY)
         .args(["consume", "clock", "--follow", "--from", &end.to_string(), "--max", "3", "--output", "json"])
@@ -122,10 +130,8 @@ fn consume_from_timestamp_and_follow() {
         node.cli_ok(&["produce", "clock", "--value", value]);
     }
     let stdout = follower.stdout.take().expect("stdout");
-    let lines: Vec<Value> = BufReader::new(stdout)
-        .lines()
-        .map(|l| serde_json::from_str(&l.expect("line")).expect("json"))
-        .collect();
+    let lines: Vec<Value> =
+        BufReader::new(stdout).lines().map(|l| serde_json::from_str(&l.expect("line")).expect("json")).collect();
     assert!(follower.wait().expect("follower exits after --max").success());
     let values: Vec<&str> = lines.iter().map(|l| l["value"].as_str().expect("value")).collect();
     assert_eq!(values, ["live-1", "live-2", "live-3"]);
@@ -147,13 +153,15 @@ fn topic_admin_and_retention() {
     // The leader's retention task deletes the batch through Raft: the log start moves.
     wait_until("retention to delete the prefix", Duration::from_secs(20), || {
         let describe: Value =
-            serde_json::from_str(&node.cli_ok(&["topic", "describe", "short-lived", "--output", "json"])).expect("json");
+            serde_json::from_str(&node.cli_ok(&["topic", "describe", "short-lived", "--output", "json"]))
+                .expect("json");
         describe["partitions"][0]["log_start_offset"].as_u64() == Some(1)
     });
     let read_deleted = node.cli(&["consume", "short-lived", "--partition", "0", "--from", "0"]);
     assert!(!read_deleted.status.success(), "offset 0 is below the log start now");
 
-    let describe: Value = serde_json::from_str(&node.cli_ok(&["topic", "describe", "kept", "--output", "json"])).expect("json");
+    let describe: Value =
+        serde_json::from_str(&node.cli_ok(&["topic", "describe", "kept", "--output", "json"])).expect("json");
     let partitions = describe["partitions"].as_array().expect("partitions");
     assert_eq!(partitions.len(), 3);
     for p in partitions {

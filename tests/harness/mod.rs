@@ -54,12 +54,19 @@ impl Node {
         command.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() });
         command.stdout(Stdio::piped()).stderr(Stdio::piped());
         let mut child = command.spawn().expect("spawn cairn client");
-        if let Some(input) = stdin {
+        // Feed stdin from another thread while this one drains stdout: writing it all first
+        // deadlocks once the child's output fills its pipe.
+        let feeder = stdin.map(|input| {
             use std::io::Write;
             let mut pipe = child.stdin.take().expect("stdin");
-            pipe.write_all(input).expect("write stdin");
+            let input = input.to_vec();
+            std::thread::spawn(move || pipe.write_all(&input))
+        });
+        let output = child.wait_with_output().expect("client output");
+        if let Some(feeder) = feeder {
+            feeder.join().expect("stdin feeder").expect("write stdin");
         }
-        child.wait_with_output().expect("client output")
+        output
     }
 
     /// Like `cli`, but the command must succeed; returns its stdout.
@@ -135,10 +142,9 @@ pub fn wait_until(what: &str, timeout: Duration, mut condition: impl FnMut() -> 
 
 /// The seed of a randomized test: `CAIRN_TEST_SEED` if set, else fresh. Printed either way.
 pub fn seed() -> u64 {
-    let seed = std::env::var("CAIRN_TEST_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_nanos() as u64));
+    let seed = std::env::var("CAIRN_TEST_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_nanos() as u64)
+    });
     eprintln!("seed: {seed} (replay with CAIRN_TEST_SEED={seed})");
     seed
 }

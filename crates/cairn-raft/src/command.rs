@@ -13,7 +13,9 @@ pub enum Command {
 impl std::fmt::Display for Command {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Command::Partition(PartitionCommand::Append { records, .. }) => write!(f, "append({} records)", records.len()),
+            Command::Partition(PartitionCommand::Append { records, .. }) => {
+                write!(f, "append({} records)", records.len())
+            }
             Command::Partition(PartitionCommand::DeletePrefix { before_offset }) => {
                 write!(f, "delete-prefix(before {before_offset})")
             }
@@ -40,10 +42,19 @@ pub enum PartitionCommand {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum ControllerCommand {
-    RegisterNode { node_id: NodeId, address: String },
+    RegisterNode {
+        node_id: NodeId,
+        address: String,
+    },
     /// `topics_max` travels in the command so every replica decides alike.
-    CreateTopic { name: String, config: TopicConfig, topics_max: usize },
-    DeleteTopic { name: String },
+    CreateTopic {
+        name: String,
+        config: TopicConfig,
+        topics_max: usize,
+    },
+    DeleteTopic {
+        name: String,
+    },
 }
 
 /// The answer to one applied entry.
@@ -53,7 +64,9 @@ pub enum CommandResponse {
     #[default]
     None,
     Appended(AppendOutcome),
-    PrefixDeleted { log_start_offset: Offset },
+    PrefixDeleted {
+        log_start_offset: Offset,
+    },
     Topic(Result<TopicMeta, ControllerError>),
     TopicDeleted(Result<(), ControllerError>),
     NodeRegistered,

@@ -101,7 +101,11 @@ impl RaftStateMachine<TypeConfig> for ControllerStateMachine {
     }
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
-        ControllerSnapshotBuilder { store: Arc::clone(&self.store), state: self.state.clone(), lock: Arc::clone(&self.snapshot_lock) }
+        ControllerSnapshotBuilder {
+            store: Arc::clone(&self.store),
+            state: self.state.clone(),
+            lock: Arc::clone(&self.snapshot_lock),
+        }
     }
 
     async fn install_snapshot(&mut self, meta: &SnapshotMeta, snapshot: StateSnapshot) -> Result<(), io::Error> {
@@ -130,6 +134,13 @@ impl RaftSnapshotBuilder<TypeConfig> for ControllerSnapshotBuilder {
 
     async fn build_snapshot(&mut self) -> Result<Snapshot, io::Error> {
         let state = encode(&self.state)?;
-        build_and_save(&self.store, CONTROLLER_GROUP_ID, &self.lock, self.state.last_applied, &self.state.last_membership, state)
+        build_and_save(
+            &self.store,
+            CONTROLLER_GROUP_ID,
+            &self.lock,
+            self.state.last_applied,
+            &self.state.last_membership,
+            state,
+        )
     }
 }

@@ -119,11 +119,15 @@ mod tests {
     fn create_topic_places_replicas_on_distinct_nodes_and_spreads_leaders() {
         let mut state = ControllerState::default();
         for node in 1..=3 {
-            state.apply(&ControllerCommand::RegisterNode { node_id: node, address: format!("n{node}") }, &BTreeMap::new());
+            state.apply(
+                &ControllerCommand::RegisterNode { node_id: node, address: format!("n{node}") },
+                &BTreeMap::new(),
+            );
         }
-        let ControllerOutcome::Topic(Ok(topic)) =
-            state.apply(&ControllerCommand::CreateTopic { name: "t".into(), config: config(6, 3), topics_max: 10 }, &BTreeMap::new())
-        else {
+        let ControllerOutcome::Topic(Ok(topic)) = state.apply(
+            &ControllerCommand::CreateTopic { name: "t".into(), config: config(6, 3), topics_max: 10 },
+            &BTreeMap::new(),
+        ) else {
             panic!("topic not created")
         };
         let mut leaders = [0; 4];
@@ -154,9 +158,10 @@ mod tests {
     fn create_topic_errors() {
         let mut state = ControllerState::default();
         state.apply(&ControllerCommand::RegisterNode { node_id: 1, address: "n1".into() }, &BTreeMap::new());
-        let create = |state: &mut ControllerState, name: &str, rf| match state
-            .apply(&ControllerCommand::CreateTopic { name: name.into(), config: config(1, rf), topics_max: 2 }, &BTreeMap::new())
-        {
+        let create = |state: &mut ControllerState, name: &str, rf| match state.apply(
+            &ControllerCommand::CreateTopic { name: name.into(), config: config(1, rf), topics_max: 2 },
+            &BTreeMap::new(),
+        ) {
             ControllerOutcome::Topic(result) => result.map(|_| ()),
             other => panic!("unexpected {other:?}"),
         };

@@ -94,7 +94,11 @@ pub struct Host {
 }
 
 impl Host {
-    pub async fn start(config: HostConfig, store: Arc<Store>, transport: Arc<dyn Transport>) -> Result<Arc<Host>, HostError> {
+    pub async fn start(
+        config: HostConfig,
+        store: Arc<Store>,
+        transport: Arc<dyn Transport>,
+    ) -> Result<Arc<Host>, HostError> {
         let raft_config = openraft::Config {
             cluster_name: "cairn".into(),
             heartbeat_interval: config.heartbeat_interval_ms,
@@ -110,7 +114,8 @@ impl Host {
         };
         let raft_config = Arc::new(raft_config.validate().map_err(|err| HostError::Raft(err.to_string()))?);
         let (controller_sm, controller_view) = ControllerStateMachine::open(Arc::clone(&store))?;
-        let network = GroupNetworkFactory { group: CONTROLLER_GROUP_ID, transport: Arc::clone(&transport), partition_log: None };
+        let network =
+            GroupNetworkFactory { group: CONTROLLER_GROUP_ID, transport: Arc::clone(&transport), partition_log: None };
         let controller = Raft::new(
             config.node_id,
             Arc::clone(&raft_config),
@@ -196,7 +201,11 @@ impl Host {
     }
 
     /// Proposes a partition command; this node must lead the partition.
-    pub async fn partition_write(&self, group: GroupId, command: PartitionCommand) -> Result<CommandResponse, HostError> {
+    pub async fn partition_write(
+        &self,
+        group: GroupId,
+        command: PartitionCommand,
+    ) -> Result<CommandResponse, HostError> {
         let replica = self.partition(group).ok_or(HostError::UnknownGroup(group))?;
         let result = replica.raft.client_write(Command::Partition(command)).await;
         write_result(group, result)
@@ -213,7 +222,10 @@ impl Host {
                     break replica;
                 }
                 if tokio::time::timeout_at(deadline, changed.changed()).await.is_err() {
-                    return Err(HostError::NoLeader { group: assignment.group_id, waited_ms: timeout.as_millis() as u64 });
+                    return Err(HostError::NoLeader {
+                        group: assignment.group_id,
+                        waited_ms: timeout.as_millis() as u64,
+                    });
                 }
             };
             let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
@@ -222,7 +234,10 @@ impl Host {
                 .wait(Some(remaining))
                 .metrics(|m| m.current_leader.is_some(), "partition has a leader")
                 .await
-                .map_err(|_| HostError::NoLeader { group: assignment.group_id, waited_ms: timeout.as_millis() as u64 })?;
+                .map_err(|_| HostError::NoLeader {
+                    group: assignment.group_id,
+                    waited_ms: timeout.as_millis() as u64,
+                })?;
         }
         Ok(())
     }
@@ -239,7 +254,13 @@ impl Host {
     }
 
     /// Serves one Raft message from another node. The reply is `Result<Resp, String>`.
-    pub async fn handle_rpc(&self, group: GroupId, to: NodeId, kind: RpcKind, payload: &[u8]) -> Result<Vec<u8>, HostError> {
+    pub async fn handle_rpc(
+        &self,
+        group: GroupId,
+        to: NodeId,
+        kind: RpcKind,
+        payload: &[u8],
+    ) -> Result<Vec<u8>, HostError> {
         if to != self.config.node_id {
             return Err(HostError::Misrouted { to, me: self.config.node_id });
         }
@@ -261,7 +282,8 @@ impl Host {
     async fn reconcile_loop(self: Arc<Self>) {
         let mut view = self.controller_view.clone();
         let mut controller_metrics = self.controller.metrics();
-        let leadership = |m: &RaftMetrics<TypeConfig>| (m.current_leader, m.current_term, m.membership_config.log_id().clone());
+        let leadership =
+            |m: &RaftMetrics<TypeConfig>| (m.current_leader, m.current_term, *m.membership_config.log_id());
         loop {
             let state = Arc::clone(&view.borrow_and_update());
             let seen = leadership(&controller_metrics.borrow_watched());
@@ -298,9 +320,12 @@ impl Host {
             for (id, node) in metrics.membership_config.membership().nodes() {
                 if state.nodes.get(id) != Some(&node.addr) {
                     let register = ControllerCommand::RegisterNode { node_id: *id, address: node.addr.clone() };
-                    tokio::time::timeout(BACKGROUND_WRITE_TIMEOUT, self.controller_write(register))
-                        .await
-                        .map_err(|_| HostError::NoLeader { group: CONTROLLER_GROUP_ID, waited_ms: BACKGROUND_WRITE_TIMEOUT.as_millis() as u64 })??;
+                    tokio::time::timeout(BACKGROUND_WRITE_TIMEOUT, self.controller_write(register)).await.map_err(
+                        |_| HostError::NoLeader {
+                            group: CONTROLLER_GROUP_ID,
+                            waited_ms: BACKGROUND_WRITE_TIMEOUT.as_millis() as u64,
+                        },
+                    )??;
                 }
             }
         }
@@ -316,7 +341,8 @@ impl Host {
                 failed = Some(err);
             }
         }
-        let running: BTreeSet<GroupId> = self.partitions.read().map(|p| p.keys().copied().collect()).unwrap_or_default();
+        let running: BTreeSet<GroupId> =
+            self.partitions.read().map(|p| p.keys().copied().collect()).unwrap_or_default();
         for group in running.difference(&wanted.keys().copied().collect()) {
             if let Err(err) = self.stop_partition(*group).await {
                 tracing::error!(group, error = %err, "cannot stop partition replica");
@@ -330,7 +356,8 @@ impl Host {
         let group = assignment.group_id;
         let (state_machine, view) = PartitionStateMachine::open(Arc::clone(&self.store), group)?;
         let log = state_machine.log().clone();
-        let network = GroupNetworkFactory { group, transport: Arc::clone(&self.transport), partition_log: Some(log.clone()) };
+        let network =
+            GroupNetworkFactory { group, transport: Arc::clone(&self.transport), partition_log: Some(log.clone()) };
         let raft = Raft::new(
             self.config.node_id,
             Arc::clone(&self.raft_config),
@@ -374,7 +401,10 @@ impl Host {
         if let Some(replica) = replica {
             let _ = replica.raft.shutdown().await;
             let store = Arc::clone(&self.store);
-            tokio::task::spawn_blocking(move || store.delete_group(group)).await.map_err(io::Error::other)?.map_err(io::Error::from)?;
+            tokio::task::spawn_blocking(move || store.delete_group(group))
+                .await
+                .map_err(io::Error::other)?
+                .map_err(io::Error::from)?;
             tracing::info!(group, topic = %replica.topic, partition = replica.partition, "partition replica deleted");
         }
         self.partitions_changed.send_modify(|n| *n += 1);
@@ -404,16 +434,18 @@ impl Host {
         let state = replica.view.borrow().log;
         let (retention_ms, retention_bytes) = (topic.config.retention_ms, topic.config.retention_bytes);
         let log = replica.log.clone();
-        let cut = tokio::task::spawn_blocking(move || log.retention_cut(&state, now_ms(), retention_ms, retention_bytes))
-            .await
-            .map_err(io::Error::other)?
-            .map_err(io::Error::from)?;
+        let cut =
+            tokio::task::spawn_blocking(move || log.retention_cut(&state, now_ms(), retention_ms, retention_bytes))
+                .await
+                .map_err(io::Error::other)?
+                .map_err(io::Error::from)?;
         if let Some(before_offset) = cut {
             tracing::info!(group = replica.group_id, before_offset, "retention: deleting a prefix");
             let delete = self.partition_write(replica.group_id, PartitionCommand::DeletePrefix { before_offset });
-            tokio::time::timeout(BACKGROUND_WRITE_TIMEOUT, delete)
-                .await
-                .map_err(|_| HostError::NoLeader { group: replica.group_id, waited_ms: BACKGROUND_WRITE_TIMEOUT.as_millis() as u64 })??;
+            tokio::time::timeout(BACKGROUND_WRITE_TIMEOUT, delete).await.map_err(|_| HostError::NoLeader {
+                group: replica.group_id,
+                waited_ms: BACKGROUND_WRITE_TIMEOUT.as_millis() as u64,
+            })??;
         }
         Ok(())
     }
@@ -421,7 +453,10 @@ impl Host {
 
 fn write_result(
     group: GroupId,
-    result: Result<openraft::raft::ClientWriteResponse<TypeConfig>, RaftError<TypeConfig, ClientWriteError<TypeConfig>>>,
+    result: Result<
+        openraft::raft::ClientWriteResponse<TypeConfig>,
+        RaftError<TypeConfig, ClientWriteError<TypeConfig>>,
+    >,
 ) -> Result<CommandResponse, HostError> {
     match result {
         Ok(response) => Ok(response.data),
@@ -435,7 +470,12 @@ fn write_result(
     }
 }
 
-async fn serve_rpc<SM>(raft: &Raft<SM>, log: Option<&PartitionLog>, kind: RpcKind, payload: &[u8]) -> Result<Vec<u8>, HostError>
+async fn serve_rpc<SM>(
+    raft: &Raft<SM>,
+    log: Option<&PartitionLog>,
+    kind: RpcKind,
+    payload: &[u8],
+) -> Result<Vec<u8>, HostError>
 where
     SM: openraft::storage::RaftStateMachine<TypeConfig, SnapshotData = crate::partition_sm::StateSnapshot>,
 {
@@ -458,7 +498,8 @@ where
             reply(imported)
         }
         RpcKind::InstallSnapshot => {
-            let (vote, meta, snapshot): (Vote, crate::type_config::SnapshotMeta, crate::partition_sm::StateSnapshot) = decode(payload)?;
+            let (vote, meta, snapshot): (Vote, crate::type_config::SnapshotMeta, crate::partition_sm::StateSnapshot) =
+                decode(payload)?;
             reply(raft.install_full_snapshot(vote, Snapshot { meta, snapshot }).await)
         }
     }

@@ -3,8 +3,8 @@
 //! the server supplies) and the multi-group host that runs them all in one process.
 
 pub mod command;
-pub mod controller_state;
 pub mod controller_sm;
+pub mod controller_state;
 pub mod host;
 pub mod log_store;
 pub mod network;

@@ -113,7 +113,9 @@ impl GroupNetwork {
         let call = self.factory.transport.call(self.target, self.address.clone(), self.factory.group, kind, payload);
         let reply = match tokio::time::timeout(timeout, call).await {
             Err(elapsed) => return Err(RPCError::Unreachable(Unreachable::new(&elapsed))),
-            Ok(Err(err @ TransportError::Unreachable { .. })) => return Err(RPCError::Unreachable(Unreachable::new(&err))),
+            Ok(Err(err @ TransportError::Unreachable { .. })) => {
+                return Err(RPCError::Unreachable(Unreachable::new(&err)));
+            }
             Ok(Err(err)) => return Err(RPCError::Network(NetworkError::new(&err))),
             Ok(Ok(reply)) => reply,
         };
@@ -181,8 +183,8 @@ impl RaftNetworkV2<TypeConfig> for GroupNetwork {
         let send = async {
             let mut snapshot = snapshot;
             if let Some(log) = &self.factory.partition_log {
-                let mut state: PartitionSmState = decode(&snapshot.snapshot.0)
-                    .map_err(|err| StreamingError::Network(NetworkError::new(&err)))?;
+                let mut state: PartitionSmState =
+                    decode(&snapshot.snapshot.0).map_err(|err| StreamingError::Network(NetworkError::new(&err)))?;
                 // Stream the stored batches below the snapshot's next offset. Retention may
                 // delete a prefix meanwhile: track the contiguous run actually sent, and
                 // install exactly that run (the receiver drops anything below it).
@@ -222,10 +224,12 @@ impl RaftNetworkV2<TypeConfig> for GroupNetwork {
                 }
                 state.log.log_start_offset = run_start;
                 state.log.size_bytes = run_bytes;
-                snapshot.snapshot = StateSnapshot(encode(&state).map_err(|err| StreamingError::Network(NetworkError::new(&err)))?);
+                snapshot.snapshot =
+                    StateSnapshot(encode(&state).map_err(|err| StreamingError::Network(NetworkError::new(&err)))?);
             }
-            let response: SnapshotResponse<TypeConfig> =
-                self.call(RpcKind::InstallSnapshot, &(vote, snapshot.meta, snapshot.snapshot), SNAPSHOT_CHUNK_TIMEOUT).await?;
+            let response: SnapshotResponse<TypeConfig> = self
+                .call(RpcKind::InstallSnapshot, &(vote, snapshot.meta, snapshot.snapshot), SNAPSHOT_CHUNK_TIMEOUT)
+                .await?;
             Ok(response)
         };
         tokio::select! {

@@ -69,7 +69,10 @@ pub type SnapshotLock = Arc<std::sync::Mutex<()>>;
 
 impl PartitionStateMachine {
     /// Loads the state machine of `group` from the store (empty if new).
-    pub fn open(store: Arc<Store>, group: GroupId) -> io::Result<(PartitionStateMachine, watch::Receiver<PartitionView>)> {
+    pub fn open(
+        store: Arc<Store>,
+        group: GroupId,
+    ) -> io::Result<(PartitionStateMachine, watch::Receiver<PartitionView>)> {
         let state: PartitionSmState =
             store.sm_meta_get(group, TAG_STATE)?.map(|raw| decode(&raw)).transpose()?.unwrap_or_default();
         let (view, receiver) = watch::channel(view_of(&state));
@@ -81,7 +84,12 @@ impl PartitionStateMachine {
         &self.log
     }
 
-    fn apply_command(&mut self, batch: &mut WriteBatch, command: PartitionCommand, index: u64) -> io::Result<CommandResponse> {
+    fn apply_command(
+        &mut self,
+        batch: &mut WriteBatch,
+        command: PartitionCommand,
+        index: u64,
+    ) -> io::Result<CommandResponse> {
         Ok(match command {
             PartitionCommand::Append { records, timestamp_ms } => {
                 let base_offset = self.log.append(batch, &mut self.state.log, &records, timestamp_ms);
@@ -207,7 +215,14 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
     type SnapshotData = StateSnapshot;
 
     async fn build_snapshot(&mut self) -> Result<Snapshot, io::Error> {
-        build_and_save(&self.store, self.group, &self.lock, self.state.last_applied, &self.state.last_membership, encode(&self.state)?)
+        build_and_save(
+            &self.store,
+            self.group,
+            &self.lock,
+            self.state.last_applied,
+            &self.state.last_membership,
+            encode(&self.state)?,
+        )
     }
 }
 

@@ -195,7 +195,11 @@ mod tests {
         let path = dir.path().join("cairn.toml");
         std::fs::write(&path, "node_id = 7\nlisten = \"127.0.0.1:9000\"\n[limits]\nrecords_per_request_max = 5\n")
             .expect("write");
-        let args = ServeArgs { config: Some(path), listen: Some("127.0.0.1:9100".parse().expect("addr")), ..Default::default() };
+        let args = ServeArgs {
+            config: Some(path),
+            listen: Some("127.0.0.1:9100".parse().expect("addr")),
+            ..Default::default()
+        };
         let config = ServerConfig::load(&args).expect("load");
         assert_eq!(config.node_id, 7, "from the file");
         assert_eq!(config.listen.port(), 9100, "flag beats file");
@@ -207,7 +211,8 @@ mod tests {
     #[test]
     fn example_config_file_is_valid() {
         let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../deploy/cairn.example.toml");
-        let config = ServerConfig::load(&ServeArgs { config: Some(path), ..Default::default() }).expect("example loads");
+        let config =
+            ServerConfig::load(&ServeArgs { config: Some(path), ..Default::default() }).expect("example loads");
         assert_eq!(config.limits, Limits::default(), "the example documents the defaults");
         assert_eq!(config.heartbeat_interval_ms, DEFAULT_HEARTBEAT_INTERVAL_MS);
     }

@@ -27,7 +27,9 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => {
             tracing_subscriber::fmt()
-                .with_env_filter(EnvFilter::try_from_env("CAIRN_LOG").unwrap_or_else(|_| EnvFilter::new("info,openraft=warn")))
+                .with_env_filter(
+                    EnvFilter::try_from_env("CAIRN_LOG").unwrap_or_else(|_| EnvFilter::new("info,openraft=warn")),
+                )
                 .with_writer(std::io::stderr)
                 .init();
             let config = cairn_server::ServerConfig::load(&args)?;

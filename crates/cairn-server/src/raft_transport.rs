@@ -51,10 +51,14 @@ impl Transport for GrpcTransport {
         payload: Vec<u8>,
     ) -> BoxFuture<Result<Vec<u8>, TransportError>> {
         let channel = self.channel(&address);
-        let message = RaftMessage { group_id: group, from_node: self.node_id, to_node: target, payload: payload.into() };
+        let message =
+            RaftMessage { group_id: group, from_node: self.node_id, to_node: target, payload: payload.into() };
         Box::pin(async move {
-            let channel =
-                channel.map_err(|detail| TransportError::Unreachable { node: target, address: address.clone(), detail })?;
+            let channel = channel.map_err(|detail| TransportError::Unreachable {
+                node: target,
+                address: address.clone(),
+                detail,
+            })?;
             let mut client = RaftTransportClient::new(channel)
                 .max_decoding_message_size(RAFT_MESSAGE_BYTES_MAX)
                 .max_encoding_message_size(RAFT_MESSAGE_BYTES_MAX);
@@ -83,15 +87,14 @@ pub struct RaftTransportService {
 impl RaftTransportService {
     async fn serve(&self, request: Request<RaftMessage>, kind: RpcKind) -> Result<Response<RaftMessage>, Status> {
         let message = request.into_inner();
-        let payload = self
-            .host
-            .handle_rpc(message.group_id, message.to_node, kind, &message.payload)
-            .await
-            .map_err(|err| match err {
-                HostError::Storage(err) if err.kind() == std::io::ErrorKind::InvalidData => {
-                    Status::invalid_argument(format!("malformed raft message: {err}"))
+        let payload =
+            self.host.handle_rpc(message.group_id, message.to_node, kind, &message.payload).await.map_err(|err| {
+                match err {
+                    HostError::Storage(err) if err.kind() == std::io::ErrorKind::InvalidData => {
+                        Status::invalid_argument(format!("malformed raft message: {err}"))
+                    }
+                    err => crate::status::from_host(err),
                 }
-                err => crate::status::from_host(err),
             })?;
         Ok(Response::new(RaftMessage {
             group_id: message.group_id,

@@ -105,7 +105,9 @@ impl CairnService {
                     limits.record_headers_max
                 )));
             }
-            total += record.value.len() + key_len + record.headers.iter().map(|h| h.name.len() + h.value.len()).sum::<usize>();
+            total += record.value.len()
+                + key_len
+                + record.headers.iter().map(|h| h.name.len() + h.value.len()).sum::<usize>();
         }
         if total > limits.request_bytes_max {
             return Err(Status::resource_exhausted(format!(
@@ -348,7 +350,10 @@ impl pb::cairn_server::Cairn for CairnService {
         }))
     }
 
-    async fn create_topic(&self, request: Request<pb::CreateTopicRequest>) -> Result<Response<pb::CreateTopicResponse>, Status> {
+    async fn create_topic(
+        &self,
+        request: Request<pb::CreateTopicRequest>,
+    ) -> Result<Response<pb::CreateTopicResponse>, Status> {
         let request = request.into_inner();
         validate_topic_name(&request.name).map_err(status::from_topic)?;
         let config = TopicConfig {
@@ -376,7 +381,10 @@ impl pb::cairn_server::Cairn for CairnService {
         Ok(Response::new(pb::CreateTopicResponse { topic: Some(self.describe(&topic)) }))
     }
 
-    async fn delete_topic(&self, request: Request<pb::DeleteTopicRequest>) -> Result<Response<pb::DeleteTopicResponse>, Status> {
+    async fn delete_topic(
+        &self,
+        request: Request<pb::DeleteTopicRequest>,
+    ) -> Result<Response<pb::DeleteTopicResponse>, Status> {
         let name = request.into_inner().name;
         validate_topic_name(&name).map_err(status::from_topic)?;
         let response =
@@ -388,7 +396,10 @@ impl pb::cairn_server::Cairn for CairnService {
         Ok(Response::new(pb::DeleteTopicResponse {}))
     }
 
-    async fn list_topics(&self, _request: Request<pb::ListTopicsRequest>) -> Result<Response<pb::ListTopicsResponse>, Status> {
+    async fn list_topics(
+        &self,
+        _request: Request<pb::ListTopicsRequest>,
+    ) -> Result<Response<pb::ListTopicsResponse>, Status> {
         let state = self.host.controller_state();
         let topics = state
             .topics
@@ -414,13 +425,23 @@ impl pb::cairn_server::Cairn for CairnService {
         &self,
         _request: Request<pb::ClusterStatusRequest>,
     ) -> Result<Response<pb::ClusterStatusResponse>, Status> {
-        let nodes =
-            self.host.cluster_nodes().into_iter().map(|(node_id, address)| pb::NodeStatus { node_id, address }).collect();
+        let nodes = self
+            .host
+            .cluster_nodes()
+            .into_iter()
+            .map(|(node_id, address)| pb::NodeStatus { node_id, address })
+            .collect();
         let controller = self.host.controller_metrics();
         let mut groups = vec![group_status(cairn_types::CONTROLLER_GROUP_ID, &controller, String::new(), 0, 0)];
         for replica in self.host.partitions() {
             let high_watermark = replica.view.borrow().high_watermark();
-            groups.push(group_status(replica.group_id, &replica.metrics(), replica.topic.clone(), replica.partition, high_watermark));
+            groups.push(group_status(
+                replica.group_id,
+                &replica.metrics(),
+                replica.topic.clone(),
+                replica.partition,
+                high_watermark,
+            ));
         }
         Ok(Response::new(pb::ClusterStatusResponse { node_id: self.host.node_id(), nodes, groups }))
     }

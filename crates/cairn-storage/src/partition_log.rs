@@ -109,8 +109,11 @@ impl PartitionLog {
             if base_offset >= high_watermark {
                 break;
             }
-            let batch = decode_batch(&Bytes::copy_from_slice(value))
-                .map_err(|source| StorageError::Corrupt { group: self.group, base_offset, source })?;
+            let batch = decode_batch(&Bytes::copy_from_slice(value)).map_err(|source| StorageError::Corrupt {
+                group: self.group,
+                base_offset,
+                source,
+            })?;
             for record in batch.records {
                 if record.offset < from {
                     continue;
@@ -139,7 +142,11 @@ impl PartitionLog {
         iter.status()?;
         if records.is_empty() {
             // `from` is below the high watermark, so a record must be there.
-            return Err(StorageError::OffsetOutOfRange { offset: from, log_start_offset: state.log_start_offset, high_watermark });
+            return Err(StorageError::OffsetOutOfRange {
+                offset: from,
+                log_start_offset: state.log_start_offset,
+                high_watermark,
+            });
         }
         Ok(records)
     }
@@ -166,12 +173,16 @@ impl PartitionLog {
             if base_offset < state.log_start_offset {
                 continue;
             }
-            let Some(raw) = self.store.db().get_pinned_cf(self.store.records_cf(), keys::group_u64(self.group, base_offset))?
+            let Some(raw) =
+                self.store.db().get_pinned_cf(self.store.records_cf(), keys::group_u64(self.group, base_offset))?
             else {
                 continue;
             };
-            let batch = decode_batch(&Bytes::copy_from_slice(&raw))
-                .map_err(|source| StorageError::Corrupt { group: self.group, base_offset, source })?;
+            let batch = decode_batch(&Bytes::copy_from_slice(&raw)).map_err(|source| StorageError::Corrupt {
+                group: self.group,
+                base_offset,
+                source,
+            })?;
             if let Some(record) = batch.records.iter().find(|r| r.timestamp_ms >= timestamp_ms) {
                 return Ok(Some(record.offset));
             }
@@ -230,8 +241,11 @@ impl PartitionLog {
             if base_offset >= state.next_offset {
                 break;
             }
-            let header = decode_header(value)
-                .map_err(|source| StorageError::Corrupt { group: self.group, base_offset, source })?;
+            let header = decode_header(value).map_err(|source| StorageError::Corrupt {
+                group: self.group,
+                base_offset,
+                source,
+            })?;
             let too_old = retention_ms.is_some_and(|ms| header.last_timestamp_ms.saturating_add(ms) < now_ms);
             let too_big = retention_bytes.is_some_and(|max| size_bytes > max);
             if !too_old && !too_big {
@@ -263,8 +277,11 @@ impl PartitionLog {
         let mut last_timestamp_ms = 0;
         while let (Some(key), Some(value)) = (iter.key(), iter.value()) {
             let base_offset = keys::trailing_u64(key).unwrap_or_default();
-            let header = decode_header(value)
-                .map_err(|source| StorageError::Corrupt { group: self.group, base_offset, source })?;
+            let header = decode_header(value).map_err(|source| StorageError::Corrupt {
+                group: self.group,
+                base_offset,
+                source,
+            })?;
             if header.next_offset() > before_offset {
                 break;
             }
@@ -299,14 +316,21 @@ impl PartitionLog {
         if offset == 0 {
             return Ok(());
         }
-        batch.delete_range_cf(self.store.records_cf(), keys::group_u64(self.group, 0), keys::group_u64(self.group, offset));
+        batch.delete_range_cf(
+            self.store.records_cf(),
+            keys::group_u64(self.group, 0),
+            keys::group_u64(self.group, offset),
+        );
         let mut iter = self.records_iter();
         iter.seek(keys::group_u64(self.group, offset));
         let index_end = match (iter.key(), iter.value()) {
             (Some(key), Some(value)) => {
                 let base_offset = keys::trailing_u64(key).unwrap_or_default();
-                let header = decode_header(value)
-                    .map_err(|source| StorageError::Corrupt { group: self.group, base_offset, source })?;
+                let header = decode_header(value).map_err(|source| StorageError::Corrupt {
+                    group: self.group,
+                    base_offset,
+                    source,
+                })?;
                 keys::timestamp_index(self.group, header.last_timestamp_ms, offset).to_vec()
             }
             _ => keys::group_tag(self.group, keys::INDEX_TIMESTAMP + 1).to_vec(),
@@ -346,8 +370,11 @@ impl PartitionLog {
         let index = self.store.cf(CF_INDEX);
         for (base_offset, raw) in batches {
             let raw = Bytes::copy_from_slice(raw);
-            let decoded = decode_batch(&raw)
-                .map_err(|source| StorageError::Corrupt { group: self.group, base_offset: *base_offset, source })?;
+            let decoded = decode_batch(&raw).map_err(|source| StorageError::Corrupt {
+                group: self.group,
+                base_offset: *base_offset,
+                source,
+            })?;
             if decoded.header.base_offset != *base_offset {
                 return Err(StorageError::CorruptMeta {
                     group: self.group,

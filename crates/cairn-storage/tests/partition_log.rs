@@ -29,7 +29,11 @@ fn save_state(store: &Store, batch: &mut WriteBatch, state: &PartitionLogState) 
 }
 
 fn record(key: Option<&str>, value: &[u8]) -> Record {
-    Record { key: key.map(|k| Bytes::copy_from_slice(k.as_bytes())), headers: vec![], value: Bytes::copy_from_slice(value) }
+    Record {
+        key: key.map(|k| Bytes::copy_from_slice(k.as_bytes())),
+        headers: vec![],
+        value: Bytes::copy_from_slice(value),
+    }
 }
 
 fn append(store: &Arc<Store>, log: &PartitionLog, state: &mut PartitionLogState, records: &[Record], ts: u64) -> u64 {
@@ -77,7 +81,7 @@ proptest! {
             match op {
                 Op::Append { values, keyed, timestamp_ms } => {
                     let records: Vec<Record> = values.iter().enumerate()
-                        .map(|(i, v)| record(keyed.then(|| if i % 2 == 0 { "even" } else { "odd" }), v))
+                        .map(|(i, v)| record(keyed.then_some(if i % 2 == 0 { "even" } else { "odd" }), v))
                         .collect();
                     let base = append(&store, &log, &mut state, &records, timestamp_ms);
                     prop_assert_eq!(base, model.len() as u64);
@@ -164,7 +168,8 @@ fn timestamp_index_finds_first_offset_at_or_after() {
     assert_eq!(find(201), Some(6));
     assert_eq!(find(350), Some(6));
     assert_eq!(find(351), None);
-    let read = log.read(8, &state, state.next_offset, ReadLimits { max_records: 10, max_bytes: 1 << 20 }).expect("read");
+    let read =
+        log.read(8, &state, state.next_offset, ReadLimits { max_records: 10, max_bytes: 1 << 20 }).expect("read");
     assert_eq!(read[0].timestamp_ms, 350, "timestamps never decrease");
 
     // After retention removes the first two batches, lookups start at the log start.

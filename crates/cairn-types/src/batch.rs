@@ -142,10 +142,7 @@ pub fn decode_batch(buf: &Bytes) -> Result<DecodedBatch, CodecError> {
         });
     }
     if records.len() as u64 != u64::from(header.record_count) {
-        return Err(CodecError::CountMismatch {
-            declared: header.record_count,
-            found: records.len() as u32,
-        });
+        return Err(CodecError::CountMismatch { declared: header.record_count, found: records.len() as u32 });
     }
     Ok(DecodedBatch { header, records })
 }

@@ -95,10 +95,17 @@ mod tests {
 
     #[test]
     fn topic_config_limits() {
-        let config = |p, r| TopicConfig { partition_count: p, replication_factor: r, retention_ms: None, retention_bytes: None };
+        let config =
+            |p, r| TopicConfig { partition_count: p, replication_factor: r, retention_ms: None, retention_bytes: None };
         assert_eq!(config(4, 1).validate(10_000, 1), Ok(()));
         assert_eq!(config(0, 1).validate(10_000, 1), Err(TopicError::NoPartitions));
-        assert_eq!(config(10_001, 1).validate(10_000, 1), Err(TopicError::TooManyPartitions { requested: 10_001, max: 10_000 }));
-        assert_eq!(config(1, 3).validate(10_000, 1), Err(TopicError::ReplicationFactorTooLarge { requested: 3, nodes: 1 }));
+        assert_eq!(
+            config(10_001, 1).validate(10_000, 1),
+            Err(TopicError::TooManyPartitions { requested: 10_001, max: 10_000 })
+        );
+        assert_eq!(
+            config(1, 3).validate(10_000, 1),
+            Err(TopicError::ReplicationFactorTooLarge { requested: 3, nodes: 1 })
+        );
     }
 }
