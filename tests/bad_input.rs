@@ -109,6 +109,12 @@ async fn bad_input_gets_precise_errors() {
     let client = CairnClient::connect(&node.address).await.expect("reconnect");
     let (c, message) = code(client.read("t", 0, 0, 0, 0, 0).await);
     assert_eq!(c, Code::DataLoss, "{message}");
+    // After the restart partition 1 elects its leader again; then it takes writes.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    while client.describe_topic("t").await.expect("describe").partitions[1].leader.is_none() {
+        assert!(tokio::time::Instant::now() < deadline, "partition 1 has no leader after restart");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
     client.append("t", Some(1), vec![value(5)]).await.expect("other partitions still take writes");
     let topics = client.list_topics().await.expect("server still serving");
     assert_eq!(topics.iter().map(|t| t.name.as_str()).collect::<Vec<_>>(), ["t"]);

@@ -237,15 +237,10 @@ impl PartitionLog {
         let mut iter = self.records_iter();
         iter.seek(keys::group_u64(self.group, state.log_start_offset));
         while let (Some(key), Some(value)) = (iter.key(), iter.value()) {
-            let base_offset = keys::trailing_u64(key).unwrap_or_default();
+            let (base_offset, header) = self.stored_header(key, value)?;
             if base_offset >= state.next_offset {
                 break;
             }
-            let header = decode_header(value).map_err(|source| StorageError::Corrupt {
-                group: self.group,
-                base_offset,
-                source,
-            })?;
             let too_old = retention_ms.is_some_and(|ms| header.last_timestamp_ms.saturating_add(ms) < now_ms);
             let too_big = retention_bytes.is_some_and(|max| size_bytes > max);
             if !too_old && !too_big {
@@ -276,12 +271,7 @@ impl PartitionLog {
         let mut new_start = state.log_start_offset;
         let mut last_timestamp_ms = 0;
         while let (Some(key), Some(value)) = (iter.key(), iter.value()) {
-            let base_offset = keys::trailing_u64(key).unwrap_or_default();
-            let header = decode_header(value).map_err(|source| StorageError::Corrupt {
-                group: self.group,
-                base_offset,
-                source,
-            })?;
+            let (base_offset, header) = self.stored_header(key, value)?;
             if header.next_offset() > before_offset {
                 break;
             }
@@ -325,12 +315,7 @@ impl PartitionLog {
         iter.seek(keys::group_u64(self.group, offset));
         let index_end = match (iter.key(), iter.value()) {
             (Some(key), Some(value)) => {
-                let base_offset = keys::trailing_u64(key).unwrap_or_default();
-                let header = decode_header(value).map_err(|source| StorageError::Corrupt {
-                    group: self.group,
-                    base_offset,
-                    source,
-                })?;
+                let (base_offset, header) = self.stored_header(key, value)?;
                 keys::timestamp_index(self.group, header.last_timestamp_ms, offset).to_vec()
             }
             _ => keys::group_tag(self.group, keys::INDEX_TIMESTAMP + 1).to_vec(),
@@ -353,8 +338,7 @@ impl PartitionLog {
             if !batches.is_empty() && bytes + value.len() > max_bytes {
                 break;
             }
-            let base_offset = keys::trailing_u64(key).unwrap_or_default();
-            decode_header(value).map_err(|source| StorageError::Corrupt { group: self.group, base_offset, source })?;
+            let (base_offset, _) = self.stored_header(key, value)?;
             bytes += value.len();
             batches.push((base_offset, Bytes::copy_from_slice(value)));
             iter.next();
@@ -391,6 +375,14 @@ impl PartitionLog {
             }
         }
         self.store.write(batch)
+    }
+
+    /// The base offset and verified header of a stored batch.
+    fn stored_header(&self, key: &[u8], value: &[u8]) -> Result<(Offset, cairn_types::BatchHeader), StorageError> {
+        let base_offset = keys::trailing_u64(key).unwrap_or_default();
+        let header =
+            decode_header(value).map_err(|source| StorageError::Corrupt { group: self.group, base_offset, source })?;
+        Ok((base_offset, header))
     }
 
     fn records_iter(&self) -> rocksdb::DBRawIterator<'_> {

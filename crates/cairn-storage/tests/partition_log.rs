@@ -194,8 +194,11 @@ fn retention_by_age_and_size_cuts_whole_batches() {
     assert_eq!(log.retention_cut(&state, 3_500, Some(1_000), None).expect("cut"), Some(4));
     assert_eq!(log.retention_cut(&state, 2_500, Some(1_000), None).expect("cut"), Some(2));
     assert_eq!(log.retention_cut(&state, 1_500, Some(1_000), None).expect("cut"), None);
-    // One batch is a bit over 200 bytes: a 250-byte budget keeps only the last one.
-    assert_eq!(log.retention_cut(&state, 0, None, Some(250)).expect("cut"), Some(4));
+    // Three equal batches: a budget of one and a half batches keeps only the last one, and a
+    // budget smaller than one batch keeps none (whole batches only).
+    let batch_bytes = state.size_bytes / 3;
+    assert_eq!(log.retention_cut(&state, 0, None, Some(batch_bytes * 3 / 2)).expect("cut"), Some(4));
+    assert_eq!(log.retention_cut(&state, 0, None, Some(batch_bytes - 1)).expect("cut"), Some(6));
     assert_eq!(log.retention_cut(&state, 0, None, Some(state.size_bytes)).expect("cut"), None);
 }
 
