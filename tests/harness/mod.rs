@@ -29,6 +29,12 @@ impl Node {
         Node { child, address, data_dir: data_dir.to_owned(), extra_args }
     }
 
+    /// Starts `cairn serve` with exactly these arguments (besides `--data-dir`).
+    pub fn start_with(data_dir: &Path, args: Vec<String>) -> Node {
+        let (child, address) = spawn(data_dir, &args);
+        Node { child, address, data_dir: data_dir.to_owned(), extra_args: args }
+    }
+
     /// SIGKILL: no shutdown, no flush.
     pub fn kill(&mut self) {
         let _ = self.child.kill();
@@ -97,6 +103,46 @@ pub fn assert_success(args: &[&str], output: &Output) {
     );
 }
 
+/// Free loopback ports, for nodes that must know each other's addresses before starting.
+pub fn free_ports(count: usize) -> Vec<u16> {
+    let listeners: Vec<std::net::TcpListener> =
+        (0..count).map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port")).collect();
+    listeners.iter().map(|l| l.local_addr().expect("address").port()).collect()
+}
+
+/// A cluster of real node processes formed with `--initial-cluster`.
+pub struct Cluster {
+    pub nodes: Vec<Node>,
+}
+
+impl Cluster {
+    pub fn start(dir: &Path, size: usize, extra_args: &[&str]) -> Cluster {
+        let ports = free_ports(size);
+        let spec: Vec<String> =
+            ports.iter().enumerate().map(|(i, port)| format!("{}=127.0.0.1:{port}", i + 1)).collect();
+        let spec = spec.join(",");
+        // Start them all at once: a node waits for the others to elect leaders.
+        let children: Vec<_> = ports
+            .iter()
+            .enumerate()
+            .map(|(i, port)| {
+                let data_dir = dir.join(format!("node{}", i + 1));
+                let mut args: Vec<String> = vec![
+                    "--node-id".into(),
+                    (i + 1).to_string(),
+                    "--initial-cluster".into(),
+                    spec.clone(),
+                    "--listen".into(),
+                    format!("127.0.0.1:{port}"),
+                ];
+                args.extend(extra_args.iter().map(|a| a.to_string()));
+                std::thread::spawn(move || Node::start_with(&data_dir, args))
+            })
+            .collect();
+        Cluster { nodes: children.into_iter().map(|c| c.join().expect("node started")).collect() }
+    }
+}
+
 fn spawn(data_dir: &Path, extra_args: &[String]) -> (Child, String) {
     let log_path = data_dir.with_extension("log");
     let log = std::fs::OpenOptions::new().create(true).append(true).open(&log_path).expect("open node log");
@@ -104,7 +150,7 @@ fn spawn(data_dir: &Path, extra_args: &[String]) -> (Child, String) {
         .arg("serve")
         .arg("--data-dir")
         .arg(data_dir)
-        .args(["--listen", "127.0.0.1:0"])
+        .args(if extra_args.iter().any(|a| a == "--listen") { &[][..] } else { &["--listen", "127.0.0.1:0"][..] })
         .args(extra_args)
         .env("CAIRN_LOG", "info,openraft=warn")
         .stdin(Stdio::null())

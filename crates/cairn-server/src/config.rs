@@ -36,6 +36,10 @@ pub struct ServeArgs {
     /// Address other nodes and clients use to reach this node (default: the bound address).
     #[arg(long, env = "CAIRN_ADVERTISE")]
     pub advertise: Option<String>,
+    /// Form a multi-node cluster: every initial member as ID=HOST:PORT, comma-separated,
+    /// the same on every node (e.g. 1=127.0.0.1:7071,2=127.0.0.1:7072,3=127.0.0.1:7073).
+    #[arg(long, env = "CAIRN_INITIAL_CLUSTER")]
+    pub initial_cluster: Option<String>,
     /// Raft heartbeat interval, in milliseconds.
     #[arg(long, env = "CAIRN_HEARTBEAT_INTERVAL_MS")]
     pub heartbeat_interval_ms: Option<u64>,
@@ -73,6 +77,7 @@ struct FileConfig {
     data_dir: Option<PathBuf>,
     listen: Option<SocketAddr>,
     advertise: Option<String>,
+    initial_cluster: Option<String>,
     heartbeat_interval_ms: Option<u64>,
     election_timeout_min_ms: Option<u64>,
     election_timeout_max_ms: Option<u64>,
@@ -111,12 +116,22 @@ impl ServerConfig {
             Some(listen) => listen,
             None => DEFAULT_LISTEN.parse().context("default listen address")?,
         };
+        let node_id = args.node_id.or(file.node_id).unwrap_or(DEFAULT_NODE_ID);
+        let initial_members = match args.initial_cluster.as_ref().or(file.initial_cluster.as_ref()) {
+            Some(spec) => parse_initial_cluster(spec)?,
+            None => BTreeMap::new(),
+        };
+        if !initial_members.is_empty() && !initial_members.contains_key(&node_id) {
+            bail!("--initial-cluster does not list this node (--node-id {node_id}); list every initial member");
+        }
+        // A member's own entry says where the others reach it.
+        let advertise = args.advertise.clone().or(file.advertise).or_else(|| initial_members.get(&node_id).cloned());
         let config = ServerConfig {
-            node_id: args.node_id.or(file.node_id).unwrap_or(DEFAULT_NODE_ID),
+            node_id,
             data_dir: args.data_dir.clone().or(file.data_dir).unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
             listen,
-            advertise: args.advertise.clone().or(file.advertise),
-            initial_members: BTreeMap::new(),
+            advertise,
+            initial_members,
             heartbeat_interval_ms: args
                 .heartbeat_interval_ms
                 .or(file.heartbeat_interval_ms)
@@ -174,6 +189,28 @@ impl ServerConfig {
     }
 }
 
+/// Parses `1=host:port,2=host:port`: distinct positive ids, non-empty addresses.
+pub fn parse_initial_cluster(spec: &str) -> anyhow::Result<BTreeMap<NodeId, String>> {
+    let mut members = BTreeMap::new();
+    for entry in spec.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        let Some((id, address)) = entry.split_once('=') else {
+            bail!("--initial-cluster entry {entry:?} is not ID=HOST:PORT");
+        };
+        let id: NodeId = id.trim().parse().with_context(|| format!("--initial-cluster: bad node id in {entry:?}"))?;
+        let address = address.trim();
+        if id == 0 || address.is_empty() || !address.contains(':') {
+            bail!("--initial-cluster entry {entry:?} needs an id of at least 1 and a HOST:PORT address");
+        }
+        if members.insert(id, address.to_owned()).is_some() {
+            bail!("--initial-cluster names node {id} twice");
+        }
+    }
+    if members.is_empty() {
+        bail!("--initial-cluster is empty");
+    }
+    Ok(members)
+}
+
 fn override_with<T>(slot: &mut T, value: Option<T>) {
     if let Some(value) = value {
         *slot = value;
@@ -215,6 +252,20 @@ mod tests {
             ServerConfig::load(&ServeArgs { config: Some(path), ..Default::default() }).expect("example loads");
         assert_eq!(config.limits, Limits::default(), "the example documents the defaults");
         assert_eq!(config.heartbeat_interval_ms, DEFAULT_HEARTBEAT_INTERVAL_MS);
+    }
+
+    #[test]
+    fn initial_cluster_parses_and_sets_advertise() {
+        let members = parse_initial_cluster("1=127.0.0.1:7071, 2=127.0.0.1:7072,3=h3:7073").expect("parse");
+        assert_eq!(members.len(), 3);
+        assert_eq!(members[&3], "h3:7073");
+        for bad in ["", "1", "1=", "0=a:1", "x=a:1", "1=a:1,1=b:2", "1=nohostport"] {
+            assert!(parse_initial_cluster(bad).is_err(), "{bad:?} must be refused");
+        }
+        let args = ServeArgs { node_id: Some(2), initial_cluster: Some("1=a:1,2=b:2".into()), ..Default::default() };
+        assert_eq!(ServerConfig::load(&args).expect("load").advertise.as_deref(), Some("b:2"));
+        let args = ServeArgs { node_id: Some(9), initial_cluster: Some("1=a:1,2=b:2".into()), ..Default::default() };
+        assert!(ServerConfig::load(&args).is_err(), "a node must be in its own initial cluster");
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! transport) and the process lifecycle. The only crate, with cairn-client, that knows gRPC.
 
 pub mod config;
+pub mod forward;
 pub mod node;
 pub mod raft_transport;
 pub mod service;

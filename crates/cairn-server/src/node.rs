@@ -26,9 +26,20 @@ const DATA_FORMAT_VERSION: u32 = 1;
 struct NodeIdentity {
     node_id: u64,
     data_format_version: u32,
+    /// The cluster this data belongs to: `single-node` or the canonical initial cluster.
+    cluster: String,
 }
 
-fn check_identity(data_dir: &Path, node_id: u64) -> anyhow::Result<()> {
+/// The canonical description of the cluster a node forms or belongs to.
+fn cluster_spec(initial_members: &BTreeMap<u64, String>) -> String {
+    if initial_members.is_empty() {
+        return "single-node".to_owned();
+    }
+    initial_members.iter().map(|(id, address)| format!("{id}={address}")).collect::<Vec<_>>().join(",")
+}
+
+fn check_identity(data_dir: &Path, node_id: u64, initial_members: &BTreeMap<u64, String>) -> anyhow::Result<()> {
+    let cluster = cluster_spec(initial_members);
     let path = data_dir.join(IDENTITY_FILE);
     match std::fs::read_to_string(&path) {
         Ok(text) => {
@@ -42,6 +53,15 @@ fn check_identity(data_dir: &Path, node_id: u64) -> anyhow::Result<()> {
                     identity.node_id
                 );
             }
+            // Restarting without --initial-cluster is fine; naming another cluster is not.
+            if !initial_members.is_empty() && identity.cluster != cluster {
+                bail!(
+                    "data directory {} belongs to cluster [{}], not [{cluster}]: starting it with another \
+                     --initial-cluster could split the cluster; use a new --data-dir to form a new cluster",
+                    data_dir.display(),
+                    identity.cluster
+                );
+            }
             if identity.data_format_version != DATA_FORMAT_VERSION {
                 bail!(
                     "data directory {} has format version {}; this build reads version {DATA_FORMAT_VERSION}",
@@ -52,7 +72,7 @@ fn check_identity(data_dir: &Path, node_id: u64) -> anyhow::Result<()> {
             Ok(())
         }
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
-            let identity = NodeIdentity { node_id, data_format_version: DATA_FORMAT_VERSION };
+            let identity = NodeIdentity { node_id, data_format_version: DATA_FORMAT_VERSION, cluster };
             let text = toml::to_string(&identity).context("encoding node identity")?;
             let temporary = data_dir.join(format!("{IDENTITY_FILE}.tmp"));
             std::fs::write(&temporary, text).with_context(|| format!("writing {}", temporary.display()))?;
@@ -68,7 +88,7 @@ fn check_identity(data_dir: &Path, node_id: u64) -> anyhow::Result<()> {
 pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
-    check_identity(&config.data_dir, config.node_id)?;
+    check_identity(&config.data_dir, config.node_id, &config.initial_members)?;
     let store_path = config.data_dir.join("db");
     let store = tokio::task::spawn_blocking(move || Store::open(&store_path, &StoreOptions::default()))
         .await?
@@ -150,9 +170,21 @@ mod tests {
     #[test]
     fn identity_is_written_then_enforced() {
         let dir = tempfile::tempdir().expect("tempdir");
-        check_identity(dir.path(), 3).expect("new directory");
-        check_identity(dir.path(), 3).expect("same node");
-        let err = check_identity(dir.path(), 4).expect_err("other node");
+        let none = BTreeMap::new();
+        check_identity(dir.path(), 3, &none).expect("new directory");
+        check_identity(dir.path(), 3, &none).expect("same node");
+        let err = check_identity(dir.path(), 4, &none).expect_err("other node");
         assert!(err.to_string().contains("belongs to node 3"), "{err}");
+        let cluster = BTreeMap::from([(3, "a:1".to_string())]);
+        let err = check_identity(dir.path(), 3, &cluster).expect_err("another cluster");
+        assert!(err.to_string().contains("belongs to cluster [single-node]"), "{err}");
+
+        let dir = tempfile::tempdir().expect("tempdir");
+        let three = BTreeMap::from([(1, "a:1".to_string()), (2, "b:2".to_string()), (3, "c:3".to_string())]);
+        check_identity(dir.path(), 2, &three).expect("forms the cluster");
+        check_identity(dir.path(), 2, &none).expect("restart without the flag");
+        check_identity(dir.path(), 2, &three).expect("restart with the same flag");
+        let other = BTreeMap::from([(1, "a:1".to_string()), (2, "b:2".to_string())]);
+        assert!(check_identity(dir.path(), 2, &other).is_err(), "another --initial-cluster is refused");
     }
 }

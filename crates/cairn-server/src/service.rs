@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use cairn_proto::v1 as pb;
-use cairn_raft::{CommandResponse, ControllerCommand, Host, PartitionCommand, PartitionReplica, TopicMeta};
+use cairn_raft::{CommandResponse, ControllerCommand, Host, HostError, PartitionCommand, PartitionReplica, TopicMeta};
 use cairn_storage::{PartitionLogState, ReadLimits};
 use cairn_types::partitioner::partition_for_key;
 use cairn_types::{PartitionId, Record, StoredRecord, TopicConfig, now_ms, validate_topic_name};
@@ -17,6 +17,7 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
+use crate::forward::{Forwarder, HOPS_MAX, LEADER_WAIT, hops, is_not_leader, not_leader};
 use crate::status;
 
 /// How long CreateTopic waits for the new partitions to elect leaders.
@@ -32,11 +33,17 @@ pub struct CairnService {
     host: Arc<Host>,
     round_robin: AtomicU32,
     subscriptions: Arc<AtomicUsize>,
+    forwarder: Forwarder,
 }
 
 impl CairnService {
     pub fn new(host: Arc<Host>) -> CairnService {
-        CairnService { host, round_robin: AtomicU32::new(0), subscriptions: Arc::new(AtomicUsize::new(0)) }
+        CairnService {
+            host,
+            round_robin: AtomicU32::new(0),
+            subscriptions: Arc::new(AtomicUsize::new(0)),
+            forwarder: Forwarder::default(),
+        }
     }
 
     fn topic(&self, name: &str) -> Result<TopicMeta, Status> {
@@ -118,6 +125,105 @@ impl CairnService {
         Ok(())
     }
 
+    /// Appends one partition's batch: here when this node leads the partition, else at
+    /// the leader (found through the local replica, or asked of a replica). Returns the
+    /// base offset and the applied index.
+    async fn append_partition(
+        &self,
+        topic: &TopicMeta,
+        partition: PartitionId,
+        records: Vec<Record>,
+        hops: u32,
+    ) -> Result<(u64, u64), Status> {
+        let assignment = &topic.partitions[partition as usize];
+        let group = assignment.group_id;
+        let deadline = tokio::time::Instant::now() + LEADER_WAIT;
+        let mut backoff = Duration::from_millis(20);
+        for attempt in 0usize.. {
+            let target = if self.host.partition(group).is_some() {
+                let command = PartitionCommand::Append { records: records.clone(), timestamp_ms: now_ms() };
+                match self.host.partition_write(group, command).await {
+                    Ok(CommandResponse::Appended(outcome)) => return Ok((outcome.base_offset, outcome.applied_index)),
+                    Ok(other) => return Err(Status::internal(format!("unexpected append outcome {other:?}"))),
+                    Err(HostError::NotLeader { leader, leader_address, .. }) if leader != Some(self.host.node_id()) => {
+                        leader_address
+                    }
+                    Err(HostError::NotLeader { .. }) => None,
+                    Err(err) => return Err(status::from_host(err)),
+                }
+            } else {
+                // No replica here: a replica knows its leader.
+                let replica = assignment.replicas[attempt % assignment.replicas.len()];
+                self.host.cluster_nodes().get(&replica).cloned()
+            };
+            if let Some(address) = target.filter(|_| hops < HOPS_MAX) {
+                let request = pb::AppendRequest {
+                    topic: topic.name.clone(),
+                    partition: Some(partition),
+                    records: records.iter().cloned().map(to_proto_record).collect(),
+                    producer_id: None,
+                    sequence: None,
+                };
+                match self.forwarder.append(&address, request, hops).await {
+                    Ok(response) => {
+                        let base = response.positions.first().map(|p| p.offset);
+                        let applied = response.tokens.first().map_or(0, |t| t.applied_index);
+                        return base
+                            .map(|b| (b, applied))
+                            .ok_or_else(|| Status::internal("forwarded append returned no offsets"));
+                    }
+                    // Not proposed there: safe to try again.
+                    Err(status) if is_not_leader(&status).is_some() => {}
+                    Err(status) => return Err(status),
+                }
+            }
+            if tokio::time::Instant::now() + backoff >= deadline {
+                break;
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_millis(500));
+        }
+        Err(not_leader(
+            Status::unavailable(format!(
+                "partition {}/{partition} has no reachable leader after {} s; retry shortly",
+                topic.name,
+                LEADER_WAIT.as_secs()
+            )),
+            None,
+        ))
+    }
+
+    /// Proposes a controller command when this node leads the controller (waiting out an
+    /// election), or names the leader to forward the request to.
+    async fn controller_write(
+        &self,
+        command: ControllerCommand,
+        hops: u32,
+    ) -> Result<Result<CommandResponse, String>, Status> {
+        let deadline = tokio::time::Instant::now() + LEADER_WAIT;
+        let mut backoff = Duration::from_millis(20);
+        loop {
+            match self.host.controller_write(command.clone()).await {
+                Ok(response) => return Ok(Ok(response)),
+                Err(HostError::NotLeader { leader, leader_address: Some(address), .. })
+                    if leader != Some(self.host.node_id()) && hops < HOPS_MAX =>
+                {
+                    return Ok(Err(address));
+                }
+                Err(HostError::NotLeader { .. } | HostError::NoLeader { .. }) => {}
+                Err(err) => return Err(status::from_host(err)),
+            }
+            if tokio::time::Instant::now() + backoff >= deadline {
+                return Err(not_leader(
+                    Status::unavailable("the controller has no reachable leader; retry shortly"),
+                    None,
+                ));
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_millis(500));
+        }
+    }
+
     fn describe(&self, topic: &TopicMeta) -> pb::TopicDescription {
         pb::TopicDescription {
             name: topic.name.clone(),
@@ -168,6 +274,14 @@ fn to_proto(record: StoredRecord) -> pb::StoredRecord {
     }
 }
 
+fn to_proto_record(record: Record) -> pb::Record {
+    pb::Record {
+        key: record.key,
+        headers: record.headers.into_iter().map(|(name, value)| pb::Header { name, value }).collect(),
+        value: record.value,
+    }
+}
+
 fn from_proto(record: pb::Record) -> Record {
     Record {
         key: record.key,
@@ -181,6 +295,7 @@ type SubscribeStream = Pin<Box<dyn Stream<Item = Result<pb::SubscribeResponse, S
 #[tonic::async_trait]
 impl pb::cairn_server::Cairn for CairnService {
     async fn append(&self, request: Request<pb::AppendRequest>) -> Result<Response<pb::AppendResponse>, Status> {
+        let hops = hops(&request);
         let request = request.into_inner();
         if request.producer_id.is_some() || request.sequence.is_some() {
             return Err(Status::unimplemented("idempotent producers (producer_id, sequence) are not supported yet"));
@@ -205,26 +320,22 @@ impl pb::cairn_server::Cairn for CairnService {
             by_partition.entry(partition).or_default().push((i, from_proto(record)));
         }
         let record_count: usize = by_partition.values().map(Vec::len).sum();
+        let topic = &topic;
         let writes = by_partition.into_iter().map(|(partition, records)| {
-            let group = topic.partitions[partition as usize].group_id;
             let (indexes, records): (Vec<usize>, Vec<Record>) = records.into_iter().unzip();
             async move {
-                let command = PartitionCommand::Append { records, timestamp_ms: now_ms() };
-                let response = self.host.partition_write(group, command).await.map_err(status::from_host)?;
-                match response {
-                    CommandResponse::Appended(outcome) => Ok((partition, indexes, outcome)),
-                    other => Err(Status::internal(format!("unexpected append outcome {other:?}"))),
-                }
+                let (base_offset, applied_index) = self.append_partition(topic, partition, records, hops).await?;
+                Ok::<_, Status>((partition, indexes, base_offset, applied_index))
             }
         });
         let outcomes = futures::future::try_join_all(writes).await?;
         let mut positions = vec![pb::RecordPosition::default(); record_count];
         let mut tokens = Vec::with_capacity(outcomes.len());
-        for (partition, indexes, outcome) in outcomes {
+        for (partition, indexes, base_offset, applied_index) in outcomes {
             for (n, i) in indexes.into_iter().enumerate() {
-                positions[i] = pb::RecordPosition { partition, offset: outcome.base_offset + n as u64 };
+                positions[i] = pb::RecordPosition { partition, offset: base_offset + n as u64 };
             }
-            tokens.push(pb::PartitionToken { partition, applied_index: outcome.applied_index });
+            tokens.push(pb::PartitionToken { partition, applied_index });
         }
         Ok(Response::new(pb::AppendResponse { positions, tokens }))
     }
@@ -354,6 +465,7 @@ impl pb::cairn_server::Cairn for CairnService {
         &self,
         request: Request<pb::CreateTopicRequest>,
     ) -> Result<Response<pb::CreateTopicResponse>, Status> {
+        let hops = hops(&request);
         let request = request.into_inner();
         validate_topic_name(&request.name).map_err(status::from_topic)?;
         let config = TopicConfig {
@@ -364,18 +476,18 @@ impl pb::cairn_server::Cairn for CairnService {
         };
         let nodes = self.host.cluster_nodes().len().max(1);
         config.validate(self.host.limits().partitions_per_topic_max, nodes).map_err(status::from_topic)?;
-        let response = self
-            .host
-            .controller_write(ControllerCommand::CreateTopic {
-                name: request.name.clone(),
-                config,
-                topics_max: self.host.limits().topics_max,
-            })
-            .await
-            .map_err(status::from_host)?;
-        let topic = match response {
-            CommandResponse::Topic(result) => result.map_err(status::from_controller)?,
-            other => return Err(Status::internal(format!("unexpected controller outcome {other:?}"))),
+        let command = ControllerCommand::CreateTopic {
+            name: request.name.clone(),
+            config,
+            topics_max: self.host.limits().topics_max,
+        };
+        let topic = match self.controller_write(command, hops).await? {
+            Ok(CommandResponse::Topic(result)) => result.map_err(status::from_controller)?,
+            Ok(other) => return Err(Status::internal(format!("unexpected controller outcome {other:?}"))),
+            Err(leader) => {
+                let forwarded = Forwarder::request(request, hops);
+                return self.forwarder.client(&leader)?.create_topic(forwarded).await;
+            }
         };
         self.host.wait_topic_ready(&topic, TOPIC_READY_TIMEOUT).await.map_err(status::from_host)?;
         Ok(Response::new(pb::CreateTopicResponse { topic: Some(self.describe(&topic)) }))
@@ -385,13 +497,16 @@ impl pb::cairn_server::Cairn for CairnService {
         &self,
         request: Request<pb::DeleteTopicRequest>,
     ) -> Result<Response<pb::DeleteTopicResponse>, Status> {
+        let hops = hops(&request);
         let name = request.into_inner().name;
         validate_topic_name(&name).map_err(status::from_topic)?;
-        let response =
-            self.host.controller_write(ControllerCommand::DeleteTopic { name }).await.map_err(status::from_host)?;
-        match response {
-            CommandResponse::TopicDeleted(result) => result.map_err(status::from_controller)?,
-            other => return Err(Status::internal(format!("unexpected controller outcome {other:?}"))),
+        match self.controller_write(ControllerCommand::DeleteTopic { name: name.clone() }, hops).await? {
+            Ok(CommandResponse::TopicDeleted(result)) => result.map_err(status::from_controller)?,
+            Ok(other) => return Err(Status::internal(format!("unexpected controller outcome {other:?}"))),
+            Err(leader) => {
+                let forwarded = Forwarder::request(pb::DeleteTopicRequest { name }, hops);
+                return self.forwarder.client(&leader)?.delete_topic(forwarded).await;
+            }
         }
         Ok(Response::new(pb::DeleteTopicResponse {}))
     }

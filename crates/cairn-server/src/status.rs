@@ -7,13 +7,17 @@ use tonic::Status;
 
 pub fn from_host(err: HostError) -> Status {
     match err {
-        HostError::NotLeader { group, leader: Some(leader), leader_address } => Status::unavailable(format!(
-            "this node does not lead group {group}; the leader is node {leader} at {}: retry there or shortly",
-            leader_address.unwrap_or_else(|| "an unknown address".into())
-        )),
-        HostError::NotLeader { group, leader: None, .. } => {
-            Status::unavailable(format!("group {group} is electing a leader; retry shortly"))
-        }
+        HostError::NotLeader { group, leader: Some(leader), leader_address } => crate::forward::not_leader(
+            Status::unavailable(format!(
+                "this node does not lead group {group}; the leader is node {leader} at {}: retry there or shortly",
+                leader_address.as_deref().unwrap_or("an unknown address")
+            )),
+            leader_address.as_deref(),
+        ),
+        HostError::NotLeader { group, leader: None, .. } => crate::forward::not_leader(
+            Status::unavailable(format!("group {group} is electing a leader; retry shortly")),
+            None,
+        ),
         HostError::NoLeader { group, waited_ms } => {
             Status::unavailable(format!("group {group} had no leader within {waited_ms} ms; retry shortly"))
         }

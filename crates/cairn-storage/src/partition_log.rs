@@ -271,7 +271,7 @@ impl PartitionLog {
         let mut new_start = state.log_start_offset;
         let mut last_timestamp_ms = 0;
         while let (Some(key), Some(value)) = (iter.key(), iter.value()) {
-            let (base_offset, header) = self.stored_header(key, value)?;
+            let (_, header) = self.stored_header(key, value)?;
             if header.next_offset() > before_offset {
                 break;
             }
@@ -315,7 +315,7 @@ impl PartitionLog {
         iter.seek(keys::group_u64(self.group, offset));
         let index_end = match (iter.key(), iter.value()) {
             (Some(key), Some(value)) => {
-                let (base_offset, header) = self.stored_header(key, value)?;
+                let (_, header) = self.stored_header(key, value)?;
                 keys::timestamp_index(self.group, header.last_timestamp_ms, offset).to_vec()
             }
             _ => keys::group_tag(self.group, keys::INDEX_TIMESTAMP + 1).to_vec(),
