@@ -68,21 +68,40 @@ async fn bad_input_gets_precise_errors() {
         code(client.append("t", None, vec![value(1024 * 1024), value(1024 * 1024)]).await).0,
         Code::ResourceExhausted
     );
+    // Idempotent producers: a retry returns the original offsets and writes nothing; gaps,
+    // unknown producers and missing partitions are refused.
     let mut raw = client.proto_client();
-    let idempotent = raw
-        .append(proto::AppendRequest {
-            topic: "t".into(),
-            partition: Some(0),
-            records: vec![proto::Record { key: None, headers: vec![], value: Bytes::from_static(b"x") }],
-            producer_id: Some(7),
-            sequence: Some(0),
-        })
-        .await
-        .expect_err("producer ids are not supported yet");
-    assert_eq!(idempotent.code(), Code::Unimplemented);
+    let producer_id = client.init_producer().await.expect("producer id");
+    let idempotent = |producer_id: u64, partition: Option<u32>, sequence: u64| proto::AppendRequest {
+        topic: "t".into(),
+        partition,
+        records: vec![
+            proto::Record { key: None, headers: vec![], value: Bytes::from_static(b"x") },
+            proto::Record { key: None, headers: vec![], value: Bytes::from_static(b"y") },
+        ],
+        producer_id: Some(producer_id),
+        sequence: Some(sequence),
+    };
+    let first = raw.append(idempotent(producer_id, Some(0), 0)).await.expect("first").into_inner();
+    assert!(!first.duplicate);
+    let retry = raw.append(idempotent(producer_id, Some(0), 0)).await.expect("retry").into_inner();
+    assert!(retry.duplicate, "the retry is recognised");
+    assert_eq!(retry.positions, first.positions, "same offsets");
+    let high_watermark = client.read("t", 0, 0, 0, 0, 0).await.expect("read").high_watermark;
+    assert_eq!(high_watermark, first.positions[1].offset + 1, "the retry wrote nothing");
+    let gap = raw.append(idempotent(producer_id, Some(0), 5)).await.expect_err("gap");
+    assert_eq!(gap.code(), Code::FailedPrecondition, "{}", gap.message());
+    assert!(gap.message().contains("next sequence there is 2"), "{}", gap.message());
+    let next = raw.append(idempotent(producer_id, Some(0), 2)).await.expect("next in order").into_inner();
+    assert_eq!(next.positions[0].offset, first.positions[1].offset + 1);
+    let unknown = raw.append(idempotent(999_999, Some(0), 0)).await.expect_err("unknown producer");
+    assert_eq!(unknown.code(), Code::FailedPrecondition, "{}", unknown.message());
+    assert!(unknown.message().contains("unknown producer"), "{}", unknown.message());
+    let unrouted = raw.append(idempotent(producer_id, None, 4)).await.expect_err("no partition");
+    assert_eq!(unrouted.code(), Code::InvalidArgument);
 
     // Reads.
-    let (c, message) = code(client.read("t", 0, 3, 0, 0, 0).await);
+    let (c, message) = code(client.read("t", 0, 99, 0, 0, 0).await);
     assert_eq!(c, Code::OutOfRange, "{message}");
     assert_eq!(code(client.read("t", 5, 0, 0, 0, 0).await).0, Code::NotFound);
     assert_eq!(code(client.read("nope", 0, 0, 0, 0, 0).await).0, Code::NotFound);

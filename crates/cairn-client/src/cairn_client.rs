@@ -147,6 +147,17 @@ impl CairnClient {
         Ok(response.found.then_some(response.offset))
     }
 
+    /// A cluster-unique producer id for idempotent appends (see `IdempotentProducer`).
+    pub async fn init_producer(&self) -> Result<u64, ClientError> {
+        let response = self
+            .call_idempotent(proto::InitProducerRequest {}, |mut client, request| async move {
+                client.init_producer(request).await
+            })
+            .await
+            .result?;
+        Ok(response.producer_id)
+    }
+
     /// Creates a topic. When a retry after `UNAVAILABLE` finds the topic already there
     /// with the requested shape, the earlier attempt created it and this succeeds.
     pub async fn create_topic(&self, options: CreateTopicOptions) -> Result<proto::TopicDescription, ClientError> {

@@ -35,13 +35,22 @@ pub enum PartitionCommand {
     /// One atomic batch. `timestamp_ms` is the leader's clock when it proposed the batch;
     /// the state machine stamps `max(timestamp_ms, last timestamp)` so timestamps never
     /// decrease and every replica stamps the same.
-    Append { records: Vec<Record>, timestamp_ms: u64 },
+    Append { records: Vec<Record>, timestamp_ms: u64, producer: Option<ProducerSequence> },
     /// Retention: drop every batch that ends at or before `before_offset`.
     DeletePrefix { before_offset: Offset },
 }
 
+/// An idempotent producer's id and the sequence number of a batch's first record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProducerSequence {
+    pub producer_id: u64,
+    pub sequence: u64,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum ControllerCommand {
+    /// Hands out a cluster-unique producer id.
+    AllocateProducerId,
     RegisterNode {
         node_id: NodeId,
         address: String,
@@ -70,6 +79,13 @@ pub enum CommandResponse {
     Topic(Result<TopicMeta, ControllerError>),
     TopicDeleted(Result<(), ControllerError>),
     NodeRegistered,
+    ProducerId(u64),
+    /// An idempotent append out of order: `expected` is the next sequence accepted.
+    SequenceError {
+        producer_id: u64,
+        sequence: u64,
+        expected: u64,
+    },
     /// The entry was not meant for this kind of group.
     Misrouted,
 }
@@ -81,6 +97,8 @@ pub struct AppendOutcome {
     pub timestamp_ms: u64,
     /// The Raft log index that applied the batch.
     pub applied_index: u64,
+    /// A retry of a batch already applied: these are its original offsets.
+    pub duplicate: bool,
 }
 
 /// Controller decisions made at apply time: deterministic on every replica.

@@ -80,6 +80,7 @@ impl RaftStateMachine<TypeConfig> for ControllerStateMachine {
                         ControllerOutcome::Topic(result) => CommandResponse::Topic(result),
                         ControllerOutcome::TopicDeleted(result) => CommandResponse::TopicDeleted(result),
                         ControllerOutcome::NodeRegistered => CommandResponse::NodeRegistered,
+                        ControllerOutcome::ProducerId(id) => CommandResponse::ProducerId(id),
                     }
                 }
                 EntryPayload::Normal(Command::Partition(_)) => CommandResponse::Misrouted,

@@ -13,6 +13,9 @@ pub struct ControllerState {
     pub topics: BTreeMap<String, TopicMeta>,
     /// The next Raft group id to hand out. Group ids are never reused.
     pub next_group_id: GroupId,
+    /// The next producer id to hand out (ids start at 1). Never reused.
+    #[serde(default)]
+    pub next_producer_id: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -35,6 +38,7 @@ pub enum ControllerOutcome {
     Topic(Result<TopicMeta, ControllerError>),
     TopicDeleted(Result<(), ControllerError>),
     NodeRegistered,
+    ProducerId(u64),
 }
 
 impl ControllerState {
@@ -49,6 +53,11 @@ impl ControllerState {
             }
             ControllerCommand::CreateTopic { name, config, topics_max } => {
                 ControllerOutcome::Topic(self.create_topic(name, config, *topics_max, members))
+            }
+            ControllerCommand::AllocateProducerId => {
+                let id = self.next_producer_id.max(1);
+                self.next_producer_id = id + 1;
+                ControllerOutcome::ProducerId(id)
             }
             ControllerCommand::DeleteTopic { name } => ControllerOutcome::TopicDeleted(
                 self.topics.remove(name).map(|_| ()).ok_or_else(|| ControllerError::TopicNotFound(name.clone())),
@@ -89,6 +98,11 @@ impl ControllerState {
         let topic = TopicMeta { name: name.to_owned(), config: config.clone(), partitions };
         self.topics.insert(name.to_owned(), topic.clone());
         Ok(topic)
+    }
+
+    /// Whether `producer_id` was handed out by this controller.
+    pub fn knows_producer(&self, producer_id: u64) -> bool {
+        producer_id >= 1 && producer_id < self.next_producer_id
     }
 
     /// Registered nodes and controller members, with their addresses.

@@ -9,9 +9,12 @@ pub mod host;
 pub mod log_store;
 pub mod network;
 pub mod partition_sm;
+pub mod producer_table;
 pub mod type_config;
 
-pub use command::{AppendOutcome, Command, CommandResponse, ControllerCommand, ControllerError, PartitionCommand};
+pub use command::{
+    AppendOutcome, Command, CommandResponse, ControllerCommand, ControllerError, PartitionCommand, ProducerSequence,
+};
 pub use controller_state::{ControllerState, PartitionAssignment, TopicMeta};
 pub use host::{Host, HostConfig, HostError, PartitionReplica};
 pub use network::{RpcKind, Transport, TransportError};

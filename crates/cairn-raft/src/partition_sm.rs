@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 use crate::command::{AppendOutcome, Command, CommandResponse, PartitionCommand};
+use crate::producer_table::{ProducerBatch, ProducerTable, SequenceCheck};
 use crate::type_config::{LogId, SnapshotMeta, StoredMembership, TypeConfig};
 use crate::{decode, encode};
 
@@ -36,6 +37,8 @@ pub struct PartitionSmState {
     pub log: PartitionLogState,
     pub last_applied: Option<LogId>,
     pub last_membership: StoredMembership,
+    /// Idempotent producers' recent batches: persisted and snapshotted with the log.
+    pub producers: ProducerTable,
 }
 
 /// What readers may see: everything below `log.next_offset` is committed and applied.
@@ -91,13 +94,42 @@ impl PartitionStateMachine {
         index: u64,
     ) -> io::Result<CommandResponse> {
         Ok(match command {
-            PartitionCommand::Append { records, timestamp_ms } => {
+            PartitionCommand::Append { records, timestamp_ms, producer } => {
+                if let Some(producer) = producer {
+                    match self.state.producers.check(producer.producer_id, producer.sequence, records.len() as u32) {
+                        SequenceCheck::Append => {}
+                        SequenceCheck::Duplicate(batch) => {
+                            return Ok(CommandResponse::Appended(AppendOutcome {
+                                base_offset: batch.base_offset,
+                                record_count: batch.record_count,
+                                timestamp_ms: batch.timestamp_ms,
+                                applied_index: index,
+                                duplicate: true,
+                            }));
+                        }
+                        SequenceCheck::OutOfOrder { expected } => {
+                            return Ok(CommandResponse::SequenceError {
+                                producer_id: producer.producer_id,
+                                sequence: producer.sequence,
+                                expected,
+                            });
+                        }
+                    }
+                }
                 let base_offset = self.log.append(batch, &mut self.state.log, &records, timestamp_ms);
+                let timestamp_ms = self.state.log.last_timestamp_ms;
+                if let Some(producer) = producer {
+                    let record_count = records.len() as u32;
+                    let appended =
+                        ProducerBatch { sequence: producer.sequence, record_count, base_offset, timestamp_ms };
+                    self.state.producers.record(producer.producer_id, appended, index);
+                }
                 CommandResponse::Appended(AppendOutcome {
                     base_offset,
                     record_count: records.len() as u32,
-                    timestamp_ms: self.state.log.last_timestamp_ms,
+                    timestamp_ms,
                     applied_index: index,
+                    duplicate: false,
                 })
             }
             PartitionCommand::DeletePrefix { before_offset } => {

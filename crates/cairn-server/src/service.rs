@@ -7,7 +7,10 @@ use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use cairn_proto::v1 as pb;
-use cairn_raft::{CommandResponse, ControllerCommand, Host, HostError, PartitionCommand, PartitionReplica, TopicMeta};
+use cairn_raft::{
+    CommandResponse, ControllerCommand, Host, HostError, PartitionCommand, PartitionReplica, ProducerSequence,
+    TopicMeta,
+};
 use cairn_storage::{PartitionLogState, ReadLimits};
 use cairn_types::partitioner::partition_for_key;
 use cairn_types::{PartitionId, Record, StoredRecord, TopicConfig, now_ms, validate_topic_name};
@@ -22,6 +25,8 @@ use crate::status;
 
 /// How long CreateTopic waits for the new partitions to elect leaders.
 const TOPIC_READY_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long an append waits for this node to learn of a freshly allocated producer id.
+const PRODUCER_CHECK_WAIT: Duration = Duration::from_secs(2);
 /// Records returned by a read that names no limit.
 const READ_RECORDS_DEFAULT: usize = 1_000;
 /// Bytes returned by a read that names no limit.
@@ -133,17 +138,27 @@ impl CairnService {
         topic: &TopicMeta,
         partition: PartitionId,
         records: Vec<Record>,
+        producer: Option<ProducerSequence>,
         hops: u32,
-    ) -> Result<(u64, u64), Status> {
+    ) -> Result<(u64, u64, bool), Status> {
         let assignment = &topic.partitions[partition as usize];
         let group = assignment.group_id;
         let deadline = tokio::time::Instant::now() + LEADER_WAIT;
         let mut backoff = Duration::from_millis(20);
         for attempt in 0usize.. {
             let target = if self.host.partition(group).is_some() {
-                let command = PartitionCommand::Append { records: records.clone(), timestamp_ms: now_ms() };
+                let command = PartitionCommand::Append { records: records.clone(), timestamp_ms: now_ms(), producer };
                 match self.host.partition_write(group, command).await {
-                    Ok(CommandResponse::Appended(outcome)) => return Ok((outcome.base_offset, outcome.applied_index)),
+                    Ok(CommandResponse::Appended(outcome)) => {
+                        return Ok((outcome.base_offset, outcome.applied_index, outcome.duplicate));
+                    }
+                    Ok(CommandResponse::SequenceError { producer_id, sequence, expected }) => {
+                        return Err(Status::failed_precondition(format!(
+                            "producer {producer_id} sent sequence {sequence} to {}/{partition}, but the next \
+                             sequence there is {expected}: a gap, or a batch too old to be remembered",
+                            topic.name
+                        )));
+                    }
                     Ok(other) => return Err(Status::internal(format!("unexpected append outcome {other:?}"))),
                     Err(HostError::NotLeader { leader, leader_address, .. }) if leader != Some(self.host.node_id()) => {
                         leader_address
@@ -161,15 +176,15 @@ impl CairnService {
                     topic: topic.name.clone(),
                     partition: Some(partition),
                     records: records.iter().cloned().map(to_proto_record).collect(),
-                    producer_id: None,
-                    sequence: None,
+                    producer_id: producer.map(|p| p.producer_id),
+                    sequence: producer.map(|p| p.sequence),
                 };
                 match self.forwarder.append(&address, request, hops).await {
                     Ok(response) => {
                         let base = response.positions.first().map(|p| p.offset);
                         let applied = response.tokens.first().map_or(0, |t| t.applied_index);
                         return base
-                            .map(|b| (b, applied))
+                            .map(|b| (b, applied, response.duplicate))
                             .ok_or_else(|| Status::internal("forwarded append returned no offsets"));
                     }
                     // Not proposed there: safe to try again.
@@ -222,6 +237,21 @@ impl CairnService {
             tokio::time::sleep(backoff).await;
             backoff = (backoff * 2).min(Duration::from_millis(500));
         }
+    }
+
+    /// Refuses producer ids the controller never handed out. This node's view of the
+    /// controller may lag the leader that allocated the id: wait for it briefly.
+    async fn check_producer(&self, producer_id: u64) -> Result<(), Status> {
+        let deadline = tokio::time::Instant::now() + PRODUCER_CHECK_WAIT;
+        while !self.host.controller_state().knows_producer(producer_id) {
+            if tokio::time::Instant::now() >= deadline {
+                return Err(Status::failed_precondition(format!(
+                    "unknown producer id {producer_id}: get one from InitProducer"
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Ok(())
     }
 
     fn describe(&self, topic: &TopicMeta) -> pb::TopicDescription {
@@ -297,10 +327,20 @@ impl pb::cairn_server::Cairn for CairnService {
     async fn append(&self, request: Request<pb::AppendRequest>) -> Result<Response<pb::AppendResponse>, Status> {
         let hops = hops(&request);
         let request = request.into_inner();
-        if request.producer_id.is_some() || request.sequence.is_some() {
-            return Err(Status::unimplemented("idempotent producers (producer_id, sequence) are not supported yet"));
-        }
         let topic = self.topic(&request.topic)?;
+        let producer = match (request.producer_id, request.sequence) {
+            (None, None) => None,
+            (Some(producer_id), Some(sequence)) => {
+                if request.partition.is_none() {
+                    return Err(Status::invalid_argument(
+                        "an idempotent append (producer_id) must name its partition: sequences count per partition",
+                    ));
+                }
+                self.check_producer(producer_id).await?;
+                Some(ProducerSequence { producer_id, sequence })
+            }
+            _ => return Err(Status::invalid_argument("producer_id and sequence go together")),
+        };
         self.validate_records(&request.records)?;
         let partition_count = topic.config.partition_count;
         if let Some(partition) = request.partition
@@ -324,20 +364,22 @@ impl pb::cairn_server::Cairn for CairnService {
         let writes = by_partition.into_iter().map(|(partition, records)| {
             let (indexes, records): (Vec<usize>, Vec<Record>) = records.into_iter().unzip();
             async move {
-                let (base_offset, applied_index) = self.append_partition(topic, partition, records, hops).await?;
-                Ok::<_, Status>((partition, indexes, base_offset, applied_index))
+                let (base_offset, applied_index, duplicate) =
+                    self.append_partition(topic, partition, records, producer, hops).await?;
+                Ok::<_, Status>((partition, indexes, base_offset, applied_index, duplicate))
             }
         });
         let outcomes = futures::future::try_join_all(writes).await?;
         let mut positions = vec![pb::RecordPosition::default(); record_count];
         let mut tokens = Vec::with_capacity(outcomes.len());
-        for (partition, indexes, base_offset, applied_index) in outcomes {
+        let duplicate = outcomes.iter().any(|o| o.4);
+        for (partition, indexes, base_offset, applied_index, _) in outcomes {
             for (n, i) in indexes.into_iter().enumerate() {
                 positions[i] = pb::RecordPosition { partition, offset: base_offset + n as u64 };
             }
             tokens.push(pb::PartitionToken { partition, applied_index });
         }
-        Ok(Response::new(pb::AppendResponse { positions, tokens }))
+        Ok(Response::new(pb::AppendResponse { positions, tokens, duplicate }))
     }
 
     async fn read(&self, request: Request<pb::ReadRequest>) -> Result<Response<pb::ReadResponse>, Status> {
@@ -459,6 +501,21 @@ impl pb::cairn_server::Cairn for CairnService {
             offset: found.unwrap_or(state.next_offset),
             found: found.is_some(),
         }))
+    }
+
+    async fn init_producer(
+        &self,
+        request: Request<pb::InitProducerRequest>,
+    ) -> Result<Response<pb::InitProducerResponse>, Status> {
+        let hops = hops(&request);
+        match self.controller_write(ControllerCommand::AllocateProducerId, hops).await? {
+            Ok(CommandResponse::ProducerId(producer_id)) => Ok(Response::new(pb::InitProducerResponse { producer_id })),
+            Ok(other) => Err(Status::internal(format!("unexpected controller outcome {other:?}"))),
+            Err(leader) => {
+                let forwarded = Forwarder::request(pb::InitProducerRequest {}, hops);
+                self.forwarder.client(&leader)?.init_producer(forwarded).await
+            }
+        }
     }
 
     async fn create_topic(

@@ -105,6 +105,13 @@ fn description(name: &str, partitions: &[Vec<proto::StoredRecord>]) -> proto::To
 
 #[tonic::async_trait]
 impl Cairn for FakeCairn {
+    async fn init_producer(
+        &self,
+        _request: Request<proto::InitProducerRequest>,
+    ) -> Result<Response<proto::InitProducerResponse>, Status> {
+        Ok(Response::new(proto::InitProducerResponse { producer_id: 1 }))
+    }
+
     async fn append(&self, request: Request<proto::AppendRequest>) -> Result<Response<proto::AppendResponse>, Status> {
         let request = request.into_inner();
         let mut state = self.enter("append")?;
@@ -122,7 +129,7 @@ impl Cairn for FakeCairn {
             });
             positions.push(proto::RecordPosition { partition, offset });
         }
-        Ok(Response::new(proto::AppendResponse { positions, tokens: Vec::new() }))
+        Ok(Response::new(proto::AppendResponse { positions, tokens: Vec::new(), duplicate: false }))
     }
 
     async fn read(&self, request: Request<proto::ReadRequest>) -> Result<Response<proto::ReadResponse>, Status> {

@@ -1,0 +1,121 @@
+use std::collections::HashMap;
+use std::time::Duration;
+
+use cairn_types::partitioner::partition_for_key;
+use cairn_types::{Offset, PartitionId, Record};
+use tokio::time::Instant;
+
+use crate::convert::record_to_proto;
+use crate::{CairnClient, ClientError, proto};
+
+/// How long one append keeps retrying (leader elections, restarts) before giving up.
+pub const APPEND_RETRY_TOTAL: Duration = Duration::from_secs(30);
+
+/// Appends that are never duplicated, however often they are retried.
+///
+/// The producer gets a cluster-unique id from the controller and numbers its records per
+/// partition. Every append is retried with the same sequence until the cluster answers; a
+/// retry of a batch that was applied before the answer got lost returns the original
+/// offsets and writes nothing. Keys are partitioned on the client (Kafka's murmur2, the same
+/// as the server's), so that each request targets one partition.
+pub struct IdempotentProducer {
+    client: CairnClient,
+    topic: String,
+    producer_id: u64,
+    partition_count: u32,
+    next_sequence: HashMap<PartitionId, u64>,
+    round_robin: u32,
+}
+
+/// Where an idempotent append landed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProducedBatch {
+    pub partition: PartitionId,
+    pub base_offset: Offset,
+    /// Whether the cluster had applied this batch already (a retry after a lost answer).
+    pub duplicate: bool,
+    /// Attempts it took (1 when the first one was answered).
+    pub attempts: u32,
+}
+
+impl IdempotentProducer {
+    pub async fn new(client: &CairnClient, topic: &str) -> Result<IdempotentProducer, ClientError> {
+        let producer_id = client.init_producer().await?;
+        let partition_count = client.describe_topic(topic).await?.partitions.len() as u32;
+        Ok(IdempotentProducer {
+            client: client.clone(),
+            topic: topic.to_owned(),
+            producer_id,
+            partition_count,
+            next_sequence: HashMap::new(),
+            round_robin: 0,
+        })
+    }
+
+    pub fn producer_id(&self) -> u64 {
+        self.producer_id
+    }
+
+    /// The partition a record goes to: `partition` if given, else by key, else round robin.
+    pub fn partition_for(&mut self, partition: Option<PartitionId>, key: Option<&[u8]>) -> PartitionId {
+        match (partition, key) {
+            (Some(partition), _) => partition,
+            (None, Some(key)) => partition_for_key(key, self.partition_count.max(1)),
+            (None, None) => {
+                self.round_robin = self.round_robin.wrapping_add(1);
+                self.round_robin % self.partition_count.max(1)
+            }
+        }
+    }
+
+    /// Appends `records` to `partition` as one batch, retrying until answered. After an
+    /// error, retry with the same records: the sequence only advances on success.
+    pub async fn append(&mut self, partition: PartitionId, records: Vec<Record>) -> Result<ProducedBatch, ClientError> {
+        let sequence = self.next_sequence.get(&partition).copied().unwrap_or(0);
+        let record_count = records.len() as u64;
+        let request = proto::AppendRequest {
+            topic: self.topic.clone(),
+            partition: Some(partition),
+            records: records.into_iter().map(record_to_proto).collect(),
+            producer_id: Some(self.producer_id),
+            sequence: Some(sequence),
+        };
+        let deadline = Instant::now() + APPEND_RETRY_TOTAL;
+        let mut backoff = Duration::from_millis(20);
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let result = self.client.proto_client().append(request.clone()).await;
+            match result {
+                Ok(response) => {
+                    let response = response.into_inner();
+                    let base_offset = response
+                        .positions
+                        .first()
+                        .map(|p| p.offset)
+                        .ok_or_else(|| ClientError::InvalidResponse("append returned no positions".into()))?;
+                    self.next_sequence.insert(partition, sequence + record_count);
+                    return Ok(ProducedBatch { partition, base_offset, duplicate: response.duplicate, attempts });
+                }
+                Err(status) if retryable(status.code()) && Instant::now() + backoff < deadline => {
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_millis(500));
+                }
+                Err(status) => return Err(status.into()),
+            }
+        }
+    }
+}
+
+/// Failures after which the append may or may not have been applied, or certainly was not:
+/// with a sequence number, retrying is safe either way.
+fn retryable(code: tonic::Code) -> bool {
+    matches!(
+        code,
+        tonic::Code::Unavailable
+            | tonic::Code::Unknown
+            | tonic::Code::Cancelled
+            | tonic::Code::DeadlineExceeded
+            | tonic::Code::Aborted
+    )
+}
