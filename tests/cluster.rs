@@ -106,3 +106,59 @@ fn a_data_directory_keeps_its_cluster() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("belongs to cluster"), "{stderr}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn followers_serve_linearizable_and_read_your_writes_reads() {
+    use bytes::Bytes;
+    use cairn_client::{CairnClient, Consistency, CreateTopicOptions, proto};
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cluster = tokio::task::block_in_place(|| Cluster::start(dir.path(), 3, &FAST_RAFT));
+    let clients: Vec<CairnClient> = {
+        let mut clients = Vec::new();
+        for node in &cluster.nodes {
+            clients.push(CairnClient::connect(&node.address).await.expect("connect"));
+        }
+        clients
+    };
+    let mut options = CreateTopicOptions::new("reads", 3);
+    options.replication_factor = 3;
+    clients[0].create_topic(options).await.expect("create");
+
+    for i in 0..30u32 {
+        let partition = i % 3;
+        let value = format!("value-{i}");
+        // Append through node 1 (forwarded to the leader when needed).
+        let response = clients[0]
+            .proto_client()
+            .append(proto::AppendRequest {
+                topic: "reads".into(),
+                partition: Some(partition),
+                records: vec![proto::Record { key: None, headers: vec![], value: Bytes::from(value.clone()) }],
+                producer_id: None,
+                sequence: None,
+            })
+            .await
+            .expect("append")
+            .into_inner();
+        let offset = response.positions[0].offset;
+        let token = response.tokens[0].applied_index;
+        let leader = clients[0].describe_topic("reads").await.expect("describe").partitions[partition as usize]
+            .leader
+            .expect("a leader");
+        // Right away, on every follower: a linearizable read and a read with the token see it.
+        for (n, client) in clients.iter().enumerate() {
+            if n as u64 + 1 == leader {
+                continue;
+            }
+            for consistency in [Consistency::Linearizable, Consistency::ReadYourWrites(token)] {
+                let read = client
+                    .read_consistent("reads", partition, offset, 1, 0, 0, consistency)
+                    .await
+                    .unwrap_or_else(|err| panic!("{consistency:?} read on node {} failed: {err}", n + 1));
+                assert_eq!(read.records.len(), 1, "{consistency:?} read on follower {} misses offset {offset}", n + 1);
+                assert_eq!(read.records[0].value, Bytes::from(value.clone()));
+            }
+        }
+    }
+}

@@ -34,6 +34,10 @@ pub struct ConsumeCommand {
     /// Output format: json prints one object per record per line.
     #[arg(long, value_enum, default_value_t)]
     pub output: OutputFormat,
+    /// How fresh reads must be: local (this node's replica), read-your-writes (needs a
+    /// token; same as local here), linearizable (everything acknowledged before the read).
+    #[arg(long, value_enum, default_value_t)]
+    pub consistency: ConsistencyArg,
 }
 
 type Printer = RecordPrinter<BufWriter<Stdout>>;
@@ -107,7 +111,10 @@ impl ConsumeCommand {
         let mut earliest_retries = 0;
         loop {
             let max_records = remaining.map_or(0, |remaining| u32::try_from(remaining).unwrap_or(u32::MAX));
-            let result = match client.read(&self.topic, partition, position, max_records, 0, 0).await {
+            let result = match client
+                .read_consistent(&self.topic, partition, position, max_records, 0, 0, self.consistency.into())
+                .await
+            {
                 Ok(result) => result,
                 Err(error)
                     if self.from == StartFrom::Earliest
@@ -186,5 +193,24 @@ impl ConsumeCommand {
             }
         }
         Ok(())
+    }
+}
+
+/// `--consistency` values.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum ConsistencyArg {
+    #[default]
+    Local,
+    ReadYourWrites,
+    Linearizable,
+}
+
+impl From<ConsistencyArg> for cairn_client::Consistency {
+    fn from(value: ConsistencyArg) -> Self {
+        match value {
+            // The CLI has no token from an earlier append: local is the closest.
+            ConsistencyArg::Local | ConsistencyArg::ReadYourWrites => cairn_client::Consistency::Local,
+            ConsistencyArg::Linearizable => cairn_client::Consistency::Linearizable,
+        }
     }
 }

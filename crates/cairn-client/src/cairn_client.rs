@@ -8,9 +8,9 @@ use tonic::transport::{Channel, Endpoint};
 
 use crate::client_error::error_chain;
 use crate::convert::{record_to_proto, stored_records_from_proto};
-use crate::proto;
 use crate::retry_policy::RetryOutcome;
 use crate::{ClientError, CreateTopicOptions, ReadResult, RetryPolicy, StartPosition};
+use crate::{Consistency, proto};
 
 /// Largest gRPC message this client sends or accepts, in bytes.
 pub const MESSAGE_BYTES_MAX: usize = 32 * 1024 * 1024;
@@ -100,8 +100,37 @@ impl CairnClient {
         max_bytes: u32,
         wait_ms: u64,
     ) -> Result<ReadResult, ClientError> {
-        let request =
-            proto::ReadRequest { topic: topic.to_string(), partition, from_offset, max_records, max_bytes, wait_ms };
+        self.read_consistent(topic, partition, from_offset, max_records, max_bytes, wait_ms, Consistency::Local).await
+    }
+
+    /// `read` at a chosen consistency: `ReadYourWrites(applied_index)` waits for the token
+    /// an append returned, `Linearizable` sees every append acknowledged before the call.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn read_consistent(
+        &self,
+        topic: &str,
+        partition: PartitionId,
+        from_offset: Offset,
+        max_records: u32,
+        max_bytes: u32,
+        wait_ms: u64,
+        consistency: Consistency,
+    ) -> Result<ReadResult, ClientError> {
+        let (consistency, min_applied_index) = match consistency {
+            Consistency::Local => (proto::Consistency::Local, 0),
+            Consistency::ReadYourWrites(index) => (proto::Consistency::ReadYourWrites, index),
+            Consistency::Linearizable => (proto::Consistency::Linearizable, 0),
+        };
+        let request = proto::ReadRequest {
+            topic: topic.to_string(),
+            partition,
+            from_offset,
+            max_records,
+            max_bytes,
+            wait_ms,
+            consistency: consistency as i32,
+            min_applied_index,
+        };
         let response =
             self.call_idempotent(request, |mut client, request| async move { client.read(request).await }).await;
         let response = response.result?;

@@ -15,6 +15,18 @@ mod start_position;
 mod subscription;
 
 pub use cairn_client::{CairnClient, MESSAGE_BYTES_MAX};
+
+/// How fresh a read must be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Consistency {
+    /// What the replica asked has applied (committed data only).
+    #[default]
+    Local,
+    /// At least up to this applied index (an append's `PartitionToken`).
+    ReadYourWrites(u64),
+    /// Every append acknowledged before the read began.
+    Linearizable,
+}
 pub use cairn_proto::v1 as proto;
 pub use client_error::ClientError;
 pub use create_topic_options::CreateTopicOptions;

@@ -15,7 +15,7 @@ use cairn_storage::{PartitionLog, Store};
 use cairn_types::{CONTROLLER_GROUP_ID, GroupId, Limits, NodeId, PartitionId, now_ms};
 use openraft::async_runtime::WatchReceiver;
 use openraft::errors::{ClientWriteError, RaftError};
-use openraft::{BasicNode, RaftMetrics, ServerState, SnapshotPolicy};
+use openraft::{BasicNode, RaftMetrics, ReadPolicy, ServerState, SnapshotPolicy};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
@@ -211,6 +211,31 @@ impl Host {
         write_result(group, result)
     }
 
+    /// The log index a linearizable read of `group` must see applied: the leader confirms
+    /// its leadership with a quorum (read index), then answers. This node must lead.
+    pub async fn read_index(&self, group: GroupId) -> Result<u64, HostError> {
+        let replica = self.partition(group).ok_or(HostError::UnknownGroup(group))?;
+        match replica.raft.ensure_linearizable(ReadPolicy::ReadIndex).await {
+            Ok(read_log_id) => Ok(read_log_id.log_id().index),
+            Err(err) => match err.forward_to_leader() {
+                Some(forward) => Err(HostError::NotLeader {
+                    group,
+                    leader: forward.leader_id,
+                    leader_address: forward.leader_node.as_ref().map(|n| n.addr.clone()),
+                }),
+                None => Err(HostError::Raft(err.to_string())),
+            },
+        }
+    }
+
+    /// The leader of `group` as this node's replica sees it, with its address.
+    pub fn partition_leader(&self, group: GroupId) -> Option<(NodeId, String)> {
+        let metrics = self.partition(group)?.metrics();
+        let leader = metrics.current_leader?;
+        let address = metrics.membership_config.membership().get_node(&leader)?.addr.clone();
+        Some((leader, address))
+    }
+
     /// Waits until the controller state holds `topic` (as created) and, for each of its
     /// partitions with a replica here, the group runs and has a leader.
     pub async fn wait_topic_ready(&self, topic: &TopicMeta, timeout: Duration) -> Result<(), HostError> {
@@ -266,6 +291,10 @@ impl Host {
         }
         if group == CONTROLLER_GROUP_ID {
             return serve_rpc(&self.controller, None, kind, payload).await;
+        }
+        if kind == RpcKind::ReadIndex {
+            let index = self.read_index(group).await.map_err(|err| err.to_string());
+            return Ok(encode(&index)?);
         }
         let replica = self.partition(group).ok_or(HostError::UnknownGroup(group))?;
         serve_rpc(&replica.raft, Some(&replica.log), kind, payload).await
@@ -496,6 +525,10 @@ where
                 .await
                 .map_err(io::Error::other)?;
             reply(imported)
+        }
+        RpcKind::ReadIndex => {
+            // Answered by the host (it needs the group's replica); never reaches here.
+            reply::<u64, _>(Err("read index requests are served by the host"))
         }
         RpcKind::InstallSnapshot => {
             let (vote, meta, snapshot): (Vote, crate::type_config::SnapshotMeta, crate::partition_sm::StateSnapshot) =

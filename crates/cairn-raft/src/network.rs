@@ -40,6 +40,8 @@ pub enum RpcKind {
     SnapshotChunk,
     /// The final snapshot message: `(Vote, Snapshot)`.
     InstallSnapshot,
+    /// The leader's read index of a partition group: `()` → `u64`.
+    ReadIndex,
 }
 
 #[derive(Debug, thiserror::Error)]

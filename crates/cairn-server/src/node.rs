@@ -114,11 +114,11 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
         limits: config.limits.clone(),
     };
     let transport = Arc::new(GrpcTransport::new(config.node_id));
-    let host = Host::start(host_config, store, transport).await.context("starting raft")?;
+    let host = Host::start(host_config, store, transport.clone()).await.context("starting raft")?;
 
     // Room for a full request plus protobuf framing; our own checks answer first.
     let request_bytes_max = config.limits.request_bytes_max * 2 + 1024 * 1024;
-    let cairn = CairnServer::new(CairnService::new(Arc::clone(&host)))
+    let cairn = CairnServer::new(CairnService::new(Arc::clone(&host), transport))
         .max_decoding_message_size(request_bytes_max)
         .max_encoding_message_size(config.limits.read_bytes_max * 2 + 1024 * 1024);
     let raft = RaftTransportServer::new(RaftTransportService { host: Arc::clone(&host) })

@@ -68,6 +68,7 @@ impl Transport for GrpcTransport {
                 RpcKind::PreVote => client.pre_vote(message).await,
                 RpcKind::SnapshotChunk => client.snapshot_chunk(message).await,
                 RpcKind::InstallSnapshot => client.install_snapshot(message).await,
+                RpcKind::ReadIndex => client.read_index(message).await,
             };
             match reply {
                 Ok(reply) => Ok(reply.into_inner().payload.to_vec()),
@@ -125,5 +126,9 @@ impl RaftTransport for RaftTransportService {
 
     async fn install_snapshot(&self, request: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
         self.serve(request, RpcKind::InstallSnapshot).await
+    }
+
+    async fn read_index(&self, request: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
+        self.serve(request, RpcKind::ReadIndex).await
     }
 }

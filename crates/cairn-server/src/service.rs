@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use cairn_proto::v1 as pb;
 use cairn_raft::{
-    CommandResponse, ControllerCommand, Host, HostError, PartitionCommand, PartitionReplica, ProducerSequence,
-    TopicMeta,
+    CommandResponse, ControllerCommand, Host, HostError, PartitionCommand, PartitionReplica, ProducerSequence, RpcKind,
+    TopicMeta, Transport,
 };
 use cairn_storage::{PartitionLogState, ReadLimits};
 use cairn_types::partitioner::partition_for_key;
@@ -36,15 +36,17 @@ const SUBSCRIPTION_BUFFER: usize = 8;
 
 pub struct CairnService {
     host: Arc<Host>,
+    transport: Arc<dyn Transport>,
     round_robin: AtomicU32,
     subscriptions: Arc<AtomicUsize>,
     forwarder: Forwarder,
 }
 
 impl CairnService {
-    pub fn new(host: Arc<Host>) -> CairnService {
+    pub fn new(host: Arc<Host>, transport: Arc<dyn Transport>) -> CairnService {
         CairnService {
             host,
+            transport,
             round_robin: AtomicU32::new(0),
             subscriptions: Arc::new(AtomicUsize::new(0)),
             forwarder: Forwarder::default(),
@@ -239,6 +241,52 @@ impl CairnService {
         }
     }
 
+    /// The index a linearizable read must see applied: from this node if it leads the
+    /// partition, else from the leader (a `ReadIndex` call), so followers serve it too.
+    async fn read_index(&self, replica: &PartitionReplica) -> Result<u64, Status> {
+        let group = replica.group_id;
+        match self.host.read_index(group).await {
+            Ok(index) => return Ok(index),
+            Err(HostError::NotLeader { .. }) => {}
+            Err(err) => return Err(status::from_host(err)),
+        }
+        let (leader, address) = self
+            .host
+            .partition_leader(group)
+            .ok_or_else(|| Status::unavailable(format!("group {group} is electing a leader; retry shortly")))?;
+        let call = self.transport.call(leader, address, group, RpcKind::ReadIndex, Vec::new());
+        let reply = tokio::time::timeout(LEADER_WAIT, call)
+            .await
+            .map_err(|_| {
+                Status::unavailable(format!("the leader of group {group} did not answer a read index request"))
+            })?
+            .map_err(|err| Status::unavailable(format!("read index from the leader: {err}")))?;
+        let index: Result<u64, String> =
+            cairn_raft::decode(&reply).map_err(|err| Status::internal(format!("read index reply: {err}")))?;
+        index.map_err(|message| Status::unavailable(format!("the leader could not confirm a read index: {message}")))
+    }
+
+    /// Waits until this replica has applied `index`.
+    async fn wait_applied(&self, replica: &PartitionReplica, index: u64) -> Result<(), Status> {
+        let mut view = replica.view.clone();
+        let deadline = tokio::time::Instant::now() + LEADER_WAIT;
+        loop {
+            let applied = view.borrow_and_update().applied_index;
+            if applied >= index {
+                return Ok(());
+            }
+            match tokio::time::timeout_at(deadline, view.changed()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => return Err(Status::unavailable("the partition replica stopped; retry")),
+                Err(_) => {
+                    return Err(Status::unavailable(format!(
+                        "this replica has applied up to index {applied}, the read needs {index}; retry or ask another node"
+                    )));
+                }
+            }
+        }
+    }
+
     /// Refuses producer ids the controller never handed out. This node's view of the
     /// controller may lag the leader that allocated the id: wait for it briefly.
     async fn check_producer(&self, producer_id: u64) -> Result<(), Status> {
@@ -387,6 +435,13 @@ impl pb::cairn_server::Cairn for CairnService {
         let replica = self.replica(&request.topic, request.partition)?;
         let limits = self.read_limits(request.max_records, request.max_bytes);
         let wait = Duration::from_millis(request.wait_ms.min(self.host.limits().read_wait_ms_max));
+        let must_apply = match pb::Consistency::try_from(request.consistency) {
+            Ok(pb::Consistency::Local) => 0,
+            Ok(pb::Consistency::ReadYourWrites) => request.min_applied_index,
+            Ok(pb::Consistency::Linearizable) => self.read_index(&replica).await?,
+            Err(_) => return Err(Status::invalid_argument(format!("unknown consistency {}", request.consistency))),
+        };
+        self.wait_applied(&replica, must_apply).await?;
         let mut view = replica.view.clone();
         let mut state = view.borrow_and_update().log;
         // A lagging replica may not have reached `from_offset` yet: wait for it too.
