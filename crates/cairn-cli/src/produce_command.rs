@@ -3,7 +3,7 @@ use std::io::Write;
 
 use anyhow::Context as _;
 use bytes::Bytes;
-use cairn_client::CairnClient;
+use cairn_client::{CairnClient, IdempotentProducer};
 use cairn_types::{PartitionId, Record};
 use serde::Serialize;
 
@@ -92,6 +92,9 @@ struct Producer<'a> {
     records_produced: u64,
     partitions_written: BTreeSet<PartitionId>,
     progress: Progress,
+    /// Made on the first send: every append is idempotent, so the retries inside
+    /// `IdempotentProducer::append` (leader changes, timeouts) never duplicate a record.
+    idempotent: Option<IdempotentProducer>,
 }
 
 impl<'a> Producer<'a> {
@@ -105,6 +108,7 @@ impl<'a> Producer<'a> {
             records_produced: 0,
             partitions_written: BTreeSet::new(),
             progress: Progress::new(command.output == OutputFormat::Table),
+            idempotent: None,
         }
     }
 
@@ -112,7 +116,31 @@ impl<'a> Producer<'a> {
         if batch.is_empty() {
             return Ok(());
         }
-        let positions = self.client.append(self.topic, self.partition, batch).await?;
+        let producer = match &mut self.idempotent {
+            Some(producer) => producer,
+            None => self.idempotent.insert(IdempotentProducer::new(self.client, self.topic).await?),
+        };
+        // Partition on the client (the server's murmur2 for keys; unkeyed records of one
+        // batch stick to one round-robin partition), then one idempotent append each.
+        let sticky = producer.partition_for(self.partition, None);
+        let mut by_partition: std::collections::BTreeMap<PartitionId, Vec<(usize, Record)>> = Default::default();
+        let record_count = batch.len();
+        for (i, record) in batch.into_iter().enumerate() {
+            let partition = match (self.partition, &record.key) {
+                (Some(partition), _) => partition,
+                (None, Some(key)) => producer.partition_for(None, Some(key)),
+                (None, None) => sticky,
+            };
+            by_partition.entry(partition).or_default().push((i, record));
+        }
+        let mut positions = vec![(0, 0); record_count];
+        for (partition, records) in by_partition {
+            let (indexes, records): (Vec<usize>, Vec<Record>) = records.into_iter().unzip();
+            let produced = producer.append(partition, records).await?;
+            for (n, i) in indexes.into_iter().enumerate() {
+                positions[i] = (partition, produced.base_offset + n as u64);
+            }
+        }
         for &(partition, offset) in &positions {
             self.partitions_written.insert(partition);
             if self.output == OutputFormat::Json {
