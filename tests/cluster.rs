@@ -162,3 +162,40 @@ async fn followers_serve_linearizable_and_read_your_writes_reads() {
         }
     }
 }
+
+#[test]
+fn a_replica_behind_a_purged_log_catches_up_by_streaming() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut args = FAST_RAFT.to_vec();
+    // Snapshot every 50 entries and keep 5: a replica down for a few hundred appends can
+    // only catch up from a snapshot, streamed from the leader's store.
+    args.extend(["--snapshot-log-entries", "50"]);
+    let mut cluster = Cluster::start(dir.path(), 3, &args);
+    cluster.nodes[0].cli_ok(&["topic", "create", "catchup", "--partitions", "1", "--replication-factor", "3"]);
+    let leader = describe(&cluster.nodes[0], "catchup")["partitions"][0]["leader"].as_u64().expect("leader") as usize;
+    let lagging = leader % 3; // a follower
+    cluster.nodes[lagging].kill();
+    let writing = (lagging + 1) % 3;
+    let writer = &cluster.nodes[writing];
+    // 300 appends of 10 records each: 300 Raft entries, several snapshots and purges.
+    for batch in 0..300 {
+        let values: String = (0..10).map(|i| format!("b{batch}-r{i}\n")).collect();
+        let output = writer.cli_with_stdin(&["produce", "catchup", "--partition", "0"], Some(values.as_bytes()));
+        harness::assert_success(&["produce"], &output);
+    }
+    let expected = consume_all(writer, "catchup");
+    assert_eq!(expected.len(), 3_000);
+    cluster.nodes[lagging].restart();
+    let back = &cluster.nodes[lagging];
+    wait_until("the lagging replica to catch up", Duration::from_secs(60), || {
+        consume_all(back, "catchup").len() == 3_000
+    });
+    assert_eq!(consume_all(back, "catchup"), expected, "the streamed replica holds exactly the same records");
+    let log = std::fs::read_to_string(back.data_dir.with_extension("log")).expect("node log");
+    assert!(log.contains("partition snapshot installed"), "the replica caught up from a streamed snapshot");
+    // And it keeps following the log after the snapshot.
+    cluster.nodes[writing].cli_ok(&["produce", "catchup", "--partition", "0", "--value", "after"]);
+    wait_until("the caught-up replica to follow", Duration::from_secs(30), || {
+        consume_all(back, "catchup").len() == 3_001
+    });
+}

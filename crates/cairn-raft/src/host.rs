@@ -43,6 +43,9 @@ pub struct HostConfig {
     pub election_timeout_max_ms: u64,
     /// How often the retention task looks for prefixes to delete.
     pub retention_check_interval_ms: u64,
+    /// Raft log entries between snapshots; older entries are then purged, and a replica
+    /// that falls further behind catches up by streaming the partition.
+    pub snapshot_log_entries: u64,
     pub limits: Limits,
 }
 
@@ -104,8 +107,8 @@ impl Host {
             heartbeat_interval: config.heartbeat_interval_ms,
             election_timeout_min: config.election_timeout_min_ms,
             election_timeout_max: config.election_timeout_max_ms,
-            snapshot_policy: SnapshotPolicy::LogsSinceLast(10_000),
-            max_in_snapshot_log_to_keep: 1_000,
+            snapshot_policy: SnapshotPolicy::LogsSinceLast(config.snapshot_log_entries.max(1)),
+            max_in_snapshot_log_to_keep: config.snapshot_log_entries / 10,
             install_snapshot_timeout: 30_000,
             // Applied state is not fsynced on its own: a restarted leader must win an
             // election again instead of resuming.
@@ -520,6 +523,7 @@ where
                 return reply::<(), _>(Err("the controller has no record chunks"));
             };
             let chunk: SnapshotChunk = decode(payload)?;
+            tracing::debug!(group = log.group(), batches = chunk.batches.len(), "snapshot chunk received");
             let log = log.clone();
             let imported = tokio::task::spawn_blocking(move || log.import_batches(&chunk.batches))
                 .await

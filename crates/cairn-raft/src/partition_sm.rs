@@ -226,6 +226,13 @@ impl RaftStateMachine<TypeConfig> for PartitionStateMachine {
         save_snapshot(&self.store, self.log.group(), &self.snapshot_lock, &mut batch, meta, &snapshot)?;
         self.store.write(batch)?;
         self.view.send_replace(view_of(&self.state));
+        tracing::info!(
+            group = self.log.group(),
+            log_start_offset = self.state.log.log_start_offset,
+            next_offset = self.state.log.next_offset,
+            last_log_id = ?meta.last_log_id,
+            "partition snapshot installed"
+        );
         Ok(())
     }
 

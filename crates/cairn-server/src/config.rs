@@ -16,6 +16,7 @@ pub const DEFAULT_HEARTBEAT_INTERVAL_MS: u64 = 300;
 pub const DEFAULT_ELECTION_TIMEOUT_MIN_MS: u64 = 1_500;
 pub const DEFAULT_ELECTION_TIMEOUT_MAX_MS: u64 = 3_000;
 pub const DEFAULT_RETENTION_CHECK_INTERVAL_MS: u64 = 30_000;
+pub const DEFAULT_SNAPSHOT_LOG_ENTRIES: u64 = 10_000;
 
 /// Start a Cairn node. With no flags: a single-node cluster, node id 1, data in
 /// ./cairn-data, gRPC on 127.0.0.1:7070.
@@ -52,6 +53,9 @@ pub struct ServeArgs {
     /// How often leaders check partitions for records past their retention, in milliseconds.
     #[arg(long, env = "CAIRN_RETENTION_CHECK_INTERVAL_MS")]
     pub retention_check_interval_ms: Option<u64>,
+    /// Raft log entries per group between snapshots (older entries are then purged).
+    #[arg(long, env = "CAIRN_SNAPSHOT_LOG_ENTRIES")]
+    pub snapshot_log_entries: Option<u64>,
     /// Largest record value, in bytes.
     #[arg(long, env = "CAIRN_RECORD_VALUE_BYTES_MAX")]
     pub record_value_bytes_max: Option<usize>,
@@ -82,6 +86,7 @@ struct FileConfig {
     election_timeout_min_ms: Option<u64>,
     election_timeout_max_ms: Option<u64>,
     retention_check_interval_ms: Option<u64>,
+    snapshot_log_entries: Option<u64>,
     #[serde(default)]
     limits: Option<Limits>,
 }
@@ -97,6 +102,7 @@ pub struct ServerConfig {
     pub election_timeout_min_ms: u64,
     pub election_timeout_max_ms: u64,
     pub retention_check_interval_ms: u64,
+    pub snapshot_log_entries: u64,
     pub limits: Limits,
 }
 
@@ -148,6 +154,10 @@ impl ServerConfig {
                 .retention_check_interval_ms
                 .or(file.retention_check_interval_ms)
                 .unwrap_or(DEFAULT_RETENTION_CHECK_INTERVAL_MS),
+            snapshot_log_entries: args
+                .snapshot_log_entries
+                .or(file.snapshot_log_entries)
+                .unwrap_or(DEFAULT_SNAPSHOT_LOG_ENTRIES),
             limits,
         };
         config.validate()?;
@@ -164,6 +174,9 @@ impl ServerConfig {
                 self.election_timeout_min_ms,
                 self.heartbeat_interval_ms
             );
+        }
+        if self.snapshot_log_entries == 0 {
+            bail!("--snapshot-log-entries must be at least 1");
         }
         if self.election_timeout_max_ms <= self.election_timeout_min_ms {
             bail!(

@@ -111,6 +111,7 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
         election_timeout_min_ms: config.election_timeout_min_ms,
         election_timeout_max_ms: config.election_timeout_max_ms,
         retention_check_interval_ms: config.retention_check_interval_ms,
+        snapshot_log_entries: config.snapshot_log_entries,
         limits: config.limits.clone(),
     };
     let transport = Arc::new(GrpcTransport::new(config.node_id));

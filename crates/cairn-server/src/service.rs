@@ -586,8 +586,9 @@ impl pb::cairn_server::Cairn for CairnService {
             retention_ms: request.retention_ms,
             retention_bytes: request.retention_bytes,
         };
-        let nodes = self.host.cluster_nodes().len().max(1);
-        config.validate(self.host.limits().partitions_per_topic_max, nodes).map_err(status::from_topic)?;
+        // Whether there are enough nodes for the replication factor is decided by the
+        // controller at apply time (committed membership), not by this node's view.
+        config.validate(self.host.limits().partitions_per_topic_max, usize::MAX).map_err(status::from_topic)?;
         let command = ControllerCommand::CreateTopic {
             name: request.name.clone(),
             config,
