@@ -199,3 +199,50 @@ fn a_replica_behind_a_purged_log_catches_up_by_streaming() {
         consume_all(back, "catchup").len() == 3_001
     });
 }
+
+#[test]
+fn a_new_node_joins_and_takes_replicas() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cluster = Cluster::start(dir.path(), 3, &FAST_RAFT);
+    let mut args: Vec<String> = vec!["--node-id".into(), "4".into(), "--join".into(), cluster.nodes[1].address.clone()];
+    args.extend(FAST_RAFT.iter().map(|a| a.to_string()));
+    let fourth = harness::Node::start_with(&dir.path().join("node4"), args);
+    wait_until("node 4 to be listed", Duration::from_secs(30), || {
+        let nodes: Value =
+            serde_json::from_str(&cluster.nodes[0].cli_ok(&["node", "list", "--output", "json"])).expect("json");
+        nodes.as_array().is_some_and(|n| n.len() == 4)
+    });
+    // A topic with a replica on every node: node 4 holds data, serves it, takes writes.
+    cluster.nodes[0].cli_ok(&["topic", "create", "wide", "--partitions", "4", "--replication-factor", "4"]);
+    let values: String = (0..100).map(|i| format!("v{i}\n")).collect();
+    let output = fourth.cli_with_stdin(&["produce", "wide", "--output", "json"], Some(values.as_bytes()));
+    harness::assert_success(&["produce via node 4"], &output);
+    wait_until("node 4 to serve every record", Duration::from_secs(30), || consume_all(&fourth, "wide").len() == 100);
+    assert_eq!(consume_all(&fourth, "wide"), consume_all(&cluster.nodes[0], "wide"));
+
+    // A node whose data directory belongs to another cluster is refused.
+    let other = tempfile::tempdir().expect("tempdir");
+    let mut stranger_args = FAST_RAFT.to_vec();
+    stranger_args.extend(["--node-id", "5"]);
+    let stranger = harness::Node::start(&other.path().join("lonely"), &stranger_args);
+    let lonely_dir = stranger.data_dir.clone();
+    drop(stranger);
+    let port = harness::free_ports(1)[0];
+    let refused = std::process::Command::new(harness::BINARY)
+        .args([
+            "serve",
+            "--node-id",
+            "5",
+            "--join",
+            &cluster.nodes[0].address,
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .arg("--data-dir")
+        .arg(&lonely_dir)
+        .output()
+        .expect("run cairn serve");
+    assert!(!refused.status.success(), "a data directory of another cluster cannot join");
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("belongs to cluster [single-node]"), "{stderr}");
+}

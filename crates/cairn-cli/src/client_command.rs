@@ -1,6 +1,6 @@
 use cairn_client::CairnClient;
 
-use crate::{ClusterCommand, ConsumeCommand, ProduceCommand, TopicCommand};
+use crate::{ClusterCommand, ConsumeCommand, NodeCommand, ProduceCommand, TopicCommand};
 
 /// The commands that talk to a Cairn cluster.
 #[derive(Debug, Clone, clap::Subcommand)]
@@ -15,6 +15,9 @@ pub enum ClientCommand {
     /// Inspect the cluster.
     #[command(subcommand)]
     Cluster(ClusterCommand),
+    /// The cluster's nodes.
+    #[command(subcommand)]
+    Node(NodeCommand),
 }
 
 /// Runs `command` against the node at `server` (`host:port` or `http://host:port`).
@@ -27,6 +30,7 @@ pub async fn run(command: ClientCommand, server: &str) -> anyhow::Result<()> {
         ClientCommand::Produce(command) => command.run(&client).await,
         ClientCommand::Consume(command) => command.run(&client).await,
         ClientCommand::Cluster(command) => command.run(&client, &mut stdout).await,
+        ClientCommand::Node(command) => command.run(&client, &mut stdout).await,
     }
 }
 

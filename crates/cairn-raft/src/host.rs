@@ -203,6 +203,20 @@ impl Host {
         write_result(CONTROLLER_GROUP_ID, result)
     }
 
+    /// Adds `node_id` to the cluster: a learner of the controller group (so it follows the
+    /// metadata) and a registered node (so topics can place replicas on it). This node
+    /// must lead the controller.
+    pub async fn add_node(&self, node_id: NodeId, address: String) -> Result<(), HostError> {
+        let metrics = self.controller_metrics();
+        let known = metrics.membership_config.membership().get_node(&node_id).map(|n| n.addr.clone());
+        if known.as_deref() != Some(address.as_str()) {
+            let result = self.controller.add_learner(node_id, BasicNode { addr: address.clone() }, false).await;
+            write_result(CONTROLLER_GROUP_ID, result)?;
+        }
+        self.controller_write(ControllerCommand::RegisterNode { node_id, address }).await?;
+        Ok(())
+    }
+
     /// Proposes a partition command; this node must lead the partition.
     pub async fn partition_write(
         &self,

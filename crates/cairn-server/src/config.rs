@@ -41,6 +41,10 @@ pub struct ServeArgs {
     /// the same on every node (e.g. 1=127.0.0.1:7071,2=127.0.0.1:7072,3=127.0.0.1:7073).
     #[arg(long, env = "CAIRN_INITIAL_CLUSTER")]
     pub initial_cluster: Option<String>,
+    /// Join an existing cluster through any of its members (HOST:PORT) instead of forming
+    /// one; the node then holds replicas of new topics.
+    #[arg(long, env = "CAIRN_JOIN", conflicts_with = "initial_cluster")]
+    pub join: Option<String>,
     /// Raft heartbeat interval, in milliseconds.
     #[arg(long, env = "CAIRN_HEARTBEAT_INTERVAL_MS")]
     pub heartbeat_interval_ms: Option<u64>,
@@ -98,6 +102,8 @@ pub struct ServerConfig {
     pub listen: SocketAddr,
     pub advertise: Option<String>,
     pub initial_members: BTreeMap<NodeId, String>,
+    /// A member to join through, for a node that joins an existing cluster.
+    pub join: Option<String>,
     pub heartbeat_interval_ms: u64,
     pub election_timeout_min_ms: u64,
     pub election_timeout_max_ms: u64,
@@ -138,6 +144,7 @@ impl ServerConfig {
             listen,
             advertise,
             initial_members,
+            join: args.join.clone(),
             heartbeat_interval_ms: args
                 .heartbeat_interval_ms
                 .or(file.heartbeat_interval_ms)

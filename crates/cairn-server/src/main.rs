@@ -16,7 +16,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run a Cairn node.
-    Serve(cairn_server::ServeArgs),
+    Serve(Box<cairn_server::ServeArgs>),
     #[command(flatten)]
     Client(cairn_cli::ClientCommand),
 }

@@ -17,6 +17,7 @@ use tokio_stream::wrappers::TcpListenerStream;
 use crate::config::ServerConfig;
 use crate::raft_transport::{GrpcTransport, RAFT_MESSAGE_BYTES_MAX, RaftTransportService};
 use crate::service::CairnService;
+use cairn_proto::v1 as pb;
 
 const IDENTITY_FILE: &str = "cairn-node.toml";
 const DATA_FORMAT_VERSION: u32 = 1;
@@ -38,8 +39,15 @@ fn cluster_spec(initial_members: &BTreeMap<u64, String>) -> String {
     initial_members.iter().map(|(id, address)| format!("{id}={address}")).collect::<Vec<_>>().join(",")
 }
 
-fn check_identity(data_dir: &Path, node_id: u64, initial_members: &BTreeMap<u64, String>) -> anyhow::Result<()> {
-    let cluster = cluster_spec(initial_members);
+/// Checks (or writes) the data directory's identity; returns the cluster it belongs to
+/// (empty for a node that has not finished joining one).
+fn check_identity(
+    data_dir: &Path,
+    node_id: u64,
+    initial_members: &BTreeMap<u64, String>,
+    joining: bool,
+) -> anyhow::Result<String> {
+    let cluster = if joining { String::new() } else { cluster_spec(initial_members) };
     let path = data_dir.join(IDENTITY_FILE);
     match std::fs::read_to_string(&path) {
         Ok(text) => {
@@ -69,26 +77,75 @@ fn check_identity(data_dir: &Path, node_id: u64, initial_members: &BTreeMap<u64,
                     identity.data_format_version
                 );
             }
-            Ok(())
+            Ok(identity.cluster)
         }
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
-            let identity = NodeIdentity { node_id, data_format_version: DATA_FORMAT_VERSION, cluster };
-            let text = toml::to_string(&identity).context("encoding node identity")?;
-            let temporary = data_dir.join(format!("{IDENTITY_FILE}.tmp"));
-            std::fs::write(&temporary, text).with_context(|| format!("writing {}", temporary.display()))?;
-            std::fs::File::open(&temporary)?.sync_all()?;
-            std::fs::rename(&temporary, &path)?;
-            std::fs::File::open(data_dir)?.sync_all()?;
-            Ok(())
+            write_identity(
+                data_dir,
+                &NodeIdentity { node_id, data_format_version: DATA_FORMAT_VERSION, cluster: cluster.clone() },
+            )?;
+            Ok(cluster)
         }
         Err(err) => Err(err).with_context(|| format!("reading {}", path.display())),
+    }
+}
+
+fn write_identity(data_dir: &Path, identity: &NodeIdentity) -> anyhow::Result<()> {
+    let text = toml::to_string(identity).context("encoding node identity")?;
+    let temporary = data_dir.join(format!("{IDENTITY_FILE}.tmp"));
+    std::fs::write(&temporary, text).with_context(|| format!("writing {}", temporary.display()))?;
+    std::fs::File::open(&temporary)?.sync_all()?;
+    std::fs::rename(&temporary, data_dir.join(IDENTITY_FILE))?;
+    std::fs::File::open(data_dir)?.sync_all()?;
+    Ok(())
+}
+
+/// Asks `target` (any member) to add this node to its cluster, until it answers; records
+/// the cluster in the data directory. Exits the process if the data directory belongs to
+/// another cluster.
+async fn join_cluster(target: String, data_dir: std::path::PathBuf, node_id: u64, address: String, cluster: String) {
+    let request = pb::JoinClusterRequest { node_id, address, cluster: cluster.clone() };
+    loop {
+        let endpoint = format!("http://{target}");
+        let answer = match pb::cairn_client::CairnClient::connect(endpoint).await {
+            Ok(mut client) => client.join_cluster(request.clone()).await.map(|r| r.into_inner()),
+            Err(err) => Err(tonic::Status::unavailable(err.to_string())),
+        };
+        match answer {
+            Ok(joined) => {
+                if cluster.is_empty() {
+                    let identity = NodeIdentity {
+                        node_id,
+                        data_format_version: DATA_FORMAT_VERSION,
+                        cluster: joined.cluster.clone(),
+                    };
+                    if let Err(err) = write_identity(&data_dir, &identity) {
+                        tracing::error!(error = %err, "cannot record the cluster joined");
+                    }
+                }
+                tracing::info!(via = %target, cluster = %joined.cluster, "joined the cluster");
+                return;
+            }
+            Err(status)
+                if status.code() == tonic::Code::FailedPrecondition
+                    || status.code() == tonic::Code::InvalidArgument =>
+            {
+                tracing::error!(message = status.message(), "the cluster refused this node");
+                eprintln!("cairn: cannot join through {target}: {}", status.message());
+                std::process::exit(2);
+            }
+            Err(status) => {
+                tracing::warn!(via = %target, message = status.message(), "join failed; retrying");
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            }
+        }
     }
 }
 
 pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
-    check_identity(&config.data_dir, config.node_id, &config.initial_members)?;
+    let cluster = check_identity(&config.data_dir, config.node_id, &config.initial_members, config.join.is_some())?;
     let store_path = config.data_dir.join("db");
     let store = tokio::task::spawn_blocking(move || Store::open(&store_path, &StoreOptions::default()))
         .await?
@@ -97,7 +154,10 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
     let listener = TcpListener::bind(config.listen).await.with_context(|| format!("binding {}", config.listen))?;
     let bound = listener.local_addr()?;
     let advertise = config.advertise.clone().unwrap_or_else(|| bound.to_string());
-    let initial_members = if config.initial_members.is_empty() {
+    let initial_members = if config.join.is_some() {
+        // Joining: the cluster's controller adds this node; nothing to initialise here.
+        BTreeMap::new()
+    } else if config.initial_members.is_empty() {
         // No cluster given: this node forms a single-node cluster on first start.
         BTreeMap::from([(config.node_id, advertise.clone())])
     } else {
@@ -119,7 +179,7 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
 
     // Room for a full request plus protobuf framing; our own checks answer first.
     let request_bytes_max = config.limits.request_bytes_max * 2 + 1024 * 1024;
-    let cairn = CairnServer::new(CairnService::new(Arc::clone(&host), transport))
+    let cairn = CairnServer::new(CairnService::new(Arc::clone(&host), transport, cluster.clone()))
         .max_decoding_message_size(request_bytes_max)
         .max_encoding_message_size(config.limits.read_bytes_max * 2 + 1024 * 1024);
     let raft = RaftTransportServer::new(RaftTransportService { host: Arc::clone(&host) })
@@ -129,6 +189,9 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
     tracing::info!(node_id = config.node_id, %bound, %advertise, data_dir = %config.data_dir.display(), "cairn node serving");
     // A line scripts and tests can wait for.
     println!("cairn node {} listening on {bound}", config.node_id);
+    if let Some(target) = config.join.clone() {
+        tokio::spawn(join_cluster(target, config.data_dir.clone(), config.node_id, advertise.clone(), cluster));
+    }
     tonic::transport::Server::builder()
         .tcp_nodelay(true)
         .add_service(cairn)
@@ -172,20 +235,20 @@ mod tests {
     fn identity_is_written_then_enforced() {
         let dir = tempfile::tempdir().expect("tempdir");
         let none = BTreeMap::new();
-        check_identity(dir.path(), 3, &none).expect("new directory");
-        check_identity(dir.path(), 3, &none).expect("same node");
-        let err = check_identity(dir.path(), 4, &none).expect_err("other node");
+        check_identity(dir.path(), 3, &none, false).expect("new directory");
+        check_identity(dir.path(), 3, &none, false).expect("same node");
+        let err = check_identity(dir.path(), 4, &none, false).expect_err("other node");
         assert!(err.to_string().contains("belongs to node 3"), "{err}");
         let cluster = BTreeMap::from([(3, "a:1".to_string())]);
-        let err = check_identity(dir.path(), 3, &cluster).expect_err("another cluster");
+        let err = check_identity(dir.path(), 3, &cluster, false).expect_err("another cluster");
         assert!(err.to_string().contains("belongs to cluster [single-node]"), "{err}");
 
         let dir = tempfile::tempdir().expect("tempdir");
         let three = BTreeMap::from([(1, "a:1".to_string()), (2, "b:2".to_string()), (3, "c:3".to_string())]);
-        check_identity(dir.path(), 2, &three).expect("forms the cluster");
-        check_identity(dir.path(), 2, &none).expect("restart without the flag");
-        check_identity(dir.path(), 2, &three).expect("restart with the same flag");
+        check_identity(dir.path(), 2, &three, false).expect("forms the cluster");
+        check_identity(dir.path(), 2, &none, false).expect("restart without the flag");
+        check_identity(dir.path(), 2, &three, false).expect("restart with the same flag");
         let other = BTreeMap::from([(1, "a:1".to_string()), (2, "b:2".to_string())]);
-        assert!(check_identity(dir.path(), 2, &other).is_err(), "another --initial-cluster is refused");
+        assert!(check_identity(dir.path(), 2, &other, false).is_err(), "another --initial-cluster is refused");
     }
 }

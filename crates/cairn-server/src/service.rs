@@ -36,6 +36,8 @@ const SUBSCRIPTION_BUFFER: usize = 8;
 
 pub struct CairnService {
     host: Arc<Host>,
+    /// The cluster this node's data directory belongs to.
+    cluster: String,
     transport: Arc<dyn Transport>,
     round_robin: AtomicU32,
     subscriptions: Arc<AtomicUsize>,
@@ -43,9 +45,10 @@ pub struct CairnService {
 }
 
 impl CairnService {
-    pub fn new(host: Arc<Host>, transport: Arc<dyn Transport>) -> CairnService {
+    pub fn new(host: Arc<Host>, transport: Arc<dyn Transport>, cluster: String) -> CairnService {
         CairnService {
             host,
+            cluster,
             transport,
             round_robin: AtomicU32::new(0),
             subscriptions: Arc::new(AtomicUsize::new(0)),
@@ -647,6 +650,55 @@ impl pb::cairn_server::Cairn for CairnService {
     ) -> Result<Response<pb::DescribeTopicResponse>, Status> {
         let topic = self.topic(&request.into_inner().name)?;
         Ok(Response::new(pb::DescribeTopicResponse { topic: Some(self.describe(&topic)) }))
+    }
+
+    async fn join_cluster(
+        &self,
+        request: Request<pb::JoinClusterRequest>,
+    ) -> Result<Response<pb::JoinClusterResponse>, Status> {
+        let hops = hops(&request);
+        let request = request.into_inner();
+        if request.node_id == 0 || request.address.is_empty() {
+            return Err(Status::invalid_argument("a joining node needs a node id of at least 1 and an address"));
+        }
+        if !request.cluster.is_empty() && request.cluster != self.cluster {
+            return Err(Status::failed_precondition(format!(
+                "node {}'s data directory belongs to cluster [{}], not this cluster [{}]: start it with a new --data-dir",
+                request.node_id, request.cluster, self.cluster
+            )));
+        }
+        if let Some(address) = self.host.cluster_nodes().get(&request.node_id)
+            && *address != request.address
+            && self.host.controller_metrics().membership_config.membership().voter_ids().any(|id| id == request.node_id)
+        {
+            return Err(Status::failed_precondition(format!(
+                "node id {} is already a voter at {address}; pick another --node-id",
+                request.node_id
+            )));
+        }
+        let deadline = tokio::time::Instant::now() + LEADER_WAIT;
+        let mut backoff = Duration::from_millis(20);
+        loop {
+            match self.host.add_node(request.node_id, request.address.clone()).await {
+                Ok(()) => return Ok(Response::new(pb::JoinClusterResponse { cluster: self.cluster.clone() })),
+                Err(HostError::NotLeader { leader, leader_address: Some(address), .. })
+                    if leader != Some(self.host.node_id()) && hops < HOPS_MAX =>
+                {
+                    let forwarded = Forwarder::request(request, hops);
+                    return self.forwarder.client(&address)?.join_cluster(forwarded).await;
+                }
+                Err(HostError::NotLeader { .. } | HostError::NoLeader { .. }) => {}
+                Err(err) => return Err(status::from_host(err)),
+            }
+            if tokio::time::Instant::now() + backoff >= deadline {
+                return Err(not_leader(
+                    Status::unavailable("the controller has no reachable leader; retry shortly"),
+                    None,
+                ));
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_millis(500));
+        }
     }
 
     async fn cluster_status(

@@ -105,6 +105,13 @@ fn description(name: &str, partitions: &[Vec<proto::StoredRecord>]) -> proto::To
 
 #[tonic::async_trait]
 impl Cairn for FakeCairn {
+    async fn join_cluster(
+        &self,
+        _request: Request<proto::JoinClusterRequest>,
+    ) -> Result<Response<proto::JoinClusterResponse>, Status> {
+        Err(Status::unimplemented("the fake server is a single node"))
+    }
+
     async fn init_producer(
         &self,
         _request: Request<proto::InitProducerRequest>,
