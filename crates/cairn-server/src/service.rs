@@ -220,11 +220,21 @@ impl CairnService {
         command: ControllerCommand,
         hops: u32,
     ) -> Result<Result<CommandResponse, String>, Status> {
+        self.at_controller_leader(hops, || self.host.controller_write(command.clone())).await
+    }
+
+    /// Runs `operation` (which needs the controller leader) here, waiting out an election;
+    /// `Err(address)` names the leader to forward the request to instead.
+    async fn at_controller_leader<T, F, Fut>(&self, hops: u32, mut operation: F) -> Result<Result<T, String>, Status>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, HostError>>,
+    {
         let deadline = tokio::time::Instant::now() + LEADER_WAIT;
         let mut backoff = Duration::from_millis(20);
         loop {
-            match self.host.controller_write(command.clone()).await {
-                Ok(response) => return Ok(Ok(response)),
+            match operation().await {
+                Ok(done) => return Ok(Ok(done)),
                 Err(HostError::NotLeader { leader, leader_address: Some(address), .. })
                     if leader != Some(self.host.node_id()) && hops < HOPS_MAX =>
                 {
@@ -676,28 +686,13 @@ impl pb::cairn_server::Cairn for CairnService {
                 request.node_id
             )));
         }
-        let deadline = tokio::time::Instant::now() + LEADER_WAIT;
-        let mut backoff = Duration::from_millis(20);
-        loop {
-            match self.host.add_node(request.node_id, request.address.clone()).await {
-                Ok(()) => return Ok(Response::new(pb::JoinClusterResponse { cluster: self.cluster.clone() })),
-                Err(HostError::NotLeader { leader, leader_address: Some(address), .. })
-                    if leader != Some(self.host.node_id()) && hops < HOPS_MAX =>
-                {
-                    let forwarded = Forwarder::request(request, hops);
-                    return self.forwarder.client(&address)?.join_cluster(forwarded).await;
-                }
-                Err(HostError::NotLeader { .. } | HostError::NoLeader { .. }) => {}
-                Err(err) => return Err(status::from_host(err)),
+        let (node_id, address) = (request.node_id, request.address.clone());
+        match self.at_controller_leader(hops, || self.host.add_node(node_id, address.clone())).await? {
+            Ok(()) => Ok(Response::new(pb::JoinClusterResponse { cluster: self.cluster.clone() })),
+            Err(leader) => {
+                let forwarded = Forwarder::request(request, hops);
+                self.forwarder.client(&leader)?.join_cluster(forwarded).await
             }
-            if tokio::time::Instant::now() + backoff >= deadline {
-                return Err(not_leader(
-                    Status::unavailable("the controller has no reachable leader; retry shortly"),
-                    None,
-                ));
-            }
-            tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(Duration::from_millis(500));
         }
     }
 
