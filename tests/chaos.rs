@@ -79,16 +79,8 @@ async fn writer(address: String, id: usize, seed: u64, stop: Arc<AtomicBool>, hi
 async fn read_node(client: &CairnClient) -> BTreeMap<(u32, u64), (u64, String)> {
     let mut records = BTreeMap::new();
     for partition in 0..PARTITIONS {
-        let mut from = 0;
-        loop {
-            let read = client.read("chaos", partition, from, 0, 0, 0).await.expect("read");
-            for r in &read.records {
-                records.insert((partition, r.offset), (r.timestamp_ms, String::from_utf8_lossy(&r.value).into_owned()));
-            }
-            if read.next_offset >= read.high_watermark {
-                break;
-            }
-            from = read.next_offset;
+        for r in harness::read_partition(client, "chaos", partition).await {
+            records.insert((partition, r.offset), (r.timestamp_ms, String::from_utf8_lossy(&r.value).into_owned()));
         }
     }
     records

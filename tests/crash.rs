@@ -34,20 +34,10 @@ fn batch_values(round: usize, batch: usize) -> Vec<String> {
 async fn read_all(client: &CairnClient) -> HashMap<String, (u32, u64)> {
     let mut seen = HashMap::new();
     for partition in 0..PARTITIONS {
-        let mut from = 0;
-        loop {
-            let result = client.read("crash", partition, from, 0, 0, 0).await.expect("read after restart");
-            for record in &result.records {
-                let value = String::from_utf8(record.value.to_vec()).expect("utf-8 value");
-                let previous = seen.insert(value.clone(), (partition, record.offset));
-                assert!(previous.is_none(), "{value} stored twice: {previous:?} and {:?}", (partition, record.offset));
-            }
-            if result.next_offset >= result.high_watermark {
-                assert_eq!(result.next_offset, result.high_watermark);
-                break;
-            }
-            assert!(result.next_offset > from, "reads make progress");
-            from = result.next_offset;
+        for record in harness::read_partition(client, "crash", partition).await {
+            let value = String::from_utf8(record.value.to_vec()).expect("utf-8 value");
+            let previous = seen.insert(value.clone(), (partition, record.offset));
+            assert!(previous.is_none(), "{value} stored twice: {previous:?} and {:?}", (partition, record.offset));
         }
     }
     seen

@@ -177,6 +177,26 @@ fn spawn(data_dir: &Path, extra_args: &[String]) -> (Child, String) {
     }
 }
 
+/// Every record a node serves of `topic`/`partition` (local reads, up to its high
+/// watermark), in offset order.
+pub async fn read_partition(
+    client: &cairn_client::CairnClient,
+    topic: &str,
+    partition: u32,
+) -> Vec<cairn_types::StoredRecord> {
+    let mut records = Vec::new();
+    let mut from = 0;
+    loop {
+        let read = client.read(topic, partition, from, 0, 0, 0).await.expect("read");
+        records.extend(read.records);
+        if read.next_offset >= read.high_watermark {
+            return records;
+        }
+        assert!(read.next_offset > from, "reads make progress");
+        from = read.next_offset;
+    }
+}
+
 /// Polls `condition` until it holds or `timeout` passes.
 pub fn wait_until(what: &str, timeout: Duration, mut condition: impl FnMut() -> bool) {
     let deadline = Instant::now() + timeout;

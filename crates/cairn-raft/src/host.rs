@@ -34,8 +34,6 @@ const BACKGROUND_WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(Debug, Clone)]
 pub struct HostConfig {
     pub node_id: NodeId,
-    /// The address other nodes reach this node's gRPC server at.
-    pub advertise_address: String,
     /// The controller's voters when the cluster is first formed. Ignored once initialised.
     pub initial_members: BTreeMap<NodeId, String>,
     pub heartbeat_interval_ms: u64,
@@ -282,17 +280,6 @@ impl Host {
                 })?;
         }
         Ok(())
-    }
-
-    /// Waits until the controller has a leader.
-    pub async fn wait_controller_leader(&self, timeout: Duration) -> Result<NodeId, HostError> {
-        let metrics = self
-            .controller
-            .wait(Some(timeout))
-            .metrics(|m| m.current_leader.is_some(), "controller has a leader")
-            .await
-            .map_err(|_| HostError::NoLeader { group: CONTROLLER_GROUP_ID, waited_ms: timeout.as_millis() as u64 })?;
-        metrics.current_leader.ok_or(HostError::NoLeader { group: CONTROLLER_GROUP_ID, waited_ms: 0 })
     }
 
     /// Serves one Raft message from another node. The reply is `Result<Resp, String>`.

@@ -165,7 +165,6 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
     };
     let host_config = HostConfig {
         node_id: config.node_id,
-        advertise_address: advertise.clone(),
         initial_members,
         heartbeat_interval_ms: config.heartbeat_interval_ms,
         election_timeout_min_ms: config.election_timeout_min_ms,

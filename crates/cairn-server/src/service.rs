@@ -525,15 +525,8 @@ impl pb::cairn_server::Cairn for CairnService {
                             high_watermark: state.next_offset,
                         }
                     });
-                    // A read below the high watermark returns records or an error; never
-                    // spin on an empty answer.
-                    let message = message.and_then(|m| {
-                        if m.records.is_empty() {
-                            Err(Status::data_loss(format!("no records at offset {from} below the high watermark")))
-                        } else {
-                            Ok(m)
-                        }
-                    });
+                    // Below the high watermark a read returns records or an error (never an
+                    // empty answer: see PartitionLog::read), so this loop cannot spin.
                     let failed = message.is_err();
                     if sender.send(message).await.is_err() || failed {
                         break;
