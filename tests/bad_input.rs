@@ -113,15 +113,35 @@ async fn bad_input_gets_precise_errors() {
             partition: 0,
             start: Some(proto::subscribe_request::Start::Offset(99)),
             max_bytes_per_message: 0,
+            consistency: 0,
+            min_applied_index: 0,
         })
         .await
         .expect_err("beyond the high watermark");
     assert_eq!(subscribe.code(), Code::OutOfRange);
     let limited = client.read("t", 0, 0, 1, 0, 0).await.expect("max_records");
     assert_eq!(limited.records.len(), 1);
+    let odd_consistency = raw
+        .read(proto::ReadRequest { topic: "t".into(), consistency: 7, ..Default::default() })
+        .await
+        .expect_err("unknown consistency");
+    assert_eq!(odd_consistency.code(), Code::InvalidArgument, "{}", odd_consistency.message());
+
+    // Node removal: unknown nodes, the last controller voter (forced or not). Nodes that
+    // hold replicas: see tests/cluster.rs.
+    let (c, message) = code(client.remove_node(42, false).await);
+    assert_eq!(c, Code::NotFound, "{message}");
+    for force in [false, true] {
+        let (c, message) = code(client.remove_node(1, force).await);
+        assert_eq!(c, Code::FailedPrecondition, "{message}");
+        assert!(message.contains("only voter"), "{message}");
+    }
+
+    // Raft traffic: another cluster's messages, misrouted ones and garbage are refused.
+    raft_messages_from_strangers_are_refused(&node.address, group_of(&client, "t", 0).await).await;
 
     // A corrupted stored batch is detected, reported as DATA_LOSS, and the server keeps going.
-    let group = client.describe_topic("t").await.expect("describe").partitions[0].group_id;
+    let group = group_of(&client, "t", 0).await;
     tokio::task::block_in_place(|| node.kill());
     corrupt_first_batch(&node.data_dir.join("db"), group);
     tokio::task::block_in_place(|| node.restart());
@@ -137,6 +157,35 @@ async fn bad_input_gets_precise_errors() {
     client.append("t", Some(1), vec![value(5)]).await.expect("other partitions still take writes");
     let topics = client.list_topics().await.expect("server still serving");
     assert_eq!(topics.iter().map(|t| t.name.as_str()).collect::<Vec<_>>(), ["t"]);
+}
+
+async fn group_of(client: &CairnClient, topic: &str, partition: usize) -> u64 {
+    client.describe_topic(topic).await.expect("describe").partitions[partition].group_id
+}
+
+async fn raft_messages_from_strangers_are_refused(address: &str, group: u64) {
+    let mut raft = proto::raft_transport_client::RaftTransportClient::connect(format!("http://{address}"))
+        .await
+        .expect("connect to the raft transport");
+    let message = |cluster: &str, to_node: u64, group_id: u64, payload: &'static [u8]| proto::RaftMessage {
+        group_id,
+        from_node: 2,
+        to_node,
+        payload: Bytes::from_static(payload),
+        cluster: cluster.into(),
+    };
+    let foreign = raft.vote(message("1=10.9.9.9:7071", 1, group, b"")).await.expect_err("another cluster");
+    assert_eq!(foreign.code(), Code::FailedPrecondition, "{}", foreign.message());
+    assert!(foreign.message().contains("another cluster"), "{}", foreign.message());
+    let unstamped = raft.append_entries(message("", 1, group, b"")).await.expect_err("no cluster");
+    assert_eq!(unstamped.code(), Code::FailedPrecondition, "{}", unstamped.message());
+    let misrouted = raft.vote(message("single-node", 7, group, b"")).await.expect_err("another node id");
+    assert_eq!(misrouted.code(), Code::FailedPrecondition, "{}", misrouted.message());
+    assert!(misrouted.message().contains("node 7"), "{}", misrouted.message());
+    let unknown_group = raft.vote(message("single-node", 1, 9_999, b"")).await.expect_err("unknown group");
+    assert_eq!(unknown_group.code(), Code::NotFound, "{}", unknown_group.message());
+    let garbage = raft.append_entries(message("single-node", 1, group, b"\xff\xfe")).await.expect_err("garbage");
+    assert_eq!(garbage.code(), Code::InvalidArgument, "{}", garbage.message());
 }
 
 fn corrupt_first_batch(db_path: &std::path::Path, group: u64) {

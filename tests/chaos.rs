@@ -2,7 +2,8 @@
 //! nemesis SIGKILLs the leader of a partition (sometimes the controller's) and restarts it,
 //! ten times. Then every replica is read with local consistency and checked against the
 //! history: each acknowledged append exactly once at its acknowledged offset, no value
-//! twice, offsets dense, all replicas identical.
+//! twice, offsets dense, all replicas identical. Prints the failover times: until a live
+//! node sees a new leader, and until appends to the partition are acknowledged again.
 
 mod harness;
 
@@ -22,11 +23,28 @@ const PARTITIONS: u32 = 6;
 const WRITERS: usize = 3;
 const KILLS: usize = 10;
 
-/// value → (partition, offset) for acknowledged appends; values never acknowledged.
+/// value → (partition, offset) for acknowledged appends; values never acknowledged; when
+/// each partition's appends were acknowledged.
 #[derive(Default)]
 struct History {
     acknowledged: HashMap<String, (u32, u64)>,
     indeterminate: Vec<String>,
+    acknowledged_at: Vec<(u32, Instant)>,
+}
+
+/// Time from `killed` until the first append to `partition` acknowledged after it.
+fn appends_resumed_ms(history: &History, partition: u32, killed: Instant) -> Option<u64> {
+    history
+        .acknowledged_at
+        .iter()
+        .filter(|(p, at)| *p == partition && *at > killed)
+        .map(|(_, at)| at.duration_since(killed).as_millis() as u64)
+        .min()
+}
+
+fn median_and_max(mut values: Vec<u64>) -> (u64, u64) {
+    values.sort_unstable();
+    (values.get(values.len() / 2).copied().unwrap_or(0), values.last().copied().unwrap_or(0))
 }
 
 async fn connect(address: &str) -> CairnClient {
@@ -63,6 +81,7 @@ async fn writer(address: String, id: usize, seed: u64, stop: Arc<AtomicBool>, hi
                 Ok(produced) => {
                     let mut history = history.lock().expect("history");
                     history.acknowledged.insert(value.clone(), (partition, produced.base_offset));
+                    history.acknowledged_at.push((partition, Instant::now()));
                     break;
                 }
                 Err(_) if !stop.load(Ordering::Acquire) => tokio::time::sleep(Duration::from_millis(50)).await,
@@ -91,7 +110,12 @@ async fn chaos_leader_kills_lose_and_duplicate_nothing() {
     let seed = harness::seed();
     let mut rng = StdRng::seed_from_u64(seed);
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut cluster = tokio::task::block_in_place(|| Cluster::start(dir.path(), 3, &FAST_RAFT));
+    // CAIRN_CHAOS_TIMEOUTS=default runs the nodes with the production Raft timeouts, to
+    // measure failover as users get it (slower: elections take 1.5-3 s).
+    let raft_args: &[&str] =
+        if std::env::var("CAIRN_CHAOS_TIMEOUTS").as_deref() == Ok("default") { &[] } else { &FAST_RAFT };
+    eprintln!("raft arguments: {raft_args:?}");
+    let mut cluster = tokio::task::block_in_place(|| Cluster::start(dir.path(), 3, raft_args));
     let addresses: Vec<String> = cluster.nodes.iter().map(|n| n.address.clone()).collect();
     let admin = connect(&addresses[0]).await;
     let mut options = CreateTopicOptions::new("chaos", PARTITIONS);
@@ -105,6 +129,8 @@ async fn chaos_leader_kills_lose_and_duplicate_nothing() {
         .collect();
 
     let mut failover_ms = Vec::new();
+    // Partition-leader kills: (partition, when).
+    let mut partition_kills = Vec::new();
     let mut attempts = 0usize;
     while failover_ms.len() < KILLS {
         attempts += 1;
@@ -114,17 +140,20 @@ async fn chaos_leader_kills_lose_and_duplicate_nothing() {
         // Ask a live node who leads what.
         let observer = connect(&addresses[(kill + 1) % 3]).await;
         let status = observer.cluster_status().await.expect("cluster status");
-        let (group, victim) = if rng.random_range(0..4) == 0 {
-            (0, status.groups.iter().find(|g| g.group_id == 0).and_then(|g| g.leader))
+        let (group, partition, victim) = if rng.random_range(0..4) == 0 {
+            (0, None, status.groups.iter().find(|g| g.group_id == 0).and_then(|g| g.leader))
         } else {
             let partition = rng.random_range(0..PARTITIONS);
             let group = status.groups.iter().find(|g| g.topic == "chaos" && g.partition == partition);
-            (group.map_or(0, |g| g.group_id), group.and_then(|g| g.leader))
+            (group.map_or(0, |g| g.group_id), Some(partition), group.and_then(|g| g.leader))
         };
         let Some(victim) = victim else { continue };
         let victim = victim as usize - 1;
         tokio::task::block_in_place(|| cluster.nodes[victim].kill());
         let killed = Instant::now();
+        if let Some(partition) = partition {
+            partition_kills.push((partition, killed));
+        }
         // Failover: a live node sees a new leader for the group.
         let survivor = connect(&addresses[(victim + 1) % 3]).await;
         loop {
@@ -174,17 +203,22 @@ async fn chaos_leader_kills_lose_and_duplicate_nothing() {
     }
     let lost = history.acknowledged.iter().filter(|(value, at)| seen.get(value.as_str()) != Some(at)).count();
     let indeterminate_present = history.indeterminate.iter().filter(|v| seen.contains_key(v.as_str())).count();
-    failover_ms.sort_unstable();
+    let resumed_ms: Vec<u64> = partition_kills
+        .iter()
+        .filter_map(|&(partition, killed)| appends_resumed_ms(&history, partition, killed))
+        .collect();
+    let (elected_median, elected_max) = median_and_max(failover_ms.clone());
+    let (resumed_median, resumed_max) = median_and_max(resumed_ms.clone());
     eprintln!(
         "seed {seed}: acknowledged {}, indeterminate {} ({} present), lost {lost}, duplicated {duplicated}, \
-         diverged 0, records {}; failover ms over {} kills: median {} max {}",
+         diverged 0, records {}; new leader seen, ms over {} kills: median {elected_median} max {elected_max}; \
+         appends resumed, ms over {} partition-leader kills: median {resumed_median} max {resumed_max}",
         history.acknowledged.len(),
         history.indeterminate.len(),
         indeterminate_present,
         log.len(),
         failover_ms.len(),
-        failover_ms.get(failover_ms.len() / 2).copied().unwrap_or(0),
-        failover_ms.last().copied().unwrap_or(0),
+        resumed_ms.len(),
     );
     assert_eq!(lost, 0, "acknowledged appends lost or moved (seed {seed})");
     assert_eq!(duplicated, 0, "values stored twice (seed {seed})");

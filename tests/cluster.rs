@@ -48,7 +48,8 @@ fn three_nodes_produce_anywhere_consume_anywhere_survive_leader_kill() {
 
     // Produce through node 1: most partitions are led elsewhere, so appends are forwarded.
     let values: String = (0..600).map(|i| format!("order-{i}\n")).collect();
-    let output = first.cli_with_stdin(&["produce", "orders", "--output", "json"], Some(values.as_bytes()));
+    let output =
+        first.cli_with_stdin(&["produce", "orders", "--output", "json", "--print-token"], Some(values.as_bytes()));
     harness::assert_success(&["produce"], &output);
     let acked: BTreeMap<(u64, u64), String> = json_lines(&String::from_utf8_lossy(&output.stdout))
         .into_iter()
@@ -56,6 +57,12 @@ fn three_nodes_produce_anywhere_consume_anywhere_survive_leader_kill() {
         .map(|(i, p)| ((p["partition"].as_u64().expect("p"), p["offset"].as_u64().expect("o")), format!("order-{i}")))
         .collect();
     assert_eq!(acked.len(), 600, "600 distinct positions");
+
+    // With the producer's token, node 3 serves every acknowledged record at once.
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let token = stderr.lines().find_map(|l| l.strip_prefix("token: ")).expect("produce --print-token prints a token");
+    let with_token = json_lines(&cluster.nodes[2].cli_ok(&["consume", "orders", "--output", "json", "--token", token]));
+    assert_eq!(with_token.len(), 600, "a read-your-writes consume sees every append of the token");
 
     // Consume through node 3 once it has applied everything (local reads of committed data).
     wait_until("node 3 to apply every append", Duration::from_secs(30), || {
@@ -110,7 +117,8 @@ fn a_data_directory_keeps_its_cluster() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn followers_serve_linearizable_and_read_your_writes_reads() {
     use bytes::Bytes;
-    use cairn_client::{CairnClient, Consistency, CreateTopicOptions, proto};
+    use cairn_client::{CairnClient, Consistency, CreateTopicOptions, StartPosition, proto};
+    use futures::StreamExt as _;
 
     let dir = tempfile::tempdir().expect("tempdir");
     let cluster = tokio::task::block_in_place(|| Cluster::start(dir.path(), 3, &FAST_RAFT));
@@ -159,6 +167,20 @@ async fn followers_serve_linearizable_and_read_your_writes_reads() {
                 assert_eq!(read.records.len(), 1, "{consistency:?} read on follower {} misses offset {offset}", n + 1);
                 assert_eq!(read.records[0].value, Bytes::from(value.clone()));
             }
+            // A subscription from that offset, opened with consistency, starts there too
+            // (a lagging replica would refuse the offset as beyond its high watermark).
+            let mut stream = Box::pin(client.subscribe_consistent(
+                "reads",
+                partition,
+                StartPosition::Offset(offset),
+                Consistency::ReadYourWrites(token),
+            ));
+            let first = tokio::time::timeout(Duration::from_secs(10), stream.next())
+                .await
+                .expect("the subscription delivers in time")
+                .expect("a batch")
+                .unwrap_or_else(|err| panic!("subscription on node {} failed: {err}", n + 1));
+            assert_eq!(first[0].value, Bytes::from(value.clone()));
         }
     }
 }
@@ -245,4 +267,39 @@ fn a_new_node_joins_and_takes_replicas() {
     assert!(!refused.status.success(), "a data directory of another cluster cannot join");
     let stderr = String::from_utf8_lossy(&refused.stderr);
     assert!(stderr.contains("belongs to cluster [single-node]"), "{stderr}");
+
+    // A node without a replica of a partition forwards its reads and subscriptions.
+    cluster.nodes[0].cli_ok(&["topic", "create", "narrow", "--partitions", "1", "--replication-factor", "3"]);
+    let replicas: Vec<u64> = describe(&fourth, "narrow")["partitions"][0]["replicas"]
+        .as_array()
+        .expect("replicas")
+        .iter()
+        .filter_map(Value::as_u64)
+        .collect();
+    let outsider = (1..=4).find(|n| !replicas.contains(n)).expect("a node without a replica");
+    let outsider = if outsider == 4 { &fourth } else { &cluster.nodes[outsider as usize - 1] };
+    let values: String = (0..10).map(|i| format!("n{i}\n")).collect();
+    harness::assert_success(&["produce"], &outsider.cli_with_stdin(&["produce", "narrow"], Some(values.as_bytes())));
+    wait_until("reads through a node without a replica", Duration::from_secs(30), || {
+        consume_all(outsider, "narrow").len() == 10
+    });
+    let followed = json_lines(&outsider.cli_ok(&["consume", "narrow", "--follow", "--max", "10", "--output", "json"]));
+    assert_eq!(followed.len(), 10, "a relayed subscription delivers the records");
+
+    // Removing a node: refused while it holds replicas, unless forced.
+    let refused = cluster.nodes[0].cli(&["node", "remove", "4"]);
+    assert!(!refused.status.success(), "node 4 holds replicas of 'wide'");
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("--force"), "{stderr}");
+    let removed = cluster.nodes[2].cli_ok(&["node", "remove", "4", "--force"]);
+    assert!(removed.starts_with("removed node 4; it still held"), "{removed}");
+    wait_until("node 1 to list nodes 1-3 only", Duration::from_secs(30), || {
+        let nodes: Value =
+            serde_json::from_str(&cluster.nodes[0].cli_ok(&["node", "list", "--output", "json"])).expect("json");
+        let ids: Vec<u64> = nodes.as_array().expect("nodes").iter().filter_map(|n| n["node_id"].as_u64()).collect();
+        ids == [1, 2, 3]
+    });
+    let too_wide =
+        cluster.nodes[0].cli(&["topic", "create", "too-wide", "--partitions", "1", "--replication-factor", "4"]);
+    assert!(!too_wide.status.success(), "a removed node gets no replicas");
 }

@@ -1,10 +1,11 @@
 use std::io::{BufWriter, Stdout};
 
 use anyhow::{Context as _, bail};
-use cairn_client::{CairnClient, Code, proto};
+use cairn_client::{CairnClient, Code, Consistency, proto};
 use cairn_types::{Offset, PartitionId};
 use tokio_stream::{StreamExt as _, StreamMap};
 
+use crate::read_token::ReadToken;
 use crate::record_printer::RecordPrinter;
 use crate::start_from::StartFrom;
 use crate::{OutputFormat, is_broken_pipe};
@@ -34,16 +35,24 @@ pub struct ConsumeCommand {
     /// Output format: json prints one object per record per line.
     #[arg(long, value_enum, default_value_t)]
     pub output: OutputFormat,
-    /// How fresh reads must be: local (this node's replica), read-your-writes (needs a
-    /// token; same as local here), linearizable (everything acknowledged before the read).
+    /// How fresh reads must be: local (what the replica asked has applied),
+    /// read-your-writes (at least the appends of --token), linearizable (every append
+    /// acknowledged before the read).
     #[arg(long, value_enum, default_value_t)]
     pub consistency: ConsistencyArg,
+    /// A read-your-writes token from `cairn produce --print-token`; implies
+    /// --consistency read-your-writes.
+    #[arg(long, value_name = "P:INDEX,...")]
+    pub token: Option<ReadToken>,
 }
 
 type Printer = RecordPrinter<BufWriter<Stdout>>;
 
 impl ConsumeCommand {
     pub async fn run(self, client: &CairnClient) -> anyhow::Result<()> {
+        if self.consistency == ConsistencyArg::ReadYourWrites && self.token.is_none() {
+            bail!("--consistency read-your-writes needs --token (printed by `cairn produce --print-token`)");
+        }
         let topic = client.describe_topic(&self.topic).await?;
         let partitions = self.selected_partitions(&topic)?;
         let mut printer = RecordPrinter::new(self.output, BufWriter::new(std::io::stdout()));
@@ -56,6 +65,15 @@ impl ConsumeCommand {
         match result.and_then(|()| Ok(printer.flush()?)) {
             Err(error) if is_broken_pipe(&error) => Ok(()),
             result => result,
+        }
+    }
+
+    /// The consistency of reads of `partition`: a token makes them read-your-writes.
+    fn consistency_for(&self, partition: PartitionId) -> Consistency {
+        match (self.consistency, &self.token) {
+            (ConsistencyArg::Linearizable, _) => Consistency::Linearizable,
+            (_, Some(token)) => Consistency::ReadYourWrites(token.applied_index(partition)),
+            (_, None) => Consistency::Local,
         }
     }
 
@@ -112,7 +130,7 @@ impl ConsumeCommand {
         loop {
             let max_records = remaining.map_or(0, |remaining| u32::try_from(remaining).unwrap_or(u32::MAX));
             let result = match client
-                .read_consistent(&self.topic, partition, position, max_records, 0, 0, self.consistency.into())
+                .read_consistent(&self.topic, partition, position, max_records, 0, 0, self.consistency_for(partition))
                 .await
             {
                 Ok(result) => result,
@@ -168,7 +186,8 @@ impl ConsumeCommand {
         let start = self.from.to_start_position();
         let mut streams = StreamMap::new();
         for partition in partitions {
-            let stream = client.subscribe(&self.topic, partition.partition, start);
+            let consistency = self.consistency_for(partition.partition);
+            let stream = client.subscribe_consistent(&self.topic, partition.partition, start, consistency);
             streams.insert(partition.partition, Box::pin(stream));
         }
         let ctrl_c = tokio::signal::ctrl_c();
@@ -203,14 +222,4 @@ pub enum ConsistencyArg {
     Local,
     ReadYourWrites,
     Linearizable,
-}
-
-impl From<ConsistencyArg> for cairn_client::Consistency {
-    fn from(value: ConsistencyArg) -> Self {
-        match value {
-            // The CLI has no token from an earlier append: local is the closest.
-            ConsistencyArg::Local | ConsistencyArg::ReadYourWrites => cairn_client::Consistency::Local,
-            ConsistencyArg::Linearizable => cairn_client::Consistency::Linearizable,
-        }
-    }
 }

@@ -2,6 +2,7 @@
 //! `cairn-client`. The `cairn` binary in `cairn-server` embeds [`ClientCommand`] and
 //! flattens [`ServerArg`], then calls [`run`].
 
+pub mod bench;
 mod client_command;
 mod cluster_command;
 mod consume_command;
@@ -10,6 +11,7 @@ mod node_command;
 mod output_format;
 mod produce_command;
 mod progress;
+mod read_token;
 mod record_batcher;
 mod record_json;
 mod record_printer;
@@ -27,6 +29,7 @@ pub use header_arg::HeaderArg;
 pub use node_command::NodeCommand;
 pub use output_format::OutputFormat;
 pub use produce_command::ProduceCommand;
+pub use read_token::ReadToken;
 pub use record_json::RecordJson;
 pub use server_arg::ServerArg;
 pub use start_from::StartFrom;

@@ -9,6 +9,7 @@ use serde::Serialize;
 
 use crate::header_arg::HeaderArg;
 use crate::progress::Progress;
+use crate::read_token::ReadToken;
 use crate::record_batcher::RecordBatcher;
 use crate::stdin_lines::stdin_lines;
 use crate::{OutputFormat, is_broken_pipe};
@@ -34,6 +35,10 @@ pub struct ProduceCommand {
     /// Output format: json prints {"partition":P,"offset":O} per record; table a summary.
     #[arg(long, value_enum, default_value_t)]
     pub output: OutputFormat,
+    /// At the end, print a read-your-writes token on stderr (`token: P:INDEX,...`):
+    /// `cairn consume --token TOKEN` through any node then sees these records.
+    #[arg(long)]
+    pub print_token: bool,
 }
 
 impl ProduceCommand {
@@ -95,6 +100,8 @@ struct Producer<'a> {
     /// Made on the first send: every append is idempotent, so the retries inside
     /// `IdempotentProducer::append` (leader changes, timeouts) never duplicate a record.
     idempotent: Option<IdempotentProducer>,
+    token: ReadToken,
+    print_token: bool,
 }
 
 impl<'a> Producer<'a> {
@@ -109,6 +116,8 @@ impl<'a> Producer<'a> {
             partitions_written: BTreeSet::new(),
             progress: Progress::new(command.output == OutputFormat::Table),
             idempotent: None,
+            token: ReadToken::default(),
+            print_token: command.print_token,
         }
     }
 
@@ -137,6 +146,7 @@ impl<'a> Producer<'a> {
         for (partition, records) in by_partition {
             let (indexes, records): (Vec<usize>, Vec<Record>) = records.into_iter().unzip();
             let produced = producer.append(partition, records).await?;
+            self.token.advance(partition, produced.applied_index);
             for (n, i) in indexes.into_iter().enumerate() {
                 positions[i] = (partition, produced.base_offset + n as u64);
             }
@@ -158,6 +168,9 @@ impl<'a> Producer<'a> {
             writeln!(self.out, "{}", self.summary())?;
         }
         self.out.flush()?;
+        if self.print_token && !self.token.is_empty() {
+            eprintln!("token: {}", self.token);
+        }
         Ok(())
     }
 

@@ -116,11 +116,7 @@ impl CairnClient {
         wait_ms: u64,
         consistency: Consistency,
     ) -> Result<ReadResult, ClientError> {
-        let (consistency, min_applied_index) = match consistency {
-            Consistency::Local => (proto::Consistency::Local, 0),
-            Consistency::ReadYourWrites(index) => (proto::Consistency::ReadYourWrites, index),
-            Consistency::Linearizable => (proto::Consistency::Linearizable, 0),
-        };
+        let (consistency, min_applied_index) = consistency.to_proto();
         let request = proto::ReadRequest {
             topic: topic.to_string(),
             partition,
@@ -128,7 +124,7 @@ impl CairnClient {
             max_records,
             max_bytes,
             wait_ms,
-            consistency: consistency as i32,
+            consistency,
             min_applied_index,
         };
         let response =
@@ -151,11 +147,26 @@ impl CairnClient {
         partition: PartitionId,
         start: StartPosition,
     ) -> impl Stream<Item = Result<Vec<StoredRecord>, ClientError>> + Send + 'static {
+        self.subscribe_consistent(topic, partition, start, Consistency::Local)
+    }
+
+    /// `subscribe` at a chosen consistency, checked each time the stream (re)opens: with
+    /// `Linearizable` the first batch includes every append acknowledged before the call.
+    pub fn subscribe_consistent(
+        &self,
+        topic: &str,
+        partition: PartitionId,
+        start: StartPosition,
+        consistency: Consistency,
+    ) -> impl Stream<Item = Result<Vec<StoredRecord>, ClientError>> + Send + 'static {
+        let (consistency, min_applied_index) = consistency.to_proto();
         let request = proto::SubscribeRequest {
             topic: topic.to_string(),
             partition,
             start: Some(start.to_proto()),
             max_bytes_per_message: 0,
+            consistency,
+            min_applied_index,
         };
         crate::subscription::subscribe(self.inner.clone(), self.retry_policy, request)
     }
@@ -220,6 +231,20 @@ impl CairnClient {
         match outcome.result {
             Ok(_) => Ok(()),
             Err(status) if outcome.retried && status.code() == tonic::Code::NotFound => Ok(()),
+            Err(status) => Err(status.into()),
+        }
+    }
+
+    /// Takes a node out of the cluster; returns the partition replicas it still held (only
+    /// with `force`). Refused while it holds replicas, unless `force`. Retrying a removal
+    /// that went through answers NOT_FOUND, which counts as done.
+    pub async fn remove_node(&self, node_id: u64, force: bool) -> Result<u32, ClientError> {
+        let request = proto::RemoveNodeRequest { node_id, force };
+        let outcome =
+            self.call_idempotent(request, |mut client, request| async move { client.remove_node(request).await }).await;
+        match outcome.result {
+            Ok(response) => Ok(response.replicas_left),
+            Err(status) if outcome.retried && status.code() == tonic::Code::NotFound => Ok(0),
             Err(status) => Err(status.into()),
         }
     }

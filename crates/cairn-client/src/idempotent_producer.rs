@@ -36,6 +36,9 @@ pub struct ProducedBatch {
     pub duplicate: bool,
     /// Attempts it took (1 when the first one was answered).
     pub attempts: u32,
+    /// The partition's Raft log index that applied the batch: pass it as
+    /// `Consistency::ReadYourWrites` to read this append back from any replica.
+    pub applied_index: u64,
 }
 
 impl IdempotentProducer {
@@ -94,8 +97,19 @@ impl IdempotentProducer {
                         .first()
                         .map(|p| p.offset)
                         .ok_or_else(|| ClientError::InvalidResponse("append returned no positions".into()))?;
+                    let applied_index = response
+                        .tokens
+                        .iter()
+                        .find(|token| token.partition == partition)
+                        .map_or(0, |token| token.applied_index);
                     self.next_sequence.insert(partition, sequence + record_count);
-                    return Ok(ProducedBatch { partition, base_offset, duplicate: response.duplicate, attempts });
+                    return Ok(ProducedBatch {
+                        partition,
+                        base_offset,
+                        duplicate: response.duplicate,
+                        attempts,
+                        applied_index,
+                    });
                 }
                 Err(status) if retryable(status.code()) && Instant::now() + backoff < deadline => {
                     tokio::time::sleep(backoff).await;

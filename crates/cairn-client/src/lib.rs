@@ -27,6 +27,17 @@ pub enum Consistency {
     /// Every append acknowledged before the read began.
     Linearizable,
 }
+
+impl Consistency {
+    /// The request fields `consistency` and `min_applied_index`.
+    pub(crate) fn to_proto(self) -> (i32, u64) {
+        match self {
+            Consistency::Local => (proto::Consistency::Local as i32, 0),
+            Consistency::ReadYourWrites(index) => (proto::Consistency::ReadYourWrites as i32, index),
+            Consistency::Linearizable => (proto::Consistency::Linearizable as i32, 0),
+        }
+    }
+}
 pub use cairn_proto::v1 as proto;
 pub use client_error::ClientError;
 pub use create_topic_options::CreateTopicOptions;

@@ -64,6 +64,12 @@ pub enum ControllerCommand {
     DeleteTopic {
         name: String,
     },
+    /// Takes a node out of placement; refused while partitions list it as a replica,
+    /// unless `force`.
+    RemoveNode {
+        node_id: NodeId,
+        force: bool,
+    },
 }
 
 /// The answer to one applied entry.
@@ -88,6 +94,8 @@ pub enum CommandResponse {
     },
     /// The entry was not meant for this kind of group.
     Misrouted,
+    /// The replicas the removed node still held.
+    NodeRemoved(Result<u32, ControllerError>),
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -112,4 +120,11 @@ pub enum ControllerError {
     TooManyTopics { max: usize },
     #[error("replication factor {requested} exceeds the {nodes} registered node(s)")]
     NotEnoughNodes { requested: u32, nodes: usize },
+    #[error("node {0} is not part of the cluster")]
+    NodeNotFound(NodeId),
+    #[error(
+        "node {node} still holds {replicas} partition replica(s); move them off first, or remove it with --force \
+         (those partitions then run one replica short)"
+    )]
+    NodeHoldsReplicas { node: NodeId, replicas: u32 },
 }

@@ -81,6 +81,7 @@ impl RaftStateMachine<TypeConfig> for ControllerStateMachine {
                         ControllerOutcome::TopicDeleted(result) => CommandResponse::TopicDeleted(result),
                         ControllerOutcome::NodeRegistered => CommandResponse::NodeRegistered,
                         ControllerOutcome::ProducerId(id) => CommandResponse::ProducerId(id),
+                        ControllerOutcome::NodeRemoved(result) => CommandResponse::NodeRemoved(result),
                     }
                 }
                 EntryPayload::Normal(Command::Partition(_)) => CommandResponse::Misrouted,

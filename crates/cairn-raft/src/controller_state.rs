@@ -1,4 +1,4 @@
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use cairn_types::{GroupId, NodeId, PartitionId, TopicConfig};
 use serde::{Deserialize, Serialize};
@@ -16,6 +16,10 @@ pub struct ControllerState {
     /// The next producer id to hand out (ids start at 1). Never reused.
     #[serde(default)]
     pub next_producer_id: u64,
+    /// Nodes removed from the cluster: never placed on, even while still controller members
+    /// (their membership change may not have happened yet). Joining again clears this.
+    #[serde(default)]
+    pub removed: BTreeSet<NodeId>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -39,6 +43,7 @@ pub enum ControllerOutcome {
     TopicDeleted(Result<(), ControllerError>),
     NodeRegistered,
     ProducerId(u64),
+    NodeRemoved(Result<u32, ControllerError>),
 }
 
 impl ControllerState {
@@ -49,6 +54,7 @@ impl ControllerState {
         match command {
             ControllerCommand::RegisterNode { node_id, address } => {
                 self.nodes.insert(*node_id, address.clone());
+                self.removed.remove(node_id);
                 ControllerOutcome::NodeRegistered
             }
             ControllerCommand::CreateTopic { name, config, topics_max } => {
@@ -62,7 +68,29 @@ impl ControllerState {
             ControllerCommand::DeleteTopic { name } => ControllerOutcome::TopicDeleted(
                 self.topics.remove(name).map(|_| ()).ok_or_else(|| ControllerError::TopicNotFound(name.clone())),
             ),
+            ControllerCommand::RemoveNode { node_id, force } => {
+                ControllerOutcome::NodeRemoved(self.remove_node(*node_id, *force, members))
+            }
         }
+    }
+
+    /// Deregisters `node`; the caller then removes it from the controller group.
+    fn remove_node(
+        &mut self,
+        node: NodeId,
+        force: bool,
+        members: &BTreeMap<NodeId, String>,
+    ) -> Result<u32, ControllerError> {
+        if !self.all_nodes(members).contains_key(&node) {
+            return Err(ControllerError::NodeNotFound(node));
+        }
+        let replicas = self.groups_of(node).count() as u32;
+        if replicas > 0 && !force {
+            return Err(ControllerError::NodeHoldsReplicas { node, replicas });
+        }
+        self.nodes.remove(&node);
+        self.removed.insert(node);
+        Ok(replicas)
     }
 
     fn create_topic(
@@ -105,10 +133,12 @@ impl ControllerState {
         producer_id >= 1 && producer_id < self.next_producer_id
     }
 
-    /// Registered nodes and controller members, with their addresses.
+    /// Registered nodes and controller members, with their addresses; removed nodes are
+    /// left out.
     pub fn all_nodes(&self, members: &BTreeMap<NodeId, String>) -> BTreeMap<NodeId, String> {
         let mut nodes = members.clone();
         nodes.extend(self.nodes.iter().map(|(id, address)| (*id, address.clone())));
+        nodes.retain(|id, _| !self.removed.contains(id));
         nodes
     }
 
@@ -166,6 +196,43 @@ mod tests {
             &members,
         );
         assert!(matches!(created, ControllerOutcome::Topic(Ok(_))), "{created:?}");
+    }
+
+    #[test]
+    fn remove_node_refuses_while_it_holds_replicas_unless_forced() {
+        let mut state = ControllerState::default();
+        let members = BTreeMap::from([(1, "a".to_string()), (2, "b".to_string()), (3, "c".to_string())]);
+        state.apply(&ControllerCommand::RegisterNode { node_id: 4, address: "d".into() }, &members);
+        state.apply(
+            &ControllerCommand::CreateTopic { name: "t".into(), config: config(1, 3), topics_max: 10 },
+            &members,
+        );
+        let holder = state.topics["t"].partitions[0].replicas[0];
+        let remove = |state: &mut ControllerState, node_id, force| match state
+            .apply(&ControllerCommand::RemoveNode { node_id, force }, &members)
+        {
+            ControllerOutcome::NodeRemoved(result) => result,
+            other => panic!("unexpected {other:?}"),
+        };
+        assert_eq!(remove(&mut state, 9, false), Err(ControllerError::NodeNotFound(9)));
+        assert_eq!(
+            remove(&mut state, holder, false),
+            Err(ControllerError::NodeHoldsReplicas { node: holder, replicas: 1 })
+        );
+        let idle = (1..=4).find(|n| !state.topics["t"].partitions[0].replicas.contains(n)).expect("an idle node");
+        assert_eq!(remove(&mut state, idle, false), Ok(0));
+        assert!(!state.all_nodes(&members).contains_key(&idle), "a removed node is never placed on");
+        assert_eq!(remove(&mut state, holder, true), Ok(1));
+        let created = state.apply(
+            &ControllerCommand::CreateTopic { name: "u".into(), config: config(1, 3), topics_max: 10 },
+            &members,
+        );
+        assert!(
+            matches!(created, ControllerOutcome::Topic(Err(ControllerError::NotEnoughNodes { nodes: 2, .. }))),
+            "{created:?}"
+        );
+        state.apply(&ControllerCommand::RegisterNode { node_id: idle, address: "again".into() }, &members);
+        assert!(state.all_nodes(&members).contains_key(&idle), "joining again undoes the removal");
     }
 
     #[test]

@@ -15,11 +15,11 @@ use cairn_storage::{PartitionLog, Store};
 use cairn_types::{CONTROLLER_GROUP_ID, GroupId, Limits, NodeId, PartitionId, now_ms};
 use openraft::async_runtime::WatchReceiver;
 use openraft::errors::{ClientWriteError, RaftError};
-use openraft::{BasicNode, RaftMetrics, ReadPolicy, ServerState, SnapshotPolicy};
+use openraft::{BasicNode, ChangeMembers, RaftMetrics, ReadPolicy, ServerState, SnapshotPolicy};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use crate::command::{Command, CommandResponse, ControllerCommand, PartitionCommand};
+use crate::command::{Command, CommandResponse, ControllerCommand, ControllerError, PartitionCommand};
 use crate::controller_sm::ControllerStateMachine;
 use crate::controller_state::{ControllerState, PartitionAssignment, TopicMeta};
 use crate::log_store::LogStore;
@@ -57,6 +57,8 @@ pub enum HostError {
     UnknownGroup(GroupId),
     #[error("group {group} has no leader after {waited_ms} ms")]
     NoLeader { group: GroupId, waited_ms: u64 },
+    #[error("membership change of group {group} refused: {detail}")]
+    Membership { group: GroupId, detail: String },
     #[error("raft message for node {to} arrived at node {me}")]
     Misrouted { to: NodeId, me: NodeId },
     #[error("raft: {0}")]
@@ -215,6 +217,39 @@ impl Host {
         Ok(())
     }
 
+    /// Takes `node_id` out of the cluster: deregisters it, so no replica is placed on it
+    /// (refused while partitions list it, unless `force`), then removes it from the
+    /// controller group. Returns the replicas it still held. This node must lead the
+    /// controller. Retrying a removal that stopped half-way finishes it.
+    pub async fn remove_node(&self, node_id: NodeId, force: bool) -> Result<Result<u32, ControllerError>, HostError> {
+        let membership = self.controller_metrics().membership_config.membership().clone();
+        let is_member = membership.get_node(&node_id).is_some();
+        let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
+        if voters.len() == 1 && voters.contains(&node_id) {
+            return Err(HostError::Membership {
+                group: CONTROLLER_GROUP_ID,
+                detail: format!("node {node_id} is the controller's only voter; the cluster cannot lose it"),
+            });
+        }
+        let replicas = match self.controller_write(ControllerCommand::RemoveNode { node_id, force }).await? {
+            CommandResponse::NodeRemoved(Ok(replicas)) => replicas,
+            // Deregistered by an earlier attempt that stopped before the membership change.
+            CommandResponse::NodeRemoved(Err(ControllerError::NodeNotFound(_))) if is_member => 0,
+            CommandResponse::NodeRemoved(Err(err)) => return Ok(Err(err)),
+            other => return Err(HostError::Raft(format!("unexpected controller outcome {other:?}"))),
+        };
+        if is_member {
+            let change = if voters.contains(&node_id) {
+                ChangeMembers::RemoveVoters(BTreeSet::from([node_id]))
+            } else {
+                ChangeMembers::RemoveNodes(BTreeSet::from([node_id]))
+            };
+            write_result(CONTROLLER_GROUP_ID, self.controller.change_membership(change, false).await)?;
+        }
+        tracing::info!(node_id, force, replicas, "node removed from the cluster");
+        Ok(Ok(replicas))
+    }
+
     /// Proposes a partition command; this node must lead the partition.
     pub async fn partition_write(
         &self,
@@ -351,7 +386,8 @@ impl Host {
         let metrics = self.controller_metrics();
         if metrics.current_leader == Some(self.config.node_id) && metrics.state == ServerState::Leader {
             for (id, node) in metrics.membership_config.membership().nodes() {
-                if state.nodes.get(id) != Some(&node.addr) {
+                // A removed node may still be a member until its membership change commits.
+                if state.nodes.get(id) != Some(&node.addr) && !state.removed.contains(id) {
                     let register = ControllerCommand::RegisterNode { node_id: *id, address: node.addr.clone() };
                     tokio::time::timeout(BACKGROUND_WRITE_TIMEOUT, self.controller_write(register)).await.map_err(
                         |_| HostError::NoLeader {
@@ -499,6 +535,9 @@ fn write_result(
             leader_address: forward.leader_node.map(|n| n.addr),
         }),
         Err(RaftError::APIError(ClientWriteError::LogEntryDiscarded(_))) => Err(HostError::Indeterminate { group }),
+        Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(err))) => {
+            Err(HostError::Membership { group, detail: err.to_string() })
+        }
         Err(err) => Err(HostError::Raft(err.to_string())),
     }
 }

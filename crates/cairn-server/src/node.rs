@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 
+use crate::cluster_identity::ClusterIdentity;
 use crate::config::ServerConfig;
 use crate::raft_transport::{GrpcTransport, RAFT_MESSAGE_BYTES_MAX, RaftTransportService};
 use crate::service::CairnService;
@@ -103,7 +104,14 @@ fn write_identity(data_dir: &Path, identity: &NodeIdentity) -> anyhow::Result<()
 /// Asks `target` (any member) to add this node to its cluster, until it answers; records
 /// the cluster in the data directory. Exits the process if the data directory belongs to
 /// another cluster.
-async fn join_cluster(target: String, data_dir: std::path::PathBuf, node_id: u64, address: String, cluster: String) {
+async fn join_cluster(
+    target: String,
+    data_dir: std::path::PathBuf,
+    node_id: u64,
+    address: String,
+    identity: ClusterIdentity,
+) {
+    let cluster = identity.get();
     let request = pb::JoinClusterRequest { node_id, address, cluster: cluster.clone() };
     loop {
         let endpoint = format!("http://{target}");
@@ -114,15 +122,16 @@ async fn join_cluster(target: String, data_dir: std::path::PathBuf, node_id: u64
         match answer {
             Ok(joined) => {
                 if cluster.is_empty() {
-                    let identity = NodeIdentity {
+                    let recorded = NodeIdentity {
                         node_id,
                         data_format_version: DATA_FORMAT_VERSION,
                         cluster: joined.cluster.clone(),
                     };
-                    if let Err(err) = write_identity(&data_dir, &identity) {
+                    if let Err(err) = write_identity(&data_dir, &recorded) {
                         tracing::error!(error = %err, "cannot record the cluster joined");
                     }
                 }
+                identity.set(joined.cluster.clone());
                 tracing::info!(via = %target, cluster = %joined.cluster, "joined the cluster");
                 return;
             }
@@ -173,15 +182,16 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
         snapshot_log_entries: config.snapshot_log_entries,
         limits: config.limits.clone(),
     };
-    let transport = Arc::new(GrpcTransport::new(config.node_id));
+    let identity = ClusterIdentity::new(cluster);
+    let transport = Arc::new(GrpcTransport::new(config.node_id, identity.clone()));
     let host = Host::start(host_config, store, transport.clone()).await.context("starting raft")?;
 
     // Room for a full request plus protobuf framing; our own checks answer first.
     let request_bytes_max = config.limits.request_bytes_max * 2 + 1024 * 1024;
-    let cairn = CairnServer::new(CairnService::new(Arc::clone(&host), transport, cluster.clone()))
+    let cairn = CairnServer::new(CairnService::new(Arc::clone(&host), transport, identity.clone()))
         .max_decoding_message_size(request_bytes_max)
         .max_encoding_message_size(config.limits.read_bytes_max * 2 + 1024 * 1024);
-    let raft = RaftTransportServer::new(RaftTransportService { host: Arc::clone(&host) })
+    let raft = RaftTransportServer::new(RaftTransportService { host: Arc::clone(&host), cluster: identity.clone() })
         .max_decoding_message_size(RAFT_MESSAGE_BYTES_MAX)
         .max_encoding_message_size(RAFT_MESSAGE_BYTES_MAX);
 
@@ -189,7 +199,7 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
     // A line scripts and tests can wait for.
     println!("cairn node {} listening on {bound}", config.node_id);
     if let Some(target) = config.join.clone() {
-        tokio::spawn(join_cluster(target, config.data_dir.clone(), config.node_id, advertise.clone(), cluster));
+        tokio::spawn(join_cluster(target, config.data_dir.clone(), config.node_id, advertise.clone(), identity));
     }
     tonic::transport::Server::builder()
         .tcp_nodelay(true)

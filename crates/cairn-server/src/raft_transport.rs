@@ -13,17 +13,20 @@ use cairn_types::{GroupId, NodeId};
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Request, Response, Status};
 
+use crate::cluster_identity::ClusterIdentity;
+
 /// Raft messages carry batches: allow up to this much per message.
 pub const RAFT_MESSAGE_BYTES_MAX: usize = 64 * 1024 * 1024;
 
 pub struct GrpcTransport {
     node_id: NodeId,
+    cluster: ClusterIdentity,
     channels: Mutex<HashMap<String, Channel>>,
 }
 
 impl GrpcTransport {
-    pub fn new(node_id: NodeId) -> GrpcTransport {
-        GrpcTransport { node_id, channels: Mutex::new(HashMap::new()) }
+    pub fn new(node_id: NodeId, cluster: ClusterIdentity) -> GrpcTransport {
+        GrpcTransport { node_id, cluster, channels: Mutex::new(HashMap::new()) }
     }
 
     fn channel(&self, address: &str) -> Result<Channel, String> {
@@ -51,8 +54,13 @@ impl Transport for GrpcTransport {
         payload: Vec<u8>,
     ) -> BoxFuture<Result<Vec<u8>, TransportError>> {
         let channel = self.channel(&address);
-        let message =
-            RaftMessage { group_id: group, from_node: self.node_id, to_node: target, payload: payload.into() };
+        let message = RaftMessage {
+            group_id: group,
+            from_node: self.node_id,
+            to_node: target,
+            payload: payload.into(),
+            cluster: self.cluster.get(),
+        };
         Box::pin(async move {
             let channel = channel.map_err(|detail| TransportError::Unreachable {
                 node: target,
@@ -83,11 +91,22 @@ impl Transport for GrpcTransport {
 
 pub struct RaftTransportService {
     pub host: Arc<Host>,
+    pub cluster: ClusterIdentity,
 }
 
 impl RaftTransportService {
     async fn serve(&self, request: Request<RaftMessage>, kind: RpcKind) -> Result<Response<RaftMessage>, Status> {
         let message = request.into_inner();
+        if !self.cluster.admits(&message.cluster) {
+            return Err(Status::failed_precondition(format!(
+                "raft message from node {} of cluster [{}] refused: node {} belongs to cluster [{}]; \
+                 a node of another cluster is using this address (check its --initial-cluster or --join)",
+                message.from_node,
+                message.cluster,
+                self.host.node_id(),
+                self.cluster.get()
+            )));
+        }
         let payload =
             self.host.handle_rpc(message.group_id, message.to_node, kind, &message.payload).await.map_err(|err| {
                 match err {
@@ -102,6 +121,7 @@ impl RaftTransportService {
             from_node: self.host.node_id(),
             to_node: message.from_node,
             payload: payload.into(),
+            cluster: self.cluster.get(),
         }))
     }
 }

@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use cairn_proto::v1 as pb;
+use cairn_proto::v1::cairn_client::CairnClient;
 use cairn_raft::{
     CommandResponse, ControllerCommand, Host, HostError, PartitionCommand, PartitionReplica, ProducerSequence, RpcKind,
     TopicMeta, Transport,
@@ -14,12 +15,14 @@ use cairn_raft::{
 use cairn_storage::{PartitionLogState, ReadLimits};
 use cairn_types::partitioner::partition_for_key;
 use cairn_types::{PartitionId, Record, StoredRecord, TopicConfig, now_ms, validate_topic_name};
-use futures::Stream;
+use futures::{Stream, StreamExt as _};
 use openraft::ServerState;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
+use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 
+use crate::cluster_identity::ClusterIdentity;
 use crate::forward::{Forwarder, HOPS_MAX, LEADER_WAIT, hops, is_not_leader, not_leader};
 use crate::status;
 
@@ -37,7 +40,7 @@ const SUBSCRIPTION_BUFFER: usize = 8;
 pub struct CairnService {
     host: Arc<Host>,
     /// The cluster this node's data directory belongs to.
-    cluster: String,
+    cluster: ClusterIdentity,
     transport: Arc<dyn Transport>,
     round_robin: AtomicU32,
     subscriptions: Arc<AtomicUsize>,
@@ -45,7 +48,7 @@ pub struct CairnService {
 }
 
 impl CairnService {
-    pub fn new(host: Arc<Host>, transport: Arc<dyn Transport>, cluster: String) -> CairnService {
+    pub fn new(host: Arc<Host>, transport: Arc<dyn Transport>, cluster: ClusterIdentity) -> CairnService {
         CairnService {
             host,
             cluster,
@@ -61,20 +64,76 @@ impl CairnService {
         self.host.topic(name).ok_or_else(|| status::topic_not_found(name))
     }
 
-    /// The local replica of `topic`/`partition`.
-    fn replica(&self, topic: &str, partition: PartitionId) -> Result<Arc<PartitionReplica>, Status> {
+    /// Where `topic`/`partition` can be read: from the replica on this node, or else from
+    /// one of the nodes that hold one (their addresses, this node's pick first).
+    fn locate(&self, topic: &str, partition: PartitionId) -> Result<ReplicaAt, Status> {
         let meta = self.topic(topic)?;
         let assignment = meta
             .partitions
             .get(partition as usize)
             .ok_or_else(|| status::partition_not_found(topic, partition, meta.config.partition_count))?;
-        self.host.partition(assignment.group_id).ok_or_else(|| {
-            Status::unavailable(format!(
-                "partition {topic}/{partition} has no replica on node {} (replicas: {:?}); connect to one of them",
-                self.host.node_id(),
+        if let Some(replica) = self.host.partition(assignment.group_id) {
+            return Ok(ReplicaAt::Here(replica));
+        }
+        let nodes = self.host.cluster_nodes();
+        let mut addresses: Vec<String> = assignment
+            .replicas
+            .iter()
+            .filter(|&&node| node != self.host.node_id())
+            .filter_map(|node| nodes.get(node).cloned())
+            .collect();
+        if addresses.is_empty() {
+            return Err(Status::unavailable(format!(
+                "partition {topic}/{partition} has no reachable replica (replicas: {:?}); retry shortly",
                 assignment.replicas
-            ))
-        })
+            )));
+        }
+        // Spread forwarded reads over the replicas.
+        let len = addresses.len();
+        addresses.rotate_left(self.round_robin.fetch_add(1, Ordering::Relaxed) as usize % len);
+        Ok(ReplicaAt::Elsewhere(addresses))
+    }
+
+    /// Passes a read to the first of `addresses` that answers; a replica that is down or
+    /// still starting (UNAVAILABLE) is skipped. `call` makes the request on one client.
+    async fn forward_read<T, F, Fut>(&self, addresses: &[String], hops: u32, mut call: F) -> Result<T, Status>
+    where
+        F: FnMut(CairnClient<Channel>) -> Fut,
+        Fut: std::future::Future<Output = Result<T, Status>>,
+    {
+        if hops >= HOPS_MAX {
+            return Err(Status::unavailable(format!(
+                "node {} holds no replica of this partition and the request was forwarded {hops} times already; \
+                 retry shortly",
+                self.host.node_id()
+            )));
+        }
+        let mut last = None;
+        for address in addresses {
+            match call(self.forwarder.client(address)?).await {
+                Err(status) if status.code() == tonic::Code::Unavailable => last = Some(status),
+                result => return result,
+            }
+        }
+        Err(last.unwrap_or_else(|| Status::unavailable("no replica of this partition answered; retry shortly")))
+    }
+
+    /// The log index this replica must have applied before it serves a read at
+    /// `consistency`.
+    async fn required_applied_index(
+        &self,
+        replica: &PartitionReplica,
+        consistency: i32,
+        min_applied_index: u64,
+    ) -> Result<u64, Status> {
+        match pb::Consistency::try_from(consistency) {
+            Ok(pb::Consistency::Local) => Ok(0),
+            Ok(pb::Consistency::ReadYourWrites) => Ok(min_applied_index),
+            Ok(pb::Consistency::Linearizable) => self.read_index(replica).await,
+            Err(_) => Err(Status::invalid_argument(format!(
+                "unknown consistency {consistency}: use LOCAL (0), READ_YOUR_WRITES (1) or LINEARIZABLE (2)"
+            ))),
+        }
     }
 
     fn read_limits(&self, max_records: u32, max_bytes: u32) -> ReadLimits {
@@ -383,6 +442,34 @@ fn from_proto(record: pb::Record) -> Record {
 
 type SubscribeStream = Pin<Box<dyn Stream<Item = Result<pb::SubscribeResponse, Status>> + Send>>;
 
+/// Where a partition's reads are served.
+enum ReplicaAt {
+    Here(Arc<PartitionReplica>),
+    /// Addresses of nodes holding a replica.
+    Elsewhere(Vec<String>),
+}
+
+/// One of the node's `subscriptions_max` subscriptions, given back when dropped.
+struct SubscriptionSlot(Arc<AtomicUsize>);
+
+impl SubscriptionSlot {
+    fn take(subscriptions: &Arc<AtomicUsize>, subscriptions_max: usize) -> Result<SubscriptionSlot, Status> {
+        if subscriptions.fetch_add(1, Ordering::AcqRel) >= subscriptions_max {
+            subscriptions.fetch_sub(1, Ordering::AcqRel);
+            return Err(Status::resource_exhausted(format!(
+                "this node already serves {subscriptions_max} subscriptions (subscriptions_max); retry later or use another replica"
+            )));
+        }
+        Ok(SubscriptionSlot(Arc::clone(subscriptions)))
+    }
+}
+
+impl Drop for SubscriptionSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 #[tonic::async_trait]
 impl pb::cairn_server::Cairn for CairnService {
     async fn append(&self, request: Request<pb::AppendRequest>) -> Result<Response<pb::AppendResponse>, Status> {
@@ -444,16 +531,22 @@ impl pb::cairn_server::Cairn for CairnService {
     }
 
     async fn read(&self, request: Request<pb::ReadRequest>) -> Result<Response<pb::ReadResponse>, Status> {
+        let hops = hops(&request);
         let request = request.into_inner();
-        let replica = self.replica(&request.topic, request.partition)?;
+        let replica = match self.locate(&request.topic, request.partition)? {
+            ReplicaAt::Here(replica) => replica,
+            ReplicaAt::Elsewhere(addresses) => {
+                return self
+                    .forward_read(&addresses, hops, |mut client| {
+                        let forwarded = Forwarder::request(request.clone(), hops);
+                        async move { client.read(forwarded).await }
+                    })
+                    .await;
+            }
+        };
         let limits = self.read_limits(request.max_records, request.max_bytes);
         let wait = Duration::from_millis(request.wait_ms.min(self.host.limits().read_wait_ms_max));
-        let must_apply = match pb::Consistency::try_from(request.consistency) {
-            Ok(pb::Consistency::Local) => 0,
-            Ok(pb::Consistency::ReadYourWrites) => request.min_applied_index,
-            Ok(pb::Consistency::Linearizable) => self.read_index(&replica).await?,
-            Err(_) => return Err(Status::invalid_argument(format!("unknown consistency {}", request.consistency))),
-        };
+        let must_apply = self.required_applied_index(&replica, request.consistency, request.min_applied_index).await?;
         self.wait_applied(&replica, must_apply).await?;
         let mut view = replica.view.clone();
         let mut state = view.borrow_and_update().log;
@@ -481,8 +574,30 @@ impl pb::cairn_server::Cairn for CairnService {
     type SubscribeStream = SubscribeStream;
 
     async fn subscribe(&self, request: Request<pb::SubscribeRequest>) -> Result<Response<SubscribeStream>, Status> {
+        let hops = hops(&request);
         let request = request.into_inner();
-        let replica = self.replica(&request.topic, request.partition)?;
+        let replica = match self.locate(&request.topic, request.partition)? {
+            ReplicaAt::Here(replica) => replica,
+            ReplicaAt::Elsewhere(addresses) => {
+                // Relay the stream of a node that holds a replica; the relay takes a
+                // subscription slot here too.
+                let slot = SubscriptionSlot::take(&self.subscriptions, self.host.limits().subscriptions_max)?;
+                let stream = self
+                    .forward_read(&addresses, hops, |mut client| {
+                        let forwarded = Forwarder::request(request.clone(), hops);
+                        async move { client.subscribe(forwarded).await }
+                    })
+                    .await?
+                    .into_inner();
+                let relayed = stream.map(move |message| {
+                    let _held = &slot;
+                    message
+                });
+                return Ok(Response::new(Box::pin(relayed)));
+            }
+        };
+        let must_apply = self.required_applied_index(&replica, request.consistency, request.min_applied_index).await?;
+        self.wait_applied(&replica, must_apply).await?;
         let state = replica.view.borrow().log;
         let mut from = match request.start {
             None | Some(pb::subscribe_request::Start::Earliest(_)) => state.log_start_offset,
@@ -503,17 +618,11 @@ impl pb::cairn_server::Cairn for CairnService {
                 state.log_start_offset, state.next_offset
             )));
         }
-        let subscriptions_max = self.host.limits().subscriptions_max;
-        if self.subscriptions.fetch_add(1, Ordering::AcqRel) >= subscriptions_max {
-            self.subscriptions.fetch_sub(1, Ordering::AcqRel);
-            return Err(Status::resource_exhausted(format!(
-                "this node already serves {subscriptions_max} subscriptions (subscriptions_max); retry later or use another replica"
-            )));
-        }
+        let slot = SubscriptionSlot::take(&self.subscriptions, self.host.limits().subscriptions_max)?;
         let limits = self.read_limits(0, request.max_bytes_per_message);
         let (sender, receiver) = mpsc::channel(SUBSCRIPTION_BUFFER);
-        let subscriptions = Arc::clone(&self.subscriptions);
         tokio::spawn(async move {
+            let _slot = slot;
             let mut view = replica.view.clone();
             loop {
                 let state = view.borrow_and_update().log;
@@ -541,7 +650,6 @@ impl pb::cairn_server::Cairn for CairnService {
                     () = sender.closed() => break,
                 }
             }
-            subscriptions.fetch_sub(1, Ordering::AcqRel);
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(receiver))))
     }
@@ -550,8 +658,19 @@ impl pb::cairn_server::Cairn for CairnService {
         &self,
         request: Request<pb::OffsetForTimestampRequest>,
     ) -> Result<Response<pb::OffsetForTimestampResponse>, Status> {
+        let hops = hops(&request);
         let request = request.into_inner();
-        let replica = self.replica(&request.topic, request.partition)?;
+        let replica = match self.locate(&request.topic, request.partition)? {
+            ReplicaAt::Here(replica) => replica,
+            ReplicaAt::Elsewhere(addresses) => {
+                return self
+                    .forward_read(&addresses, hops, |mut client| {
+                        let forwarded = Forwarder::request(request.clone(), hops);
+                        async move { client.offset_for_timestamp(forwarded).await }
+                    })
+                    .await;
+            }
+        };
         let state = replica.view.borrow().log;
         let log = replica.log.clone();
         let found = tokio::task::spawn_blocking(move || log.offset_for_timestamp(request.timestamp_ms, &state))
@@ -630,6 +749,28 @@ impl pb::cairn_server::Cairn for CairnService {
         Ok(Response::new(pb::DeleteTopicResponse {}))
     }
 
+    async fn remove_node(
+        &self,
+        request: Request<pb::RemoveNodeRequest>,
+    ) -> Result<Response<pb::RemoveNodeResponse>, Status> {
+        let hops = hops(&request);
+        let request = request.into_inner();
+        if request.node_id == 0 {
+            return Err(Status::invalid_argument("node ids start at 1"));
+        }
+        let (node_id, force) = (request.node_id, request.force);
+        match self.at_controller_leader(hops, || self.host.remove_node(node_id, force)).await? {
+            Ok(result) => {
+                let replicas_left = result.map_err(status::from_controller)?;
+                Ok(Response::new(pb::RemoveNodeResponse { replicas_left }))
+            }
+            Err(leader) => {
+                let forwarded = Forwarder::request(request, hops);
+                self.forwarder.client(&leader)?.remove_node(forwarded).await
+            }
+        }
+    }
+
     async fn list_topics(
         &self,
         _request: Request<pb::ListTopicsRequest>,
@@ -664,10 +805,17 @@ impl pb::cairn_server::Cairn for CairnService {
         if request.node_id == 0 || request.address.is_empty() {
             return Err(Status::invalid_argument("a joining node needs a node id of at least 1 and an address"));
         }
-        if !request.cluster.is_empty() && request.cluster != self.cluster {
+        let cluster = self.cluster.get();
+        if cluster.is_empty() {
+            return Err(Status::unavailable(format!(
+                "node {} is still joining the cluster itself; join through another member or retry shortly",
+                self.host.node_id()
+            )));
+        }
+        if !request.cluster.is_empty() && request.cluster != cluster {
             return Err(Status::failed_precondition(format!(
-                "node {}'s data directory belongs to cluster [{}], not this cluster [{}]: start it with a new --data-dir",
-                request.node_id, request.cluster, self.cluster
+                "node {}'s data directory belongs to cluster [{}], not this cluster [{cluster}]: start it with a new --data-dir",
+                request.node_id, request.cluster
             )));
         }
         if let Some(address) = self.host.cluster_nodes().get(&request.node_id)
@@ -681,7 +829,7 @@ impl pb::cairn_server::Cairn for CairnService {
         }
         let (node_id, address) = (request.node_id, request.address.clone());
         match self.at_controller_leader(hops, || self.host.add_node(node_id, address.clone())).await? {
-            Ok(()) => Ok(Response::new(pb::JoinClusterResponse { cluster: self.cluster.clone() })),
+            Ok(()) => Ok(Response::new(pb::JoinClusterResponse { cluster })),
             Err(leader) => {
                 let forwarded = Forwarder::request(request, hops);
                 self.forwarder.client(&leader)?.join_cluster(forwarded).await

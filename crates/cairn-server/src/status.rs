@@ -23,7 +23,9 @@ pub fn from_host(err: HostError) -> Status {
         }
         err @ HostError::Indeterminate { .. } => Status::unavailable(err.to_string()),
         err @ HostError::UnknownGroup(_) => Status::not_found(err.to_string()),
-        err @ HostError::Misrouted { .. } => Status::failed_precondition(err.to_string()),
+        err @ (HostError::Misrouted { .. } | HostError::Membership { .. }) => {
+            Status::failed_precondition(err.to_string())
+        }
         HostError::Raft(message) => {
             tracing::error!(%message, "raft failure");
             Status::internal(format!("raft failure on this node: {message}"))
@@ -54,7 +56,10 @@ pub fn from_controller(err: ControllerError) -> Status {
         err @ ControllerError::TopicExists(_) => Status::already_exists(err.to_string()),
         err @ ControllerError::TopicNotFound(_) => Status::not_found(err.to_string()),
         err @ ControllerError::TooManyTopics { .. } => Status::resource_exhausted(err.to_string()),
-        err @ ControllerError::NotEnoughNodes { .. } => Status::failed_precondition(err.to_string()),
+        err @ (ControllerError::NotEnoughNodes { .. } | ControllerError::NodeHoldsReplicas { .. }) => {
+            Status::failed_precondition(err.to_string())
+        }
+        err @ ControllerError::NodeNotFound(_) => Status::not_found(err.to_string()),
     }
 }
 

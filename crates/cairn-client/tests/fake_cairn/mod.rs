@@ -112,6 +112,13 @@ impl Cairn for FakeCairn {
         Err(Status::unimplemented("the fake server is a single node"))
     }
 
+    async fn remove_node(
+        &self,
+        _request: Request<proto::RemoveNodeRequest>,
+    ) -> Result<Response<proto::RemoveNodeResponse>, Status> {
+        Err(Status::unimplemented("the fake server is a single node"))
+    }
+
     async fn init_producer(
         &self,
         _request: Request<proto::InitProducerRequest>,

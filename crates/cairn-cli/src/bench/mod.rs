@@ -1,0 +1,82 @@
+//! `cairn bench`: load generators built on the public client, so their figures are what
+//! users get. Each prints a progress line per second on stderr, then a report (a table,
+//! or with `--output json` one JSON object).
+
+mod consume;
+mod e2e;
+mod produce;
+mod stats;
+
+use cairn_client::{CairnClient, Code, CreateTopicOptions};
+
+pub use consume::ConsumeBench;
+pub use e2e::E2eBench;
+pub use produce::{ProduceBench, batch_of};
+pub use stats::Report;
+
+use crate::OutputFormat;
+
+/// Measure the cluster: produce, consume, or both at once (end-to-end latency).
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum BenchCommand {
+    /// Append load: records/s, MB/s and append latency.
+    Produce {
+        #[command(flatten)]
+        bench: ProduceBench,
+        #[arg(long, value_enum, default_value_t)]
+        output: OutputFormat,
+    },
+    /// Read a topic's backlog: records/s and MB/s.
+    Consume {
+        #[command(flatten)]
+        bench: ConsumeBench,
+        #[arg(long, value_enum, default_value_t)]
+        output: OutputFormat,
+    },
+    /// Produce and subscribe at once: latency from append to delivery.
+    E2e {
+        #[command(flatten)]
+        bench: E2eBench,
+        #[arg(long, value_enum, default_value_t)]
+        output: OutputFormat,
+    },
+}
+
+/// The topic a load goes to, created when missing.
+#[derive(Debug, Clone, clap::Args)]
+pub struct TopicArgs {
+    /// Topic to load (created when missing).
+    #[arg(long, default_value = "bench")]
+    pub topic: String,
+    /// Partitions, when the topic is created.
+    #[arg(long, default_value_t = 8)]
+    pub partitions: u32,
+    /// Replication factor, when the topic is created.
+    #[arg(long, default_value_t = 1)]
+    pub replication_factor: u32,
+}
+
+/// Creates the topic when missing; returns its partition count.
+async fn ensure_topic(server: &str, args: &TopicArgs) -> anyhow::Result<u32> {
+    let client = CairnClient::connect(server).await?;
+    match client.describe_topic(&args.topic).await {
+        Ok(topic) => Ok(topic.partitions.len() as u32),
+        Err(err) if err.code() == Some(Code::NotFound) => {
+            let mut options = CreateTopicOptions::new(&args.topic, args.partitions);
+            options.replication_factor = args.replication_factor;
+            Ok(client.create_topic(options).await?.partitions.len() as u32)
+        }
+        Err(err) => Err(err.into()),
+    }
+}
+
+impl BenchCommand {
+    pub async fn run(self, server: &str, out: &mut impl std::io::Write) -> anyhow::Result<()> {
+        let (report, output) = match self {
+            BenchCommand::Produce { bench, output } => (bench.run(server).await?, output),
+            BenchCommand::Consume { bench, output } => (bench.run(server).await?, output),
+            BenchCommand::E2e { bench, output } => (bench.run(server).await?, output),
+        };
+        report.print(output, out)
+    }
+}

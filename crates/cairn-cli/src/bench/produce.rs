@@ -1,0 +1,123 @@
+//! `cairn bench produce`: appends through the public client, closed loop (each of
+//! `--in-flight` slots sends its next append when the last one is answered) or open loop
+//! (`--rate`: appends are due on a fixed schedule, and latency counts from when an append
+//! was due, so a stalled server cannot hide its stall: no coordinated omission).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use cairn_client::CairnClient;
+use cairn_types::Record;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::stats::{Report, Stats};
+use super::{TopicArgs, ensure_topic};
+
+/// Append load against a topic.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ProduceBench {
+    #[command(flatten)]
+    pub topic: TopicArgs,
+    /// Bytes per record value.
+    #[arg(long, default_value_t = 1024)]
+    pub record_size: usize,
+    /// Records per append request.
+    #[arg(long, default_value_t = 100)]
+    pub batch: usize,
+    /// Append requests in flight per producer.
+    #[arg(long, default_value_t = 64)]
+    pub in_flight: usize,
+    /// How long to run, e.g. 30s or 2m.
+    #[arg(long, default_value = "30s")]
+    pub duration: humantime::Duration,
+    /// Open loop: this many records per second in all (default: closed loop, as fast as
+    /// the cluster answers).
+    #[arg(long)]
+    pub rate: Option<u64>,
+    /// Producers, each with its own connection.
+    #[arg(long, default_value_t = 1)]
+    pub producers: usize,
+}
+
+/// Record values: distinct bytes, so nothing downstream can shortcut on repeated content.
+pub fn batch_of(records: usize, record_size: usize, seed: u64) -> Vec<Record> {
+    (0..records as u64)
+        .map(|n| {
+            let mut state = seed ^ n.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+            let value: Vec<u8> = (0..record_size)
+                .map(|_| {
+                    state ^= state << 13;
+                    state ^= state >> 7;
+                    state ^= state << 17;
+                    state as u8
+                })
+                .collect();
+            Record { key: None, headers: vec![], value: Bytes::from(value) }
+        })
+        .collect()
+}
+
+impl ProduceBench {
+    pub async fn run(&self, server: &str) -> anyhow::Result<Report> {
+        anyhow::ensure!(
+            self.batch > 0 && self.in_flight > 0 && self.producers > 0,
+            "--batch, --in-flight and --producers must be at least 1"
+        );
+        if let Some(rate) = self.rate {
+            anyhow::ensure!(rate > 0, "--rate must be at least 1 record per second");
+        }
+        let partitions = ensure_topic(server, &self.topic).await?;
+        let stats = Arc::new(Stats::new());
+        let stop = CancellationToken::new();
+        let progress = tokio::spawn({
+            let (stats, stop) = (Arc::clone(&stats), stop.clone());
+            async move { stats.progress("produce", stop).await }
+        });
+        let started = Instant::now();
+        let deadline = started + Duration::from(self.duration);
+        // Open loop: each producer's appends are due every `interval`.
+        let interval = self.rate.map(|rate| {
+            let per_producer = rate as f64 / self.producers as f64;
+            Duration::from_secs_f64(self.batch as f64 / per_producer)
+        });
+        let mut tasks = Vec::new();
+        for producer in 0..self.producers {
+            let client = CairnClient::connect(server).await?;
+            let records = batch_of(self.batch, self.record_size, producer as u64);
+            let bytes = (self.batch * self.record_size) as u64;
+            let next_append = Arc::new(AtomicU64::new(0));
+            for _ in 0..self.in_flight {
+                let (client, records, stats) = (client.clone(), records.clone(), Arc::clone(&stats));
+                let (topic, next_append) = (self.topic.topic.clone(), Arc::clone(&next_append));
+                tasks.push(tokio::spawn(async move {
+                    loop {
+                        let n = next_append.fetch_add(1, Ordering::Relaxed);
+                        let due = match interval {
+                            Some(interval) => started + interval.mul_f64(n as f64),
+                            None => Instant::now(),
+                        };
+                        if due >= deadline || Instant::now() >= deadline {
+                            return;
+                        }
+                        tokio::time::sleep_until(due).await;
+                        // Spread appends over the partitions, producers starting apart.
+                        let partition = ((n + producer as u64) % u64::from(partitions)) as u32;
+                        match client.append(&topic, Some(partition), records.clone()).await {
+                            Ok(_) => stats.record(records.len() as u64, bytes, due.elapsed()),
+                            Err(_) => stats.error(),
+                        }
+                    }
+                }));
+            }
+        }
+        for task in tasks {
+            task.await?;
+        }
+        stop.cancel();
+        progress.await?;
+        Ok(stats.report("produce"))
+    }
+}
