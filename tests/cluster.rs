@@ -70,6 +70,15 @@ fn three_nodes_produce_anywhere_consume_anywhere_survive_leader_kill() {
     });
     assert_eq!(consume_all(&cluster.nodes[2], "orders"), acked, "node 3 serves exactly what was acknowledged");
 
+    // Cluster status shows, on each group's leader, every replica's lag.
+    let status: Value = serde_json::from_str(&first.cli_ok(&["cluster", "status", "--output", "json"])).expect("json");
+    let led: Vec<&Value> =
+        status["groups"].as_array().expect("groups").iter().filter(|g| g["state"] == "leader").collect();
+    assert!(!led.is_empty(), "node 1 leads some group: {status}");
+    for group in led {
+        assert_eq!(group["replica_lag"].as_array().map(Vec::len), Some(3), "{group}");
+    }
+
     // Kill the leader of partition 0, keep producing through a surviving node.
     let leader = describe(&cluster.nodes[0], "orders")["partitions"][0]["leader"].as_u64().expect("a leader") as usize;
     cluster.nodes[leader - 1].kill();
@@ -270,7 +279,7 @@ fn a_new_node_joins_and_takes_replicas() {
 
     // A node without a replica of a partition forwards its reads and subscriptions.
     cluster.nodes[0].cli_ok(&["topic", "create", "narrow", "--partitions", "1", "--replication-factor", "3"]);
-    let replicas: Vec<u64> = describe(&fourth, "narrow")["partitions"][0]["replicas"]
+    let replicas: Vec<u64> = describe(&cluster.nodes[0], "narrow")["partitions"][0]["replicas"]
         .as_array()
         .expect("replicas")
         .iter()

@@ -1,5 +1,5 @@
-//! Benchmarks for Cairn. `benches/` holds criterion micro-benchmarks of the hot paths;
-//! `src/bin/append_load.rs` drives a running node through the public client.
+//! Benchmarks for Cairn: criterion micro-benchmarks of the hot paths (`benches/`). The load
+//! generator that drives a running cluster is `cairn bench` (crates/cairn-cli/src/bench).
 
 use bytes::Bytes;
 use cairn_types::Record;

@@ -90,6 +90,13 @@ impl Node {
 impl Drop for Node {
     fn drop(&mut self) {
         self.kill();
+        // A failing test shows what each node logged last.
+        if std::thread::panicking() {
+            let log = std::fs::read_to_string(self.data_dir.with_extension("log")).unwrap_or_default();
+            let lines: Vec<&str> = log.lines().collect();
+            let tail = lines[lines.len().saturating_sub(40)..].join("\n");
+            eprintln!("--- last lines of {} ---\n{tail}", self.data_dir.display());
+        }
     }
 }
 

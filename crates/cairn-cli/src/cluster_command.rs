@@ -55,6 +55,14 @@ struct GroupStatusJson<'a> {
     applied_index: Option<u64>,
     high_watermark: u64,
     state: &'a str,
+    replica_lag: Vec<ReplicaLagJson>,
+}
+
+#[derive(Serialize)]
+struct ReplicaLagJson {
+    node_id: u64,
+    matched_index: Option<u64>,
+    lag_entries: u64,
 }
 
 /// JSON: the `ClusterStatusResponse`, field for field.
@@ -86,6 +94,15 @@ pub fn write_cluster_status(
                         applied_index: group.applied_index,
                         high_watermark: group.high_watermark,
                         state: &group.state,
+                        replica_lag: group
+                            .replica_lag
+                            .iter()
+                            .map(|lag| ReplicaLagJson {
+                                node_id: lag.node_id,
+                                matched_index: lag.matched_index,
+                                lag_entries: lag.lag_entries,
+                            })
+                            .collect(),
                     })
                     .collect(),
             };
@@ -110,6 +127,7 @@ pub fn write_cluster_status(
                 "COMMITTED",
                 "APPLIED",
                 "HIGH WATERMARK",
+                "LAG (NODE:ENTRIES)",
             ]);
             for group in &status.groups {
                 let (topic, partition) = if group.topic.is_empty() {
@@ -128,11 +146,20 @@ pub fn write_cluster_status(
                     optional_number(group.committed_index),
                     optional_number(group.applied_index),
                     group.high_watermark.to_string(),
+                    lag_list(&group.replica_lag),
                 ]);
             }
             groups.write(out)
         }
     }
+}
+
+/// `2:0,3:5` on a leader, `-` elsewhere.
+fn lag_list(lags: &[proto::ReplicaLag]) -> String {
+    if lags.is_empty() {
+        return "-".to_string();
+    }
+    lags.iter().map(|lag| format!("{}:{}", lag.node_id, lag.lag_entries)).collect::<Vec<_>>().join(",")
 }
 
 #[cfg(test)]
@@ -157,6 +184,10 @@ mod tests {
                     applied_index: Some(9),
                     high_watermark: 0,
                     state: "Leader".to_string(),
+                    replica_lag: vec![
+                        proto::ReplicaLag { node_id: 1, matched_index: Some(9), lag_entries: 0 },
+                        proto::ReplicaLag { node_id: 2, matched_index: None, lag_entries: 9 },
+                    ],
                 },
                 proto::GroupStatus {
                     group_id: 5,
@@ -169,6 +200,7 @@ mod tests {
                     applied_index: None,
                     high_watermark: 12,
                     state: "Follower".to_string(),
+                    replica_lag: vec![],
                 },
             ],
         }
@@ -186,9 +218,12 @@ mod tests {
                 "nodes": [{"node_id": 1, "address": "10.0.0.1:7070"}],
                 "groups": [
                     {"group_id": 0, "topic": "", "partition": 0, "leader": 1, "term": 3, "voters": [1],
-                     "committed_index": 9, "applied_index": 9, "high_watermark": 0, "state": "Leader"},
+                     "committed_index": 9, "applied_index": 9, "high_watermark": 0, "state": "Leader",
+                     "replica_lag": [{"node_id": 1, "matched_index": 9, "lag_entries": 0},
+                                     {"node_id": 2, "matched_index": null, "lag_entries": 9}]},
                     {"group_id": 5, "topic": "orders", "partition": 2, "leader": null, "term": 1, "voters": [1, 2],
-                     "committed_index": null, "applied_index": null, "high_watermark": 12, "state": "Follower"},
+                     "committed_index": null, "applied_index": null, "high_watermark": 12, "state": "Follower",
+                     "replica_lag": []},
                 ],
             })
         );
@@ -201,5 +236,6 @@ mod tests {
         let text = String::from_utf8(out).expect("utf8");
         assert!(text.contains("(controller)"), "{text}");
         assert!(text.contains("orders"), "{text}");
+        assert!(text.contains("1:0,2:9"), "the leader's replica lag: {text}");
     }
 }

@@ -24,10 +24,16 @@ impl ClusterIdentity {
     }
 
     /// Whether a message stamped with `sender`'s cluster may be served here. A node that
-    /// has not finished joining knows no cluster yet and takes what it is sent.
+    /// has not finished joining knows no cluster yet: the first cluster whose members talk
+    /// to it is the one that accepted it (the join answer, which may arrive later, records
+    /// it on disk), and from then on it stamps and checks that one.
     pub fn admits(&self, sender: &str) -> bool {
         let mine = self.get();
-        mine.is_empty() || mine == sender
+        if mine.is_empty() && !sender.is_empty() {
+            self.set(sender.to_owned());
+            return true;
+        }
+        mine == sender
     }
 }
 
@@ -38,8 +44,8 @@ mod tests {
     #[test]
     fn admits_only_its_own_cluster_once_known() {
         let identity = ClusterIdentity::default();
-        assert!(identity.admits("1=a:1"), "a joining node takes any cluster");
-        identity.set("1=a:1".into());
+        assert!(identity.admits("1=a:1"), "a joining node takes the first cluster that talks to it");
+        assert_eq!(identity.get(), "1=a:1");
         assert!(identity.admits("1=a:1"));
         assert!(!identity.admits("1=b:1"));
         assert!(!identity.admits(""), "an unstamped message is refused once the cluster is known");

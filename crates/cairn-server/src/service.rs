@@ -888,5 +888,24 @@ fn group_status(
         applied_index: metrics.last_applied.map(|id| id.index),
         high_watermark,
         state: state.to_owned(),
+        replica_lag: replica_lag(metrics),
     }
+}
+
+/// On a leader: each replica's matched index and how many entries it is behind.
+fn replica_lag(metrics: &openraft::RaftMetrics<cairn_raft::TypeConfig>) -> Vec<pb::ReplicaLag> {
+    let last_log_index = metrics.last_log_index.unwrap_or(0);
+    metrics
+        .replication
+        .iter()
+        .flatten()
+        .map(|(node_id, matched)| {
+            let matched_index = matched.as_ref().map(|log_id| log_id.index);
+            pb::ReplicaLag {
+                node_id: *node_id,
+                matched_index,
+                lag_entries: last_log_index.saturating_sub(matched_index.unwrap_or(0)),
+            }
+        })
+        .collect()
 }
