@@ -113,9 +113,9 @@ class NatsCluster(Cluster):
         route_ports = free_ports(nodes)
         for i in range(nodes):
             store = os.path.join(self.dir, f"store{i + 1}")
-            sync = "sync_interval: always" if sync_always else ""
+            sync = ', sync_interval: "always"' if sync_always else ""
             config = [f"server_name: n{i + 1}", f"listen: 127.0.0.1:{client_ports[i]}",
-                      f'jetstream {{ store_dir: "{store}" {sync} }}']
+                      f'jetstream {{ store_dir: "{store}"{sync} }}']
             if nodes > 1:
                 routes = ", ".join(f'"nats://127.0.0.1:{p}"' for j, p in enumerate(route_ports) if j != i)
                 config.append(f"cluster {{ name: bench, listen: 127.0.0.1:{route_ports[i]}, routes: [{routes}] }}")
@@ -144,9 +144,11 @@ class NatsCluster(Cluster):
 
 
 def run_json(args):
-    result = subprocess.run(args, capture_output=True, text=True)
+    env = dict(os.environ, RUST_BACKTRACE="0")
+    result = subprocess.run(args, capture_output=True, text=True, env=env)
     if result.returncode != 0:
-        raise RuntimeError(f"{' '.join(args)} failed:\n{result.stderr[-3000:]}")
+        errors = [line for line in result.stderr.splitlines() if not line.startswith("[")]
+        raise RuntimeError(f"{' '.join(args)} failed:\n" + "\n".join(errors[-20:]))
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 

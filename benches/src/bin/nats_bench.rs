@@ -20,6 +20,9 @@ use futures::StreamExt as _;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+/// How long a new cluster may take to accept the stream.
+const STREAM_CREATE_TIMEOUT: Duration = Duration::from_secs(30);
+
 #[derive(Debug, Parser)]
 enum Command {
     /// Publish to a stream (created when missing) and wait for every ack.
@@ -82,15 +85,19 @@ async fn context(server: &str) -> anyhow::Result<jetstream::Context> {
 async fn produce(args: &ProduceArgs) -> anyhow::Result<Report> {
     let name = &args.connection.stream;
     let js = context(&args.connection.server).await?;
-    js.get_or_create_stream(stream::Config {
+    let config = stream::Config {
         name: name.clone(),
         subjects: vec![format!("{name}.>")],
         storage: stream::StorageType::File,
         num_replicas: args.replicas,
         ..Default::default()
-    })
-    .await
-    .map_err(|err| anyhow::anyhow!("creating stream {name}: {err}"))?;
+    };
+    // A new cluster elects its JetStream meta leader first: retry for a while.
+    let deadline = Instant::now() + STREAM_CREATE_TIMEOUT;
+    while let Err(err) = js.get_or_create_stream(config.clone()).await {
+        anyhow::ensure!(Instant::now() < deadline, "creating stream {name}: {err}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
     let stats = Arc::new(Stats::new());
     let stop = CancellationToken::new();
     let progress = tokio::spawn({
