@@ -175,3 +175,52 @@ fn topic_admin_and_retention() {
     let described = node.cli(&["topic", "describe", "kept"]);
     assert!(!described.status.success(), "deleted topic is gone");
 }
+
+/// Many concurrent sends through one `BatchingProducer`: every send gets its own offsets,
+/// the partition holds each record exactly once, at the offset its send was told, and
+/// records of one send stay contiguous.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batching_producer_answers_every_send_with_its_offsets() {
+    use bytes::Bytes;
+    use cairn_client::{BatchingConfig, BatchingProducer, CairnClient, CreateTopicOptions};
+    use cairn_types::Record;
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = tokio::task::block_in_place(|| Node::start(&dir.path().join("node1"), &FAST_RAFT));
+    let client = CairnClient::connect(&node.address).await.expect("connect");
+    client.create_topic(CreateTopicOptions::new("batched", 2)).await.expect("create");
+    let config = BatchingConfig { batch_records_max: 50, ..BatchingConfig::default() };
+    let producer = std::sync::Arc::new(BatchingProducer::new(&client, "batched", config).await.expect("producer"));
+    let sends: Vec<_> = (0..400u32)
+        .map(|n| {
+            let producer = std::sync::Arc::clone(&producer);
+            tokio::spawn(async move {
+                let partition = n % 2;
+                let records: Vec<Record> = (0..1 + n % 3)
+                    .map(|i| Record { key: None, headers: vec![], value: Bytes::from(format!("s{n}-r{i}")) })
+                    .collect();
+                let count = records.len() as u64;
+                let base = producer.send(partition, records).await.expect("send acknowledged");
+                (n, partition, base, count)
+            })
+        })
+        .collect();
+    let mut expected = BTreeMap::new();
+    for send in sends {
+        let (n, partition, base, count) = send.await.expect("task");
+        for i in 0..count {
+            assert!(expected.insert((partition, base + i), format!("s{n}-r{i}")).is_none(), "offset given twice");
+        }
+    }
+    let mut stored = BTreeMap::new();
+    for partition in 0..2 {
+        for record in harness::read_partition(&client, "batched", partition).await {
+            stored.insert((partition, record.offset), String::from_utf8_lossy(&record.value).into_owned());
+        }
+    }
+    assert_eq!(stored, expected, "each record once, at the offset its send was told");
+    let total: u64 = (0..400u64).map(|n| 1 + n % 3).sum();
+    assert_eq!(stored.len() as u64, total);
+    let bad = producer.send(7, vec![Record { key: None, headers: vec![], value: Bytes::from_static(b"x") }]).await;
+    assert_eq!(bad.expect_err("no partition 7").code(), Some(tonic::Code::NotFound));
+}

@@ -83,40 +83,59 @@ impl IdempotentProducer {
             producer_id: Some(self.producer_id),
             sequence: Some(sequence),
         };
-        let deadline = Instant::now() + APPEND_RETRY_TOTAL;
-        let mut backoff = Duration::from_millis(20);
-        let mut attempts = 0;
-        loop {
-            attempts += 1;
-            let result = self.client.proto_client().append(request.clone()).await;
-            match result {
-                Ok(response) => {
-                    let response = response.into_inner();
-                    let base_offset = response
-                        .positions
-                        .first()
-                        .map(|p| p.offset)
-                        .ok_or_else(|| ClientError::InvalidResponse("append returned no positions".into()))?;
-                    let applied_index = response
-                        .tokens
-                        .iter()
-                        .find(|token| token.partition == partition)
-                        .map_or(0, |token| token.applied_index);
-                    self.next_sequence.insert(partition, sequence + record_count);
-                    return Ok(ProducedBatch {
-                        partition,
-                        base_offset,
-                        duplicate: response.duplicate,
-                        attempts,
-                        applied_index,
-                    });
-                }
-                Err(status) if retryable(status.code()) && Instant::now() + backoff < deadline => {
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_millis(500));
-                }
-                Err(status) => return Err(status.into()),
+        let response = append_until_answered(&self.client, request).await?;
+        let base_offset = response
+            .positions
+            .first()
+            .map(|p| p.offset)
+            .ok_or_else(|| ClientError::InvalidResponse("append returned no positions".into()))?;
+        let applied_index =
+            response.tokens.iter().find(|token| token.partition == partition).map_or(0, |token| token.applied_index);
+        self.next_sequence.insert(partition, sequence + record_count);
+        Ok(ProducedBatch {
+            partition,
+            base_offset,
+            duplicate: response.duplicate,
+            attempts: response.attempts,
+            applied_index,
+        })
+    }
+}
+
+/// An append's answer and the attempts it took.
+pub(crate) struct AnsweredAppend {
+    pub positions: Vec<proto::RecordPosition>,
+    pub tokens: Vec<proto::PartitionToken>,
+    pub duplicate: bool,
+    pub attempts: u32,
+}
+
+/// Sends `request` (which must carry a producer id and sequence, so that a retry is never
+/// applied twice) until the cluster answers, for up to `APPEND_RETRY_TOTAL`.
+pub(crate) async fn append_until_answered(
+    client: &CairnClient,
+    request: proto::AppendRequest,
+) -> Result<AnsweredAppend, ClientError> {
+    let deadline = Instant::now() + APPEND_RETRY_TOTAL;
+    let mut backoff = Duration::from_millis(20);
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        match client.proto_client().append(request.clone()).await {
+            Ok(response) => {
+                let response = response.into_inner();
+                return Ok(AnsweredAppend {
+                    positions: response.positions,
+                    tokens: response.tokens,
+                    duplicate: response.duplicate,
+                    attempts,
+                });
             }
+            Err(status) if retryable(status.code()) && Instant::now() + backoff < deadline => {
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_millis(500));
+            }
+            Err(status) => return Err(status.into()),
         }
     }
 }

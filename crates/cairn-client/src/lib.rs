@@ -4,6 +4,7 @@
 //! proto messages, re-exported as [`proto`]. Idempotent calls (reads, admin calls) are
 //! retried on `UNAVAILABLE` for a bounded time; appends never are.
 
+mod batching_producer;
 mod cairn_client;
 mod client_error;
 mod convert;
@@ -14,6 +15,7 @@ mod retry_policy;
 mod start_position;
 mod subscription;
 
+pub use batching_producer::{BatchingConfig, BatchingProducer};
 pub use cairn_client::{CairnClient, MESSAGE_BYTES_MAX};
 
 /// How fresh a read must be.

@@ -1,14 +1,16 @@
-//! `cairn bench produce`: appends through the public client, closed loop (each of
-//! `--in-flight` slots sends its next append when the last one is answered) or open loop
-//! (`--rate`: appends are due on a fixed schedule, and latency counts from when an append
-//! was due, so a stalled server cannot hide its stall: no coordinated omission).
+//! `cairn bench produce`: sends through the public client's `BatchingProducer` (idempotent,
+//! batched per partition on the client, as Kafka's producer does), closed loop (each of
+//! `--in-flight` slots sends its next `--batch` records when the last ones are
+//! acknowledged) or open loop (`--rate`: sends are due on a fixed schedule, and latency
+//! counts from when a send was due, so a stalled server cannot hide its stall: no
+//! coordinated omission). `--direct` sends one append request per send instead.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
-use cairn_client::CairnClient;
+use cairn_client::{BatchingConfig, BatchingProducer, CairnClient};
 use cairn_types::Record;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -24,12 +26,19 @@ pub struct ProduceBench {
     /// Bytes per record value.
     #[arg(long, default_value_t = 1024)]
     pub record_size: usize,
-    /// Records per append request.
+    /// Records per send.
     #[arg(long, default_value_t = 100)]
     pub batch: usize,
-    /// Append requests in flight per producer.
+    /// Sends awaiting acknowledgement per producer.
     #[arg(long, default_value_t = 64)]
     pub in_flight: usize,
+    /// One append request per send, without batching on the client (and without
+    /// idempotence): measures the server's cost per request.
+    #[arg(long)]
+    pub direct: bool,
+    /// How long the producer waits to fill a batch when nothing is in flight.
+    #[arg(long, default_value_t = 0)]
+    pub linger_ms: u64,
     /// How long to run, e.g. 30s or 2m.
     #[arg(long, default_value = "30s")]
     pub duration: humantime::Duration,
@@ -60,6 +69,21 @@ pub fn batch_of(records: usize, record_size: usize, seed: u64) -> Vec<Record> {
         .collect()
 }
 
+/// How the bench's sends reach the cluster.
+enum Sender {
+    Batching(BatchingProducer),
+    Direct(CairnClient, String),
+}
+
+impl Sender {
+    async fn send(&self, partition: u32, records: Vec<Record>) -> Result<(), cairn_client::ClientError> {
+        match self {
+            Sender::Batching(producer) => producer.send(partition, records).await.map(drop),
+            Sender::Direct(client, topic) => client.append(topic, Some(partition), records).await.map(drop),
+        }
+    }
+}
+
 impl ProduceBench {
     pub async fn run(&self, server: &str) -> anyhow::Result<Report> {
         anyhow::ensure!(
@@ -84,14 +108,21 @@ impl ProduceBench {
             Duration::from_secs_f64(self.batch as f64 / per_producer)
         });
         let mut tasks = Vec::new();
+        let batching = BatchingConfig { linger: Duration::from_millis(self.linger_ms), ..BatchingConfig::default() };
         for producer in 0..self.producers {
             let client = CairnClient::connect(server).await?;
+            let sender = if self.direct {
+                Sender::Direct(client, self.topic.topic.clone())
+            } else {
+                Sender::Batching(BatchingProducer::new(&client, &self.topic.topic, batching).await?)
+            };
+            let sender = Arc::new(sender);
             let records = batch_of(self.batch, self.record_size, producer as u64);
             let bytes = (self.batch * self.record_size) as u64;
             let next_append = Arc::new(AtomicU64::new(0));
             for _ in 0..self.in_flight {
-                let (client, records, stats) = (client.clone(), records.clone(), Arc::clone(&stats));
-                let (topic, next_append) = (self.topic.topic.clone(), Arc::clone(&next_append));
+                let (sender, records, stats) = (Arc::clone(&sender), records.clone(), Arc::clone(&stats));
+                let next_append = Arc::clone(&next_append);
                 tasks.push(tokio::spawn(async move {
                     loop {
                         let n = next_append.fetch_add(1, Ordering::Relaxed);
@@ -105,8 +136,8 @@ impl ProduceBench {
                         tokio::time::sleep_until(due).await;
                         // Spread appends over the partitions, producers starting apart.
                         let partition = ((n + producer as u64) % u64::from(partitions)) as u32;
-                        match client.append(&topic, Some(partition), records.clone()).await {
-                            Ok(_) => stats.record(records.len() as u64, bytes, due.elapsed()),
+                        match sender.send(partition, records.clone()).await {
+                            Ok(()) => stats.record(records.len() as u64, bytes, due.elapsed()),
                             Err(_) => stats.error(),
                         }
                     }
