@@ -109,8 +109,8 @@ class NatsCluster(Cluster):
     name = "nats"
 
     def start(self, nodes, sync_always=False):
-        client_ports = free_ports(nodes)
-        route_ports = free_ports(nodes)
+        ports = free_ports(2 * nodes)
+        client_ports, route_ports = ports[:nodes], ports[nodes:]
         for i in range(nodes):
             store = os.path.join(self.dir, f"store{i + 1}")
             sync = ', sync_interval: "always"' if sync_always else ""

@@ -119,7 +119,7 @@ async fn produce(args: &ProduceArgs) -> anyhow::Result<Report> {
                 loop {
                     let n = next.fetch_add(1, Ordering::Relaxed);
                     let due = interval.map_or_else(Instant::now, |interval| started + interval.mul_f64(n as f64));
-                    if due >= deadline || Instant::now() >= deadline {
+                    if due >= deadline || (interval.is_none() && Instant::now() >= deadline) {
                         return;
                     }
                     tokio::time::sleep_until(due).await;

@@ -33,6 +33,7 @@ impl ClusterCommand {
 #[derive(Serialize)]
 struct ClusterStatusJson<'a> {
     node_id: u64,
+    cluster: &'a str,
     nodes: Vec<NodeStatusJson<'a>>,
     groups: Vec<GroupStatusJson<'a>>,
 }
@@ -75,6 +76,7 @@ pub fn write_cluster_status(
         OutputFormat::Json => {
             let json = ClusterStatusJson {
                 node_id: status.node_id,
+                cluster: &status.cluster,
                 nodes: status
                     .nodes
                     .iter()
@@ -109,7 +111,7 @@ pub fn write_cluster_status(
             writeln!(out, "{}", serde_json::to_string(&json).map_err(io::Error::other)?)
         }
         OutputFormat::Table => {
-            writeln!(out, "answered by node {}\n", status.node_id)?;
+            writeln!(out, "answered by node {} of cluster [{}]\n", status.node_id, status.cluster)?;
             let mut nodes = Table::new(&["NODE", "ADDRESS"]);
             for node in &status.nodes {
                 nodes.row(vec![node.node_id.to_string(), node.address.clone()]);
@@ -171,6 +173,7 @@ mod tests {
     fn status() -> proto::ClusterStatusResponse {
         proto::ClusterStatusResponse {
             node_id: 1,
+            cluster: "single-node".to_string(),
             nodes: vec![proto::NodeStatus { node_id: 1, address: "10.0.0.1:7070".to_string() }],
             groups: vec![
                 proto::GroupStatus {
@@ -215,6 +218,7 @@ mod tests {
             value,
             json!({
                 "node_id": 1,
+                "cluster": "single-node",
                 "nodes": [{"node_id": 1, "address": "10.0.0.1:7070"}],
                 "groups": [
                     {"group_id": 0, "topic": "", "partition": 0, "leader": 1, "term": 3, "voters": [1],

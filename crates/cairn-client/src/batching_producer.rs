@@ -5,8 +5,10 @@
 //!
 //! Each partition has one sender task and at most one append in flight, so sequence
 //! numbers reach the server in order and a retry (same records, same sequence) can never be
-//! applied twice. After an append fails for good, the partition refuses further sends:
-//! its next sequence is unknown, so the producer must be replaced.
+//! applied twice. After an append fails for good having maybe been applied (an attempt's
+//! outcome was unknown), the partition refuses further sends: its next sequence is
+//! unknown, so the producer must be replaced. A definite refusal (a bad record, a limit)
+//! fails only the sends of that batch.
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
@@ -16,7 +18,7 @@ use cairn_types::{Offset, PartitionId, Record};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::convert::record_to_proto;
-use crate::idempotent_producer::append_until_answered;
+use crate::idempotent_producer::{FailedAppend, append_until_answered};
 use crate::{CairnClient, ClientError, proto};
 
 /// How a `BatchingProducer` groups records.
@@ -73,6 +75,7 @@ impl BatchingProducer {
                     producer_id,
                     next_sequence: 0,
                     config,
+                    carry: None,
                 };
                 tokio::spawn(batcher.run(receiver));
                 sender
@@ -136,18 +139,28 @@ struct PartitionBatcher {
     producer_id: u64,
     next_sequence: u64,
     config: BatchingConfig,
+    /// A send that did not fit the last batch: it starts the next one.
+    carry: Option<PendingSend>,
 }
 
 impl PartitionBatcher {
     async fn run(mut self, mut queue: mpsc::Receiver<PendingSend>) {
-        while let Some(first) = queue.recv().await {
+        loop {
+            let first = match self.carry.take() {
+                Some(first) => first,
+                None => match queue.recv().await {
+                    Some(first) => first,
+                    None => return,
+                },
+            };
             let batch = self.collect(first, &mut queue).await;
-            if let Err(error) = self.send(batch).await
-                && outcome_unknown(&error)
-            {
+            if let Err(FailedAppend { error, maybe_applied: true }) = self.send(batch).await {
                 // The batch may have been applied: the next sequence is unknown. Fail
                 // whatever waits and refuse the rest.
                 queue.close();
+                if let Some(pending) = self.carry.take() {
+                    let _ = pending.answer.send(Err(error.clone()));
+                }
                 while let Some(pending) = queue.recv().await {
                     let _ = pending.answer.send(Err(error.clone()));
                 }
@@ -156,11 +169,12 @@ impl PartitionBatcher {
         }
     }
 
-    /// `first` and whatever else is queued, up to the batch limits; waits up to `linger`
-    /// for more when the batch is not full.
-    async fn collect(&self, first: PendingSend, queue: &mut mpsc::Receiver<PendingSend>) -> Vec<PendingSend> {
+    /// `first` and whatever else is queued, within the batch limits (a send that would
+    /// overflow them waits for the next batch); waits up to `linger` for more when the
+    /// batch is not full. A single send larger than the limits goes alone.
+    async fn collect(&mut self, first: PendingSend, queue: &mut mpsc::Receiver<PendingSend>) -> Vec<PendingSend> {
         let mut records = first.records.len();
-        let mut bytes = value_bytes(&first.records);
+        let mut bytes = encoded_bytes(&first.records);
         let mut batch = vec![first];
         let linger_until = tokio::time::Instant::now() + self.config.linger;
         while records < self.config.batch_records_max && bytes < self.config.batch_bytes_max {
@@ -172,15 +186,22 @@ impl PartitionBatcher {
                     Ok(None) | Err(_) => break,
                 },
             };
+            let next_bytes = encoded_bytes(&next.records);
+            if records + next.records.len() > self.config.batch_records_max
+                || bytes + next_bytes > self.config.batch_bytes_max
+            {
+                self.carry = Some(next);
+                break;
+            }
             records += next.records.len();
-            bytes += value_bytes(&next.records);
+            bytes += next_bytes;
             batch.push(next);
         }
         batch
     }
 
     /// One idempotent append of the whole batch, retried until answered; answers every send.
-    async fn send(&mut self, batch: Vec<PendingSend>) -> Result<(), ClientError> {
+    async fn send(&mut self, batch: Vec<PendingSend>) -> Result<(), FailedAppend> {
         let record_count: usize = batch.iter().map(|pending| pending.records.len()).sum();
         let mut records = Vec::with_capacity(record_count);
         let mut answers = Vec::with_capacity(batch.len());
@@ -196,11 +217,10 @@ impl PartitionBatcher {
             sequence: Some(self.next_sequence),
         };
         let result = append_until_answered(&self.client, request).await.and_then(|answered| {
-            answered
-                .positions
-                .first()
-                .map(|position| position.offset)
-                .ok_or_else(|| ClientError::InvalidResponse("append returned no positions".into()))
+            answered.positions.first().map(|position| position.offset).ok_or_else(|| FailedAppend {
+                error: ClientError::InvalidResponse("append returned no positions".into()),
+                maybe_applied: true,
+            })
         });
         match result {
             Ok(base_offset) => {
@@ -212,23 +232,17 @@ impl PartitionBatcher {
                 }
                 Ok(())
             }
-            Err(error) => {
+            Err(failed) => {
                 for (_, answer) in answers {
-                    let _ = answer.send(Err(error.clone()));
+                    let _ = answer.send(Err(failed.error.clone()));
                 }
-                Err(error)
+                Err(failed)
             }
         }
     }
 }
 
-/// Whether a failed append may have been applied after all (the retries ran out) or the
-/// producer's sequence disagrees with the server's; other refusals (a bad record, a limit)
-/// certainly wrote nothing, and the next batch reuses the sequence.
-fn outcome_unknown(error: &ClientError) -> bool {
-    !matches!(error.code(), Some(tonic::Code::InvalidArgument | tonic::Code::NotFound | tonic::Code::ResourceExhausted))
-}
-
-fn value_bytes(records: &[Record]) -> usize {
-    records.iter().map(|record| record.value.len() + record.key.as_ref().map_or(0, |key| key.len())).sum()
+/// Roughly what `records` take in a request: values, keys and headers.
+fn encoded_bytes(records: &[Record]) -> usize {
+    records.iter().map(Record::encoded_len).sum()
 }

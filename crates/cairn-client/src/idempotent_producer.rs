@@ -83,7 +83,7 @@ impl IdempotentProducer {
             producer_id: Some(self.producer_id),
             sequence: Some(sequence),
         };
-        let response = append_until_answered(&self.client, request).await?;
+        let response = append_until_answered(&self.client, request).await.map_err(|failed| failed.error)?;
         let base_offset = response
             .positions
             .first()
@@ -110,15 +110,24 @@ pub(crate) struct AnsweredAppend {
     pub attempts: u32,
 }
 
+/// A failed append: the error, and whether some attempt may have been applied (an attempt
+/// failed in a way that leaves its outcome unknown) or the sequence was refused: either
+/// way the producer's next sequence for the partition is no longer known.
+pub(crate) struct FailedAppend {
+    pub error: ClientError,
+    pub maybe_applied: bool,
+}
+
 /// Sends `request` (which must carry a producer id and sequence, so that a retry is never
 /// applied twice) until the cluster answers, for up to `APPEND_RETRY_TOTAL`.
 pub(crate) async fn append_until_answered(
     client: &CairnClient,
     request: proto::AppendRequest,
-) -> Result<AnsweredAppend, ClientError> {
+) -> Result<AnsweredAppend, FailedAppend> {
     let deadline = Instant::now() + APPEND_RETRY_TOTAL;
     let mut backoff = Duration::from_millis(20);
     let mut attempts = 0;
+    let mut maybe_applied = false;
     loop {
         attempts += 1;
         match client.proto_client().append(request.clone()).await {
@@ -132,10 +141,16 @@ pub(crate) async fn append_until_answered(
                 });
             }
             Err(status) if retryable(status.code()) && Instant::now() + backoff < deadline => {
+                maybe_applied = true;
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_millis(500));
             }
-            Err(status) => return Err(status.into()),
+            Err(status) => {
+                // A sequence refusal means the producer and the partition disagree: treat
+                // the sequence as unknown too.
+                maybe_applied |= retryable(status.code()) || status.code() == tonic::Code::FailedPrecondition;
+                return Err(FailedAppend { error: status.into(), maybe_applied });
+            }
         }
     }
 }

@@ -17,7 +17,9 @@ pub struct ControllerState {
     #[serde(default)]
     pub next_producer_id: u64,
     /// Nodes removed from the cluster: never placed on, even while still controller members
-    /// (their membership change may not have happened yet). Joining again clears this.
+    /// (their membership change may not have happened yet), and never registered again:
+    /// node ids are not reused, so a new machine cannot take over a removed node's replicas
+    /// with an empty disk.
     #[serde(default)]
     pub removed: BTreeSet<NodeId>,
 }
@@ -52,9 +54,12 @@ impl ControllerState {
     /// before their registration is applied.
     pub fn apply(&mut self, command: &ControllerCommand, members: &BTreeMap<NodeId, String>) -> ControllerOutcome {
         match command {
+            // A removed id stays removed: ids are never reused.
+            ControllerCommand::RegisterNode { node_id, .. } if self.removed.contains(node_id) => {
+                ControllerOutcome::NodeRegistered
+            }
             ControllerCommand::RegisterNode { node_id, address } => {
                 self.nodes.insert(*node_id, address.clone());
-                self.removed.remove(node_id);
                 ControllerOutcome::NodeRegistered
             }
             ControllerCommand::CreateTopic { name, config, topics_max } => {
@@ -232,7 +237,7 @@ mod tests {
             "{created:?}"
         );
         state.apply(&ControllerCommand::RegisterNode { node_id: idle, address: "again".into() }, &members);
-        assert!(state.all_nodes(&members).contains_key(&idle), "joining again undoes the removal");
+        assert!(!state.all_nodes(&members).contains_key(&idle), "a removed id never comes back");
     }
 
     #[test]

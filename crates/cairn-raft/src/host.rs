@@ -28,6 +28,8 @@ use crate::partition_sm::{PartitionStateMachine, PartitionView, Snapshot};
 use crate::type_config::{Raft, TypeConfig, Vote};
 use crate::{decode, encode};
 
+/// How long a node removal waits for its controller membership change to commit.
+const MEMBERSHIP_CHANGE_TIMEOUT: Duration = Duration::from_secs(15);
 /// How long a background task (registration, retention) waits for one Raft write.
 const BACKGROUND_WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -244,7 +246,20 @@ impl Host {
             } else {
                 ChangeMembers::RemoveNodes(BTreeSet::from([node_id]))
             };
-            write_result(CONTROLLER_GROUP_ID, self.controller.change_membership(change, false).await)?;
+            // Removing a voter needs a majority of the new voter set; if it is not there the
+            // change cannot commit: answer instead of waiting forever (openraft keeps trying).
+            let changed =
+                tokio::time::timeout(MEMBERSHIP_CHANGE_TIMEOUT, self.controller.change_membership(change, false))
+                    .await
+                    .map_err(|_| HostError::Membership {
+                        group: CONTROLLER_GROUP_ID,
+                        detail: format!(
+                            "removing node {node_id} did not commit within {} s: a majority of the remaining \
+                         controller voters must be up; it completes once they are",
+                            MEMBERSHIP_CHANGE_TIMEOUT.as_secs()
+                        ),
+                    })?;
+            write_result(CONTROLLER_GROUP_ID, changed)?;
         }
         tracing::info!(node_id, force, replicas, "node removed from the cluster");
         Ok(Ok(replicas))

@@ -1,5 +1,5 @@
-//! The cluster this node belongs to, as its data directory records it: known at start, or
-//! once a joining node has been accepted. Every Raft message carries it, and a message from
+//! The cluster this node belongs to, as its data directory records it: known at start, or,
+//! for a joining node, learnt from the member it joins through. Every Raft message carries it, and a message from
 //! another cluster is refused, so two clusters that share an address range never mix.
 
 use std::sync::{Arc, RwLock};
@@ -23,17 +23,13 @@ impl ClusterIdentity {
         }
     }
 
-    /// Whether a message stamped with `sender`'s cluster may be served here. A node that
-    /// has not finished joining knows no cluster yet: the first cluster whose members talk
-    /// to it is the one that accepted it (the join answer, which may arrive later, records
-    /// it on disk), and from then on it stamps and checks that one.
+    /// Whether a message stamped with `sender`'s cluster may be served here. A joining
+    /// node learns its cluster from the member it joins through before it asks to join;
+    /// only a node whose join was interrupted before that knows none, and takes what it is
+    /// sent.
     pub fn admits(&self, sender: &str) -> bool {
         let mine = self.get();
-        if mine.is_empty() && !sender.is_empty() {
-            self.set(sender.to_owned());
-            return true;
-        }
-        mine == sender
+        mine.is_empty() || mine == sender
     }
 }
 
@@ -44,8 +40,9 @@ mod tests {
     #[test]
     fn admits_only_its_own_cluster_once_known() {
         let identity = ClusterIdentity::default();
-        assert!(identity.admits("1=a:1"), "a joining node takes the first cluster that talks to it");
-        assert_eq!(identity.get(), "1=a:1");
+        assert!(identity.admits("1=a:1"), "a node that knows no cluster yet takes any");
+        assert_eq!(identity.get(), "", "and adopts none");
+        identity.set("1=a:1".into());
         assert!(identity.admits("1=a:1"));
         assert!(!identity.admits("1=b:1"));
         assert!(!identity.admits(""), "an unstamped message is refused once the cluster is known");

@@ -116,7 +116,28 @@ async fn join_cluster(
     loop {
         let endpoint = format!("http://{target}");
         let answer = match pb::cairn_client::CairnClient::connect(endpoint).await {
-            Ok(mut client) => client.join_cluster(request.clone()).await.map(|r| r.into_inner()),
+            Ok(mut client) => {
+                // Learn the cluster before becoming part of it, so that this node stamps
+                // and checks it from the first Raft message on.
+                if identity.get().is_empty() {
+                    match client.cluster_status(pb::ClusterStatusRequest {}).await {
+                        Ok(status) if !status.get_ref().cluster.is_empty() => {
+                            identity.set(status.into_inner().cluster);
+                        }
+                        Ok(_) => {
+                            tracing::warn!(via = %target, "the member asked is still joining itself; retrying");
+                            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                            continue;
+                        }
+                        Err(status) => {
+                            tracing::warn!(via = %target, message = status.message(), "join failed; retrying");
+                            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                            continue;
+                        }
+                    }
+                }
+                client.join_cluster(request.clone()).await.map(|r| r.into_inner())
+            }
             Err(err) => Err(tonic::Status::unavailable(err.to_string())),
         };
         match answer {

@@ -94,25 +94,42 @@ impl CairnService {
         Ok(ReplicaAt::Elsewhere(addresses))
     }
 
-    /// Passes a read to the first of `addresses` that answers; a replica that is down or
-    /// still starting (UNAVAILABLE) is skipped. `call` makes the request on one client.
-    async fn forward_read<T, F, Fut>(&self, addresses: &[String], hops: u32, mut call: F) -> Result<T, Status>
+    /// The replica of `topic`/`partition` on this node or, when there is none here, the
+    /// answer of the first node holding one that answers `call` with `request` (a replica
+    /// that is down, starting or behind on the controller's state is skipped).
+    async fn replica_or_forward<Req, Resp, F, Fut>(
+        &self,
+        topic: &str,
+        partition: PartitionId,
+        hops: u32,
+        request: &Req,
+        mut call: F,
+    ) -> Result<Result<Arc<PartitionReplica>, Resp>, Status>
     where
-        F: FnMut(CairnClient<Channel>) -> Fut,
-        Fut: std::future::Future<Output = Result<T, Status>>,
+        Req: Clone,
+        F: FnMut(CairnClient<Channel>, Request<Req>) -> Fut,
+        Fut: std::future::Future<Output = Result<Resp, Status>>,
     {
+        let addresses = match self.locate(topic, partition)? {
+            ReplicaAt::Here(replica) => return Ok(Ok(replica)),
+            ReplicaAt::Elsewhere(addresses) => addresses,
+        };
         if hops >= HOPS_MAX {
             return Err(Status::unavailable(format!(
-                "node {} holds no replica of this partition and the request was forwarded {hops} times already; \
-                 retry shortly",
+                "node {} holds no replica of {topic}/{partition} and the request was forwarded {hops} times \
+                 already; retry shortly",
                 self.host.node_id()
             )));
         }
         let mut last = None;
-        for address in addresses {
-            match call(self.forwarder.client(address)?).await {
-                Err(status) if status.code() == tonic::Code::Unavailable => last = Some(status),
-                result => return result,
+        for address in &addresses {
+            match call(self.forwarder.client(address)?, Forwarder::request(request.clone(), hops)).await {
+                // A replica still starting, or one whose view of the controller lags (it
+                // does not know the topic yet): ask the next one.
+                Err(status) if matches!(status.code(), tonic::Code::Unavailable | tonic::Code::NotFound) => {
+                    last = Some(status)
+                }
+                result => return result.map(Err),
             }
         }
         Err(last.unwrap_or_else(|| Status::unavailable("no replica of this partition answered; retry shortly")))
@@ -533,16 +550,10 @@ impl pb::cairn_server::Cairn for CairnService {
     async fn read(&self, request: Request<pb::ReadRequest>) -> Result<Response<pb::ReadResponse>, Status> {
         let hops = hops(&request);
         let request = request.into_inner();
-        let replica = match self.locate(&request.topic, request.partition)? {
-            ReplicaAt::Here(replica) => replica,
-            ReplicaAt::Elsewhere(addresses) => {
-                return self
-                    .forward_read(&addresses, hops, |mut client| {
-                        let forwarded = Forwarder::request(request.clone(), hops);
-                        async move { client.read(forwarded).await }
-                    })
-                    .await;
-            }
+        let read = |mut client: CairnClient<Channel>, forwarded| async move { client.read(forwarded).await };
+        let replica = match self.replica_or_forward(&request.topic, request.partition, hops, &request, read).await? {
+            Ok(replica) => replica,
+            Err(answer) => return Ok(answer),
         };
         let limits = self.read_limits(request.max_records, request.max_bytes);
         let wait = Duration::from_millis(request.wait_ms.min(self.host.limits().read_wait_ms_max));
@@ -576,26 +587,21 @@ impl pb::cairn_server::Cairn for CairnService {
     async fn subscribe(&self, request: Request<pb::SubscribeRequest>) -> Result<Response<SubscribeStream>, Status> {
         let hops = hops(&request);
         let request = request.into_inner();
-        let replica = match self.locate(&request.topic, request.partition)? {
-            ReplicaAt::Here(replica) => replica,
-            ReplicaAt::Elsewhere(addresses) => {
-                // Relay the stream of a node that holds a replica; the relay takes a
-                // subscription slot here too.
-                let slot = SubscriptionSlot::take(&self.subscriptions, self.host.limits().subscriptions_max)?;
-                let stream = self
-                    .forward_read(&addresses, hops, |mut client| {
-                        let forwarded = Forwarder::request(request.clone(), hops);
-                        async move { client.subscribe(forwarded).await }
-                    })
-                    .await?
-                    .into_inner();
-                let relayed = stream.map(move |message| {
-                    let _held = &slot;
-                    message
-                });
-                return Ok(Response::new(Box::pin(relayed)));
-            }
-        };
+        // Without a replica here, relay the stream of a node that holds one; the relay
+        // takes a subscription slot here too.
+        let slot = SubscriptionSlot::take(&self.subscriptions, self.host.limits().subscriptions_max)?;
+        let subscribe = |mut client: CairnClient<Channel>, forwarded| async move { client.subscribe(forwarded).await };
+        let replica =
+            match self.replica_or_forward(&request.topic, request.partition, hops, &request, subscribe).await? {
+                Ok(replica) => replica,
+                Err(answer) => {
+                    let relayed = answer.into_inner().map(move |message| {
+                        let _held = &slot;
+                        message
+                    });
+                    return Ok(Response::new(Box::pin(relayed)));
+                }
+            };
         let must_apply = self.required_applied_index(&replica, request.consistency, request.min_applied_index).await?;
         self.wait_applied(&replica, must_apply).await?;
         let state = replica.view.borrow().log;
@@ -618,7 +624,6 @@ impl pb::cairn_server::Cairn for CairnService {
                 state.log_start_offset, state.next_offset
             )));
         }
-        let slot = SubscriptionSlot::take(&self.subscriptions, self.host.limits().subscriptions_max)?;
         let limits = self.read_limits(0, request.max_bytes_per_message);
         let (sender, receiver) = mpsc::channel(SUBSCRIPTION_BUFFER);
         tokio::spawn(async move {
@@ -660,16 +665,11 @@ impl pb::cairn_server::Cairn for CairnService {
     ) -> Result<Response<pb::OffsetForTimestampResponse>, Status> {
         let hops = hops(&request);
         let request = request.into_inner();
-        let replica = match self.locate(&request.topic, request.partition)? {
-            ReplicaAt::Here(replica) => replica,
-            ReplicaAt::Elsewhere(addresses) => {
-                return self
-                    .forward_read(&addresses, hops, |mut client| {
-                        let forwarded = Forwarder::request(request.clone(), hops);
-                        async move { client.offset_for_timestamp(forwarded).await }
-                    })
-                    .await;
-            }
+        let find =
+            |mut client: CairnClient<Channel>, forwarded| async move { client.offset_for_timestamp(forwarded).await };
+        let replica = match self.replica_or_forward(&request.topic, request.partition, hops, &request, find).await? {
+            Ok(replica) => replica,
+            Err(answer) => return Ok(answer),
         };
         let state = replica.view.borrow().log;
         let log = replica.log.clone();
@@ -818,6 +818,13 @@ impl pb::cairn_server::Cairn for CairnService {
                 request.node_id, request.cluster
             )));
         }
+        if self.host.controller_state().removed.contains(&request.node_id) {
+            return Err(Status::failed_precondition(format!(
+                "node id {} was removed from the cluster and ids are never reused: start the node with a new \
+                 --node-id and an empty --data-dir",
+                request.node_id
+            )));
+        }
         if let Some(address) = self.host.cluster_nodes().get(&request.node_id)
             && *address != request.address
             && self.host.controller_metrics().membership_config.membership().voter_ids().any(|id| id == request.node_id)
@@ -859,7 +866,12 @@ impl pb::cairn_server::Cairn for CairnService {
                 high_watermark,
             ));
         }
-        Ok(Response::new(pb::ClusterStatusResponse { node_id: self.host.node_id(), nodes, groups }))
+        Ok(Response::new(pb::ClusterStatusResponse {
+            node_id: self.host.node_id(),
+            nodes,
+            groups,
+            cluster: self.cluster.get(),
+        }))
     }
 }
 

@@ -94,7 +94,7 @@ impl E2eBench {
                 loop {
                     let n = next_append.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     let due = interval.map_or_else(Instant::now, |interval| started + interval.mul_f64(n as f64));
-                    if due >= deadline || Instant::now() >= deadline {
+                    if due >= deadline || (interval.is_none() && Instant::now() >= deadline) {
                         return;
                     }
                     tokio::time::sleep_until(due).await;

@@ -18,6 +18,9 @@ use tokio_util::sync::CancellationToken;
 use super::stats::{Report, Stats};
 use super::{TopicArgs, ensure_topic};
 
+/// Pause after a failed send.
+const ERROR_BACKOFF: Duration = Duration::from_millis(10);
+
 /// Append load against a topic.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ProduceBench {
@@ -94,6 +97,17 @@ impl ProduceBench {
             anyhow::ensure!(rate > 0, "--rate must be at least 1 record per second");
         }
         let partitions = ensure_topic(server, &self.topic).await?;
+        // Connect and set up every producer before the clock starts.
+        let batching = BatchingConfig { linger: Duration::from_millis(self.linger_ms), ..BatchingConfig::default() };
+        let mut senders = Vec::new();
+        for _ in 0..self.producers {
+            let client = CairnClient::connect(server).await?;
+            senders.push(Arc::new(if self.direct {
+                Sender::Direct(client, self.topic.topic.clone())
+            } else {
+                Sender::Batching(BatchingProducer::new(&client, &self.topic.topic, batching).await?)
+            }));
+        }
         let stats = Arc::new(Stats::new());
         let stop = CancellationToken::new();
         let progress = tokio::spawn({
@@ -108,15 +122,7 @@ impl ProduceBench {
             Duration::from_secs_f64(self.batch as f64 / per_producer)
         });
         let mut tasks = Vec::new();
-        let batching = BatchingConfig { linger: Duration::from_millis(self.linger_ms), ..BatchingConfig::default() };
-        for producer in 0..self.producers {
-            let client = CairnClient::connect(server).await?;
-            let sender = if self.direct {
-                Sender::Direct(client, self.topic.topic.clone())
-            } else {
-                Sender::Batching(BatchingProducer::new(&client, &self.topic.topic, batching).await?)
-            };
-            let sender = Arc::new(sender);
+        for (producer, sender) in senders.into_iter().enumerate() {
             let records = batch_of(self.batch, self.record_size, producer as u64);
             let bytes = (self.batch * self.record_size) as u64;
             let next_append = Arc::new(AtomicU64::new(0));
@@ -130,7 +136,9 @@ impl ProduceBench {
                             Some(interval) => started + interval.mul_f64(n as f64),
                             None => Instant::now(),
                         };
-                        if due >= deadline || Instant::now() >= deadline {
+                        // Open loop: every send due before the deadline is made and timed,
+                        // however late (no coordinated omission at the end either).
+                        if due >= deadline || (interval.is_none() && Instant::now() >= deadline) {
                             return;
                         }
                         tokio::time::sleep_until(due).await;
@@ -138,7 +146,12 @@ impl ProduceBench {
                         let partition = ((n + producer as u64) % u64::from(partitions)) as u32;
                         match sender.send(partition, records.clone()).await {
                             Ok(()) => stats.record(records.len() as u64, bytes, due.elapsed()),
-                            Err(_) => stats.error(),
+                            Err(_) => {
+                                stats.error();
+                                // A failing cluster (or a stopped producer) must not turn
+                                // the loop into a busy spin.
+                                tokio::time::sleep(ERROR_BACKOFF).await;
+                            }
                         }
                     }
                 }));

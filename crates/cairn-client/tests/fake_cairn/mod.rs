@@ -278,6 +278,7 @@ impl Cairn for FakeCairn {
             node_id: 1,
             nodes: vec![proto::NodeStatus { node_id: 1, address: "127.0.0.1:7070".to_string() }],
             groups: Vec::new(),
+            cluster: "single-node".to_string(),
         }))
     }
 }
