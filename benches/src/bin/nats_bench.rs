@@ -14,11 +14,10 @@ use anyhow::Context as _;
 use async_nats::jetstream::{self, consumer, stream};
 use bytes::Bytes;
 use cairn_cli::OutputFormat;
-use cairn_cli::bench::{Report, Stats};
+use cairn_cli::bench::{ProgressLine, Report, Stats};
 use clap::Parser;
 use futures::StreamExt as _;
 use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
 
 /// How long a new cluster may take to accept the stream.
 const STREAM_CREATE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -99,11 +98,7 @@ async fn produce(args: &ProduceArgs) -> anyhow::Result<Report> {
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     let stats = Arc::new(Stats::new());
-    let stop = CancellationToken::new();
-    let progress = tokio::spawn({
-        let (stats, stop) = (Arc::clone(&stats), stop.clone());
-        async move { stats.progress("nats produce", stop).await }
-    });
+    let progress = ProgressLine::start(&stats, "nats produce");
     let started = Instant::now();
     let deadline = started + Duration::from(args.duration);
     let interval = args.rate.map(|rate| Duration::from_secs_f64(args.producers as f64 / rate.max(1) as f64));
@@ -140,8 +135,7 @@ async fn produce(args: &ProduceArgs) -> anyhow::Result<Report> {
     for task in tasks {
         task.await?;
     }
-    stop.cancel();
-    progress.await?;
+    progress.finish().await;
     Ok(stats.report("nats produce"))
 }
 
@@ -157,11 +151,7 @@ async fn consume(args: &ConsumeArgs) -> anyhow::Result<Report> {
         .map_err(|err| anyhow::anyhow!("creating an ordered consumer: {err}"))?;
     let mut messages = consumer.messages().await.map_err(|err| anyhow::anyhow!("consuming: {err}"))?;
     let stats = Arc::new(Stats::new());
-    let stop = CancellationToken::new();
-    let progress = tokio::spawn({
-        let (stats, stop) = (Arc::clone(&stats), stop.clone());
-        async move { stats.progress("nats consume", stop).await }
-    });
+    let progress = ProgressLine::start(&stats, "nats consume");
     let deadline = Instant::now() + Duration::from(args.duration);
     let mut last = Instant::now();
     while stats.records() < backlog && Instant::now() < deadline {
@@ -174,8 +164,7 @@ async fn consume(args: &ConsumeArgs) -> anyhow::Result<Report> {
             Ok(None) | Err(_) => break,
         }
     }
-    stop.cancel();
-    progress.await?;
+    progress.finish().await;
     Ok(stats.report("nats consume"))
 }
 

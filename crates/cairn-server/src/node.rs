@@ -12,7 +12,6 @@ use cairn_raft::{Host, HostConfig};
 use cairn_storage::{Store, StoreOptions};
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 
 use crate::cluster_identity::ClusterIdentity;
 use crate::config::ServerConfig;
@@ -222,11 +221,14 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
     if let Some(target) = config.join.clone() {
         tokio::spawn(join_cluster(target, config.data_dir.clone(), config.node_id, advertise.clone(), identity));
     }
+    // Nagle's algorithm must be off on accepted connections too (the builder's
+    // `tcp_nodelay` does not reach a listener we bind ourselves): with it on, a response's
+    // second small write waited for the client's delayed ACK, ~40 ms.
+    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
     tonic::transport::Server::builder()
-        .tcp_nodelay(true)
         .add_service(cairn)
         .add_service(raft)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown_signal())
+        .serve_with_incoming_shutdown(incoming, shutdown_signal())
         .await
         .context("serving gRPC")?;
     tracing::info!("shutting down");

@@ -6,9 +6,8 @@ use std::time::Duration;
 
 use cairn_client::{CairnClient, Consistency};
 use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
 
-use super::stats::{Report, Stats};
+use super::stats::{ProgressLine, Report, Stats};
 use crate::consume_command::ConsistencyArg;
 
 /// Read throughput: drain a topic's backlog.
@@ -39,11 +38,7 @@ impl ConsumeBench {
         let client = CairnClient::connect(server).await?;
         let topic = client.describe_topic(&self.topic).await?;
         let stats = Arc::new(Stats::new());
-        let stop = CancellationToken::new();
-        let progress = tokio::spawn({
-            let (stats, stop) = (Arc::clone(&stats), stop.clone());
-            async move { stats.progress("consume", stop).await }
-        });
+        let progress = ProgressLine::start(&stats, "consume");
         let deadline = Instant::now() + Duration::from(self.duration);
         let mut tasks = Vec::new();
         for partition in topic.partitions {
@@ -75,8 +70,7 @@ impl ConsumeBench {
         for task in tasks {
             task.await?;
         }
-        stop.cancel();
-        progress.await?;
+        progress.finish().await;
         Ok(stats.report("consume"))
     }
 }

@@ -11,7 +11,7 @@ use futures::StreamExt as _;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::stats::{Report, Stats};
+use super::stats::{ProgressLine, Report, Stats};
 use super::{TopicArgs, ensure_topic};
 
 /// How long consumers wait for the last records after the producers stop.
@@ -50,10 +50,7 @@ impl E2eBench {
         let delivered = Arc::new(Stats::new());
         let base = Instant::now();
         let stop = CancellationToken::new();
-        let progress = tokio::spawn({
-            let (stats, stop) = (Arc::clone(&delivered), stop.clone());
-            async move { stats.progress("e2e", stop).await }
-        });
+        let progress = ProgressLine::start(&delivered, "e2e");
         let mut consumers = Vec::new();
         for partition in &described.partitions {
             let consumer = CairnClient::connect(server).await?;
@@ -119,7 +116,7 @@ impl E2eBench {
         for consumer in consumers {
             consumer.await?;
         }
-        progress.await?;
+        progress.finish().await;
         let mut report = delivered.report("e2e");
         report.errors = produced.report("produce").errors;
         if delivered.records() < produced.records() {

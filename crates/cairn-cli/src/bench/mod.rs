@@ -12,7 +12,7 @@ use cairn_client::{CairnClient, Code, CreateTopicOptions};
 pub use consume::ConsumeBench;
 pub use e2e::E2eBench;
 pub use produce::{ProduceBench, batch_of};
-pub use stats::{Report, Stats};
+pub use stats::{ProgressLine, Report, Stats};
 
 use crate::OutputFormat;
 

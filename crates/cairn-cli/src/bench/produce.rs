@@ -13,9 +13,8 @@ use bytes::Bytes;
 use cairn_client::{BatchingConfig, BatchingProducer, CairnClient};
 use cairn_types::Record;
 use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
 
-use super::stats::{Report, Stats};
+use super::stats::{ProgressLine, Report, Stats};
 use super::{TopicArgs, ensure_topic};
 
 /// Pause after a failed send.
@@ -109,11 +108,7 @@ impl ProduceBench {
             }));
         }
         let stats = Arc::new(Stats::new());
-        let stop = CancellationToken::new();
-        let progress = tokio::spawn({
-            let (stats, stop) = (Arc::clone(&stats), stop.clone());
-            async move { stats.progress("produce", stop).await }
-        });
+        let progress = ProgressLine::start(&stats, "produce");
         let started = Instant::now();
         let deadline = started + Duration::from(self.duration);
         // Open loop: each producer's appends are due every `interval`.
@@ -160,8 +155,7 @@ impl ProduceBench {
         for task in tasks {
             task.await?;
         }
-        stop.cancel();
-        progress.await?;
+        progress.finish().await;
         Ok(stats.report("produce"))
     }
 }

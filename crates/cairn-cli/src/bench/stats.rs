@@ -150,6 +150,29 @@ impl Stats {
     }
 }
 
+/// A run's progress line, printed every second by a background task until `finish`.
+pub struct ProgressLine {
+    stop: tokio_util::sync::CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl ProgressLine {
+    pub fn start(stats: &std::sync::Arc<Stats>, label: &'static str) -> ProgressLine {
+        let stop = tokio_util::sync::CancellationToken::new();
+        let task = tokio::spawn({
+            let (stats, stop) = (std::sync::Arc::clone(stats), stop.clone());
+            async move { stats.progress(label, stop).await }
+        });
+        ProgressLine { stop, task }
+    }
+
+    pub async fn finish(self) {
+        self.stop.cancel();
+        // The line is best effort: a failed printer task does not fail the run.
+        let _ = self.task.await;
+    }
+}
+
 #[derive(Debug, Default, Serialize)]
 pub struct Latency {
     pub p50: f64,
