@@ -22,7 +22,7 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct E2eBench {
     #[command(flatten)]
     pub topic: TopicArgs,
-    /// Bytes per record value (at least 8: the send time travels in the value).
+    /// Bytes per record value (at least 16: a marker and the send time travel in it).
     #[arg(long, default_value_t = 1024)]
     pub record_size: usize,
     /// Records per append request.
@@ -41,7 +41,7 @@ pub struct E2eBench {
 
 impl E2eBench {
     pub async fn run(&self, server: &str) -> anyhow::Result<Report> {
-        anyhow::ensure!(self.record_size >= 8, "--record-size must be at least 8 for e2e");
+        anyhow::ensure!(self.record_size >= 16, "--record-size must be at least 16 for e2e");
         anyhow::ensure!(self.batch > 0 && self.in_flight > 0, "--batch and --in-flight must be at least 1");
         let partitions = ensure_topic(server, &self.topic).await?;
         let client = CairnClient::connect(server).await?;
@@ -68,10 +68,9 @@ impl E2eBench {
                     let now = base.elapsed();
                     for record in records {
                         // Records of other writers to this topic carry no send time.
-                        let Some(sent) = record.value.get(..8).and_then(|stamp| <[u8; 8]>::try_from(stamp).ok()) else {
+                        let Some(sent) = send_time(&record.value) else {
                             continue;
                         };
-                        let sent = Duration::from_nanos(u64::from_le_bytes(sent));
                         stats.record(1, record.value.len() as u64, now.saturating_sub(sent));
                     }
                 }
@@ -131,10 +130,35 @@ impl E2eBench {
     }
 }
 
-/// A record whose value starts with `sent` (nanoseconds since the run's base instant).
+/// Marks the values this benchmark writes, so that other records in the topic are not
+/// taken for send times.
+const STAMP_MARKER: &[u8; 8] = b"cairn-e2";
+
+/// A record whose value is the marker then `sent` (nanoseconds since the run's base instant).
 fn stamped(sent: u64, record_size: usize) -> Record {
     let mut value = BytesMut::with_capacity(record_size);
+    value.put_slice(STAMP_MARKER);
     value.put_u64_le(sent);
     value.resize(record_size, b'e');
     Record { key: None, headers: vec![], value: Bytes::from(value) }
+}
+
+/// The send time in a value `stamped` made.
+fn send_time(value: &[u8]) -> Option<Duration> {
+    let stamp = value.strip_prefix(STAMP_MARKER)?.get(..8)?;
+    Some(Duration::from_nanos(u64::from_le_bytes(stamp.try_into().ok()?)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_stamped_values_carry_a_send_time() {
+        let record = stamped(123_456, 64);
+        assert_eq!(record.value.len(), 64);
+        assert_eq!(send_time(&record.value), Some(Duration::from_nanos(123_456)));
+        assert_eq!(send_time(b"some other record of 24 bytes"), None);
+        assert_eq!(send_time(b"cairn-e2"), None);
+    }
 }
