@@ -51,6 +51,12 @@ async fn bad_input_gets_precise_errors() {
     assert_eq!(code(client.create_topic(zero_retention).await).0, Code::InvalidArgument);
     client.create_topic(CreateTopicOptions::new("t", 2)).await.expect("create t");
     assert_eq!(code(client.create_topic(CreateTopicOptions::new("t", 2)).await).0, Code::AlreadyExists);
+    // Growing a topic: only up, within the partition limit, of a topic that exists.
+    let (c, message) = code(client.alter_topic_partitions("t", 2).await);
+    assert_eq!(c, Code::InvalidArgument, "{message}");
+    assert!(message.contains("can only grow"), "{message}");
+    assert_eq!(code(client.alter_topic_partitions("t", 51).await).0, Code::ResourceExhausted);
+    assert_eq!(code(client.alter_topic_partitions("nope", 3).await).0, Code::NotFound);
 
     // Appends.
     let stored = client.append("t", Some(0), vec![value(10), value(20)]).await.expect("good append");

@@ -102,6 +102,31 @@ fn three_nodes_produce_anywhere_consume_anywhere_survive_leader_kill() {
     cluster.nodes[leader - 1].restart();
     let back = &cluster.nodes[leader - 1];
     wait_until("the restarted node to catch up", Duration::from_secs(30), || consume_all(back, "orders").len() == 601);
+
+    // Growing the topic keeps every record at its offset; the new partitions take writes.
+    let before = consume_all(&cluster.nodes[0], "orders");
+    let grown = cluster.nodes[1].cli(&["topic", "alter", "orders", "--partitions", "8"]);
+    harness::assert_success(&["topic", "alter"], &grown);
+    assert!(String::from_utf8_lossy(&grown.stderr).contains("warning"), "warns about keyed records");
+    let partitions = describe(&cluster.nodes[0], "orders")["partitions"].as_array().expect("partitions").clone();
+    assert_eq!(partitions.len(), 8);
+    for p in &partitions {
+        let mut replicas: Vec<u64> =
+            p["replicas"].as_array().expect("replicas").iter().filter_map(Value::as_u64).collect();
+        replicas.sort_unstable();
+        assert_eq!(replicas, [1, 2, 3], "new partitions are replicated like the old ones");
+    }
+    let produced =
+        cluster.nodes[2].cli_ok(&["produce", "orders", "--partition", "7", "--value", "new", "--output", "json"]);
+    assert_eq!(json_lines(&produced)[0]["offset"].as_u64(), Some(0), "a new partition starts at offset 0");
+    wait_until("node 1 to serve the grown topic", Duration::from_secs(30), || {
+        consume_all(&cluster.nodes[0], "orders").len() == before.len() + 1
+    });
+    let after = consume_all(&cluster.nodes[0], "orders");
+    assert!(before.iter().all(|(at, value)| after.get(at) == Some(value)), "existing records keep their offsets");
+    let shrink = cluster.nodes[0].cli(&["topic", "alter", "orders", "--partitions", "4"]);
+    assert!(!shrink.status.success());
+    assert!(String::from_utf8_lossy(&shrink.stderr).contains("can only grow"), "{shrink:?}");
 }
 
 #[test]

@@ -40,6 +40,15 @@ pub enum TopicCommand {
         #[arg(long, value_enum, default_value_t)]
         output: OutputFormat,
     },
+    /// Grow a topic's partition count. Existing partitions keep their records and
+    /// offsets; keyed records of existing keys may go to other partitions from then on.
+    Alter {
+        /// Topic name.
+        name: String,
+        /// The new number of partitions (more than now).
+        #[arg(long)]
+        partitions: u32,
+    },
     /// Delete a topic and all its records.
     Delete {
         /// Topic name.
@@ -74,6 +83,16 @@ impl TopicCommand {
             TopicCommand::Describe { name, output } => {
                 let topic = client.describe_topic(&name).await?;
                 write_topic_description(&topic, output, out)?;
+            }
+            TopicCommand::Alter { name, partitions } => {
+                let before = client.describe_topic(&name).await?.partitions.len();
+                let topic = client.alter_topic_partitions(&name, partitions).await?;
+                writeln!(out, "topic '{name}' now has {} partitions (was {before})", topic.partitions.len())?;
+                eprintln!(
+                    "warning: records with a key now map to hash(key) % {}: keys written before may go to \
+                     another partition from now on, so their order across the change is not kept",
+                    topic.partitions.len()
+                );
             }
             TopicCommand::Delete { name } => {
                 client.delete_topic(&name).await?;

@@ -235,6 +235,27 @@ impl CairnClient {
         }
     }
 
+    /// Grows `name` to `partitions` partitions. Keyed records of existing keys may map to
+    /// new partitions afterwards. When a retry after `UNAVAILABLE` finds the topic already
+    /// grown to that count, the earlier attempt did it and this succeeds.
+    pub async fn alter_topic_partitions(
+        &self,
+        name: &str,
+        partitions: u32,
+    ) -> Result<proto::TopicDescription, ClientError> {
+        let request = proto::AlterTopicRequest { name: name.to_string(), partitions };
+        let outcome =
+            self.call_idempotent(request, |mut client, request| async move { client.alter_topic(request).await }).await;
+        match outcome.result {
+            Ok(response) => response.topic.ok_or_else(|| missing_field("AlterTopicResponse.topic")),
+            Err(status) if outcome.retried && status.code() == tonic::Code::InvalidArgument => {
+                let topic = self.describe_topic(name).await?;
+                if topic.partitions.len() as u32 == partitions { Ok(topic) } else { Err(status.into()) }
+            }
+            Err(status) => Err(status.into()),
+        }
+    }
+
     /// Takes a node out of the cluster; returns the partition replicas it still held (only
     /// with `force`). Refused while it holds replicas, unless `force`. Retrying a removal
     /// that went through answers NOT_FOUND, which counts as done.

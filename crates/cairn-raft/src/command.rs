@@ -70,6 +70,11 @@ pub enum ControllerCommand {
         node_id: NodeId,
         force: bool,
     },
+    /// Grows a topic to `partition_count` partitions (never shrinks it).
+    AddPartitions {
+        name: String,
+        partition_count: u32,
+    },
 }
 
 /// The answer to one applied entry.
@@ -120,6 +125,10 @@ pub enum ControllerError {
     TooManyTopics { max: usize },
     #[error("replication factor {requested} exceeds the {nodes} registered node(s)")]
     NotEnoughNodes { requested: u32, nodes: usize },
+    #[error(
+        "topic {topic:?} has {current} partitions; it can only grow, so ask for more than {current} (not {requested})"
+    )]
+    PartitionsCanOnlyGrow { topic: String, current: u32, requested: u32 },
     #[error("node {0} is not part of the cluster")]
     NodeNotFound(NodeId),
     #[error(

@@ -73,6 +73,9 @@ impl ControllerState {
             ControllerCommand::DeleteTopic { name } => ControllerOutcome::TopicDeleted(
                 self.topics.remove(name).map(|_| ()).ok_or_else(|| ControllerError::TopicNotFound(name.clone())),
             ),
+            ControllerCommand::AddPartitions { name, partition_count } => {
+                ControllerOutcome::Topic(self.add_partitions(name, *partition_count, members))
+            }
             ControllerCommand::RemoveNode { node_id, force } => {
                 ControllerOutcome::NodeRemoved(self.remove_node(*node_id, *force, members))
             }
@@ -111,26 +114,62 @@ impl ControllerState {
         if self.topics.len() >= topics_max {
             return Err(ControllerError::TooManyTopics { max: topics_max });
         }
-        let nodes: Vec<NodeId> = self.all_nodes(members).into_keys().collect();
-        let replication_factor = config.replication_factor as usize;
-        if replication_factor == 0 || replication_factor > nodes.len() {
-            return Err(ControllerError::NotEnoughNodes { requested: config.replication_factor, nodes: nodes.len() });
+        let partitions = self.place(0..config.partition_count, config.replication_factor, members)?;
+        let topic = TopicMeta { name: name.to_owned(), config: config.clone(), partitions };
+        self.topics.insert(name.to_owned(), topic.clone());
+        Ok(topic)
+    }
+
+    /// Grows `name` to `partition_count` partitions, placed like a new topic's; existing
+    /// partitions (their groups, replicas and records) are untouched.
+    fn add_partitions(
+        &mut self,
+        name: &str,
+        partition_count: u32,
+        members: &BTreeMap<NodeId, String>,
+    ) -> Result<TopicMeta, ControllerError> {
+        let topic = self.topics.get(name).ok_or_else(|| ControllerError::TopicNotFound(name.to_owned()))?;
+        let current = topic.config.partition_count;
+        if partition_count <= current {
+            return Err(ControllerError::PartitionsCanOnlyGrow {
+                topic: name.to_owned(),
+                current,
+                requested: partition_count,
+            });
         }
-        // Spread replicas (and so initial leaders, the first replica) round-robin, starting
-        // after the replicas already placed so that topics do not pile onto node 1.
+        let replication_factor = topic.config.replication_factor;
+        let added = self.place(current..partition_count, replication_factor, members)?;
+        let topic = self.topics.get_mut(name).ok_or_else(|| ControllerError::TopicNotFound(name.to_owned()))?;
+        topic.partitions.extend(added);
+        topic.config.partition_count = partition_count;
+        Ok(topic.clone())
+    }
+
+    /// Assignments for `partitions`: `replication_factor` distinct nodes each, spread
+    /// round-robin (so initial leaders, the first replicas, spread too), starting after the
+    /// replicas already placed so that topics do not pile onto one node. Fresh group ids.
+    fn place(
+        &mut self,
+        partitions: std::ops::Range<u32>,
+        replication_factor: u32,
+        members: &BTreeMap<NodeId, String>,
+    ) -> Result<Vec<PartitionAssignment>, ControllerError> {
+        let nodes: Vec<NodeId> = self.all_nodes(members).into_keys().collect();
+        let rf = replication_factor as usize;
+        if rf == 0 || rf > nodes.len() {
+            return Err(ControllerError::NotEnoughNodes { requested: replication_factor, nodes: nodes.len() });
+        }
         let placed: usize = self.topics.values().map(|t| t.partitions.len()).sum();
-        let partitions = (0..config.partition_count)
-            .map(|partition| {
-                let first = (placed + partition as usize) % nodes.len();
-                let replicas = (0..replication_factor).map(|r| nodes[(first + r) % nodes.len()]).collect();
+        Ok(partitions
+            .enumerate()
+            .map(|(n, partition)| {
+                let first = (placed + n) % nodes.len();
+                let replicas = (0..rf).map(|r| nodes[(first + r) % nodes.len()]).collect();
                 let group_id = self.next_group_id.max(1);
                 self.next_group_id = group_id + 1;
                 PartitionAssignment { partition, group_id, replicas }
             })
-            .collect();
-        let topic = TopicMeta { name: name.to_owned(), config: config.clone(), partitions };
-        self.topics.insert(name.to_owned(), topic.clone());
-        Ok(topic)
+            .collect())
     }
 
     /// Whether `producer_id` was handed out by this controller.
@@ -238,6 +277,39 @@ mod tests {
         );
         state.apply(&ControllerCommand::RegisterNode { node_id: idle, address: "again".into() }, &members);
         assert!(!state.all_nodes(&members).contains_key(&idle), "a removed id never comes back");
+    }
+
+    #[test]
+    fn partitions_grow_only_and_keep_existing_assignments() {
+        let mut state = ControllerState::default();
+        let members = BTreeMap::from([(1, "a".to_string()), (2, "b".to_string()), (3, "c".to_string())]);
+        state.apply(
+            &ControllerCommand::CreateTopic { name: "t".into(), config: config(2, 2), topics_max: 10 },
+            &members,
+        );
+        let before = state.topics["t"].partitions.clone();
+        let grow = |state: &mut ControllerState, partition_count| match state
+            .apply(&ControllerCommand::AddPartitions { name: "t".into(), partition_count }, &members)
+        {
+            ControllerOutcome::Topic(result) => result,
+            other => panic!("unexpected {other:?}"),
+        };
+        let grown = grow(&mut state, 5).expect("grows");
+        assert_eq!(grown.config.partition_count, 5);
+        assert_eq!(&grown.partitions[..2], &before[..], "existing partitions untouched");
+        let ids: Vec<u32> = grown.partitions.iter().map(|p| p.partition).collect();
+        assert_eq!(ids, [0, 1, 2, 3, 4]);
+        let groups: Vec<GroupId> = grown.partitions.iter().map(|p| p.group_id).collect();
+        assert_eq!(groups, [1, 2, 3, 4, 5], "fresh group ids");
+        assert!(grown.partitions.iter().all(|p| p.replicas.len() == 2));
+        assert_eq!(
+            grow(&mut state, 5),
+            Err(ControllerError::PartitionsCanOnlyGrow { topic: "t".into(), current: 5, requested: 5 })
+        );
+        assert!(matches!(
+            state.apply(&ControllerCommand::AddPartitions { name: "u".into(), partition_count: 3 }, &members),
+            ControllerOutcome::Topic(Err(ControllerError::TopicNotFound(_)))
+        ));
     }
 
     #[test]

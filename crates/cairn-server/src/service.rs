@@ -731,6 +731,29 @@ impl pb::cairn_server::Cairn for CairnService {
         Ok(Response::new(pb::CreateTopicResponse { topic: Some(self.describe(&topic)) }))
     }
 
+    async fn alter_topic(
+        &self,
+        request: Request<pb::AlterTopicRequest>,
+    ) -> Result<Response<pb::AlterTopicResponse>, Status> {
+        let hops = hops(&request);
+        let request = request.into_inner();
+        let current = self.topic(&request.name)?;
+        let grown = TopicConfig { partition_count: request.partitions, ..current.config.clone() };
+        grown.validate(self.host.limits().partitions_per_topic_max, usize::MAX).map_err(status::from_topic)?;
+        let command =
+            ControllerCommand::AddPartitions { name: request.name.clone(), partition_count: request.partitions };
+        let topic = match self.controller_write(command, hops).await? {
+            Ok(CommandResponse::Topic(result)) => result.map_err(status::from_controller)?,
+            Ok(other) => return Err(Status::internal(format!("unexpected controller outcome {other:?}"))),
+            Err(leader) => {
+                let forwarded = Forwarder::request(request, hops);
+                return self.forwarder.client(&leader)?.alter_topic(forwarded).await;
+            }
+        };
+        self.host.wait_topic_ready(&topic, TOPIC_READY_TIMEOUT).await.map_err(status::from_host)?;
+        Ok(Response::new(pb::AlterTopicResponse { topic: Some(self.describe(&topic)) }))
+    }
+
     async fn delete_topic(
         &self,
         request: Request<pb::DeleteTopicRequest>,

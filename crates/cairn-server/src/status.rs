@@ -60,6 +60,7 @@ pub fn from_controller(err: ControllerError) -> Status {
             Status::failed_precondition(err.to_string())
         }
         err @ ControllerError::NodeNotFound(_) => Status::not_found(err.to_string()),
+        err @ ControllerError::PartitionsCanOnlyGrow { .. } => Status::invalid_argument(err.to_string()),
     }
 }
 

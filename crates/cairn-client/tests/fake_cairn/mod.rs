@@ -112,6 +112,13 @@ impl Cairn for FakeCairn {
         Err(Status::unimplemented("the fake server is a single node"))
     }
 
+    async fn alter_topic(
+        &self,
+        _request: Request<proto::AlterTopicRequest>,
+    ) -> Result<Response<proto::AlterTopicResponse>, Status> {
+        Err(Status::unimplemented("the fake server does not alter topics"))
+    }
+
     async fn remove_node(
         &self,
         _request: Request<proto::RemoveNodeRequest>,
