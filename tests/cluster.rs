@@ -46,6 +46,17 @@ fn three_nodes_produce_anywhere_consume_anywhere_survive_leader_kill() {
         assert_eq!(replicas, [1, 2, 3]);
     }
 
+    // Leadership moves on request: partition 0 to a follower, asked through any node.
+    let leader = describe(first, "orders")["partitions"][0]["leader"].as_u64().expect("a leader");
+    let successor = leader % 3 + 1;
+    let moved = cluster.nodes[2].cli_ok(&["leader", "transfer", "orders/0", "--to", &successor.to_string()]);
+    assert_eq!(moved.trim(), format!("node {successor} now leads orders/0"));
+    wait_until("every node to see the new leader", Duration::from_secs(10), || {
+        cluster.nodes.iter().all(|n| describe(n, "orders")["partitions"][0]["leader"].as_u64() == Some(successor))
+    });
+    let outsider = cluster.nodes[0].cli(&["leader", "transfer", "orders/0", "--to", "9"]);
+    assert!(String::from_utf8_lossy(&outsider.stderr).contains("holds no replica"), "{outsider:?}");
+
     // Produce through node 1: most partitions are led elsewhere, so appends are forwarded.
     let values: String = (0..600).map(|i| format!("order-{i}\n")).collect();
     let output =

@@ -1,7 +1,7 @@
 use cairn_client::CairnClient;
 
 use crate::bench::BenchCommand;
-use crate::{ClusterCommand, ConsumeCommand, NodeCommand, ProduceCommand, TopicCommand};
+use crate::{ClusterCommand, ConsumeCommand, LeaderCommand, NodeCommand, ProduceCommand, TopicCommand};
 
 /// The commands that talk to a Cairn cluster.
 #[derive(Debug, Clone, clap::Subcommand)]
@@ -19,6 +19,9 @@ pub enum ClientCommand {
     /// The cluster's nodes.
     #[command(subcommand)]
     Node(NodeCommand),
+    /// Partition leadership.
+    #[command(subcommand)]
+    Leader(LeaderCommand),
     /// Load generators: produce, consume and end-to-end throughput and latency.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -35,6 +38,7 @@ pub async fn run(command: ClientCommand, server: &str) -> anyhow::Result<()> {
         ClientCommand::Consume(command) => command.run(&client).await,
         ClientCommand::Cluster(command) => command.run(&client, &mut stdout).await,
         ClientCommand::Node(command) => command.run(&client, &mut stdout).await,
+        ClientCommand::Leader(command) => command.run(&client, &mut stdout).await,
         ClientCommand::Bench(command) => command.run(server, &mut stdout).await,
     }
 }

@@ -256,6 +256,17 @@ impl CairnClient {
         }
     }
 
+    /// Moves the leadership of `topic`/`partition` to `to_node`, one of its replicas;
+    /// returns once that node leads. Safe to retry.
+    pub async fn transfer_leader(&self, topic: &str, partition: u32, to_node: u64) -> Result<u64, ClientError> {
+        let request = proto::TransferLeaderRequest { topic: topic.to_string(), partition, to_node };
+        let response = self
+            .call_idempotent(request, |mut client, request| async move { client.transfer_leader(request).await })
+            .await
+            .result?;
+        Ok(response.leader)
+    }
+
     /// Takes a node out of the cluster; returns the partition replicas it still held (only
     /// with `force`). Refused while it holds replicas, unless `force`. Retrying a removal
     /// that went through answers NOT_FOUND, which counts as done.

@@ -28,6 +28,8 @@ use crate::partition_sm::{PartitionStateMachine, PartitionView, Snapshot};
 use crate::type_config::{Raft, TypeConfig, Vote};
 use crate::{decode, encode};
 
+/// How long a leader transfer waits for the new leader to take over.
+const LEADER_TRANSFER_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a node removal waits for its controller membership change to commit.
 const MEMBERSHIP_CHANGE_TIMEOUT: Duration = Duration::from_secs(15);
 /// How long a background task (registration, retention) waits for one Raft write.
@@ -291,6 +293,39 @@ impl Host {
                 None => Err(HostError::Raft(err.to_string())),
             },
         }
+    }
+
+    /// Hands the leadership of `group` to `to`, a voter of it, and waits until `to` leads.
+    /// This node must lead the group.
+    pub async fn transfer_leader(&self, group: GroupId, to: NodeId) -> Result<(), HostError> {
+        let replica = self.partition(group).ok_or(HostError::UnknownGroup(group))?;
+        let metrics = replica.metrics();
+        if metrics.current_leader == Some(to) {
+            return Ok(());
+        }
+        if metrics.current_leader != Some(self.config.node_id) {
+            let leader_address = metrics
+                .current_leader
+                .and_then(|leader| metrics.membership_config.membership().get_node(&leader).map(|n| n.addr.clone()));
+            return Err(HostError::NotLeader { group, leader: metrics.current_leader, leader_address });
+        }
+        if !metrics.membership_config.membership().voter_ids().any(|id| id == to) {
+            return Err(HostError::Membership {
+                group,
+                detail: format!("node {to} is not a voter of group {group}, so it cannot lead it"),
+            });
+        }
+        replica.raft.trigger().transfer_leader(to).await.map_err(|err| HostError::Raft(err.to_string()))?;
+        let mut watched = replica.raft.metrics();
+        let led = tokio::time::timeout(LEADER_TRANSFER_TIMEOUT, async {
+            while watched.borrow_watched().current_leader != Some(to) {
+                if watched.changed().await.is_err() {
+                    return;
+                }
+            }
+        })
+        .await;
+        led.map_err(|_| HostError::NoLeader { group, waited_ms: LEADER_TRANSFER_TIMEOUT.as_millis() as u64 })
     }
 
     /// The leader of `group` as this node's replica sees it, with its address.
@@ -585,6 +620,7 @@ where
                 .map_err(io::Error::other)?;
             reply(imported)
         }
+        RpcKind::TransferLeader => reply(raft.handle_transfer_leader(decode(payload)?).await),
         RpcKind::ReadIndex => {
             // Answered by the host (it needs the group's replica); never reaches here.
             reply::<u64, _>(Err("read index requests are served by the host"))

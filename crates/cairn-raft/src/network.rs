@@ -14,7 +14,10 @@ use cairn_storage::PartitionLog;
 use cairn_types::{GroupId, NodeId, Offset};
 use openraft::errors::{NetworkError, RPCError, ReplicationClosed, StreamingError, Unreachable};
 use openraft::network::RPCOption;
-use openraft::raft::{AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, VoteRequest, VoteResponse};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, TransferLeaderRequest, TransferLeaderResponse,
+    VoteRequest, VoteResponse,
+};
 use openraft::{BasicNode, RaftNetworkFactory, RaftNetworkV2};
 use serde::{Deserialize, Serialize};
 
@@ -42,6 +45,8 @@ pub enum RpcKind {
     InstallSnapshot,
     /// The leader's read index of a partition group: `()` → `u64`.
     ReadIndex,
+    /// The leader asks the target to take over leadership now (openraft's TransferLeader).
+    TransferLeader,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -173,6 +178,14 @@ impl RaftNetworkV2<TypeConfig> for GroupNetwork {
         option: RPCOption,
     ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
         self.call(RpcKind::PreVote, &rpc, option.hard_ttl()).await
+    }
+
+    async fn transfer_leader(
+        &mut self,
+        rpc: TransferLeaderRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<TransferLeaderResponse<TypeConfig>, RPCError<TypeConfig>> {
+        self.call(RpcKind::TransferLeader, &rpc, option.hard_ttl()).await
     }
 
     async fn full_snapshot(

@@ -77,6 +77,7 @@ impl Transport for GrpcTransport {
                 RpcKind::SnapshotChunk => client.snapshot_chunk(message).await,
                 RpcKind::InstallSnapshot => client.install_snapshot(message).await,
                 RpcKind::ReadIndex => client.read_index(message).await,
+                RpcKind::TransferLeader => client.transfer_leader(message).await,
             };
             match reply {
                 Ok(reply) => Ok(reply.into_inner().payload.to_vec()),
@@ -150,5 +151,9 @@ impl RaftTransport for RaftTransportService {
 
     async fn read_index(&self, request: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
         self.serve(request, RpcKind::ReadIndex).await
+    }
+
+    async fn transfer_leader(&self, request: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
+        self.serve(request, RpcKind::TransferLeader).await
     }
 }

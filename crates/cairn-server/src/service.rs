@@ -772,6 +772,54 @@ impl pb::cairn_server::Cairn for CairnService {
         Ok(Response::new(pb::DeleteTopicResponse {}))
     }
 
+    async fn transfer_leader(
+        &self,
+        request: Request<pb::TransferLeaderRequest>,
+    ) -> Result<Response<pb::TransferLeaderResponse>, Status> {
+        let hops = hops(&request);
+        let request = request.into_inner();
+        let topic = self.topic(&request.topic)?;
+        let assignment = topic.partitions.get(request.partition as usize).ok_or_else(|| {
+            status::partition_not_found(&request.topic, request.partition, topic.config.partition_count)
+        })?;
+        if !assignment.replicas.contains(&request.to_node) {
+            return Err(Status::failed_precondition(format!(
+                "node {} holds no replica of {}/{} (replicas: {:?}): only a replica can lead",
+                request.to_node, request.topic, request.partition, assignment.replicas
+            )));
+        }
+        let (group, to) = (assignment.group_id, request.to_node);
+        let leader_address = if self.host.partition(group).is_some() {
+            match self.host.transfer_leader(group, to).await {
+                Ok(()) => return Ok(Response::new(pb::TransferLeaderResponse { leader: to })),
+                Err(HostError::NotLeader { leader_address: Some(address), leader, .. })
+                    if leader != Some(self.host.node_id()) =>
+                {
+                    Some(address)
+                }
+                Err(err) => return Err(status::from_host(err)),
+            }
+        } else {
+            None
+        };
+        if hops >= HOPS_MAX {
+            return Err(Status::unavailable("the partition's leader moved while the request was forwarded; retry"));
+        }
+        // Ask the leader, or a replica (which knows the leader) when this node has none.
+        let address = match leader_address {
+            Some(address) => address,
+            None => {
+                let nodes = self.host.cluster_nodes();
+                assignment
+                    .replicas
+                    .iter()
+                    .find_map(|replica| nodes.get(replica).cloned())
+                    .ok_or_else(|| Status::unavailable("no replica of the partition is reachable; retry"))?
+            }
+        };
+        self.forwarder.client(&address)?.transfer_leader(Forwarder::request(request, hops)).await
+    }
+
     async fn remove_node(
         &self,
         request: Request<pb::RemoveNodeRequest>,

@@ -119,6 +119,13 @@ impl Cairn for FakeCairn {
         Err(Status::unimplemented("the fake server does not alter topics"))
     }
 
+    async fn transfer_leader(
+        &self,
+        _request: Request<proto::TransferLeaderRequest>,
+    ) -> Result<Response<proto::TransferLeaderResponse>, Status> {
+        Err(Status::unimplemented("the fake server is a single node"))
+    }
+
     async fn remove_node(
         &self,
         _request: Request<proto::RemoveNodeRequest>,
