@@ -16,6 +16,10 @@ use crate::{Consistency, proto};
 pub const MESSAGE_BYTES_MAX: usize = 32 * 1024 * 1024;
 /// How long one TCP connect attempt may take.
 const CONNECT_TIMEOUT_MS: u64 = 5_000;
+/// How often an idle connection is checked with an HTTP/2 ping.
+const KEEP_ALIVE_INTERVAL_MS: u64 = 10_000;
+/// How long a ping may go unanswered before the connection counts as dead.
+const KEEP_ALIVE_TIMEOUT_MS: u64 = 5_000;
 
 /// A connection to one Cairn node. Cheap to clone: clones share the connection.
 #[derive(Debug, Clone)]
@@ -37,7 +41,12 @@ impl CairnClient {
         let endpoint = Endpoint::from_shared(uri)
             .map_err(|error| ClientError::InvalidAddress { address: address.to_string(), message: error.to_string() })?
             .connect_timeout(Duration::from_millis(CONNECT_TIMEOUT_MS))
-            .tcp_nodelay(true);
+            .tcp_nodelay(true)
+            // Find a dead connection (a crashed or cut-off node) by HTTP/2 pings, so that
+            // calls on it fail and the channel reconnects, instead of waiting forever.
+            .http2_keep_alive_interval(Duration::from_millis(KEEP_ALIVE_INTERVAL_MS))
+            .keep_alive_timeout(Duration::from_millis(KEEP_ALIVE_TIMEOUT_MS))
+            .keep_alive_while_idle(true);
         let outcome = retry_policy
             .run(|| async { endpoint.connect().await.map_err(|error| tonic::Status::unavailable(error_chain(&error))) })
             .await;

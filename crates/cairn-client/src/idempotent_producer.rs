@@ -10,6 +10,9 @@ use crate::{CairnClient, ClientError, proto};
 
 /// How long one append keeps retrying (leader elections, restarts) before giving up.
 pub const APPEND_RETRY_TOTAL: Duration = Duration::from_secs(30);
+/// How long one attempt waits for its answer (the server itself answers within ~10 s,
+/// waiting out an election).
+const APPEND_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// Appends that are never duplicated, however often they are retried.
 ///
@@ -130,7 +133,11 @@ pub(crate) async fn append_until_answered(
     let mut maybe_applied = false;
     loop {
         attempts += 1;
-        match client.proto_client().append(request.clone()).await {
+        // An attempt that gets no answer in time counts as failed with an unknown outcome.
+        let attempt = tokio::time::timeout(APPEND_ATTEMPT_TIMEOUT, client.proto_client().append(request.clone()))
+            .await
+            .unwrap_or_else(|_| Err(tonic::Status::deadline_exceeded("no answer to the append in time")));
+        match attempt {
             Ok(response) => {
                 let response = response.into_inner();
                 return Ok(AnsweredAppend {
