@@ -10,15 +10,14 @@
 //! unknown, so the producer must be replaced. A definite refusal (a bad record, a limit)
 //! fails only the sends of that batch.
 
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::AtomicU32;
 use std::time::Duration;
 
-use cairn_types::partitioner::partition_for_key;
 use cairn_types::{Offset, PartitionId, Record};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::convert::record_to_proto;
-use crate::idempotent_producer::{FailedAppend, append_until_answered};
+use crate::idempotent_producer::{FailedAppend, append_until_answered, route};
 use crate::{CairnClient, ClientError, proto};
 
 /// How a `BatchingProducer` groups records.
@@ -94,12 +93,7 @@ impl BatchingProducer {
 
     /// The partition a record goes to: `partition` if given, else by key, else round robin.
     pub fn partition_for(&self, partition: Option<PartitionId>, key: Option<&[u8]>) -> PartitionId {
-        let count = self.partition_count().max(1);
-        match (partition, key) {
-            (Some(partition), _) => partition,
-            (None, Some(key)) => partition_for_key(key, count),
-            (None, None) => self.round_robin.fetch_add(1, Ordering::Relaxed) % count,
-        }
+        route(partition, key, self.partition_count(), &self.round_robin)
     }
 
     /// Appends `records` to `partition`, batched with other sends to it; resolves to the

@@ -1,4 +1,5 @@
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use cairn_types::partitioner::partition_for_key;
@@ -27,7 +28,7 @@ pub struct IdempotentProducer {
     producer_id: u64,
     partition_count: u32,
     next_sequence: HashMap<PartitionId, u64>,
-    round_robin: u32,
+    round_robin: AtomicU32,
 }
 
 /// Where an idempotent append landed.
@@ -54,7 +55,7 @@ impl IdempotentProducer {
             producer_id,
             partition_count,
             next_sequence: HashMap::new(),
-            round_robin: 0,
+            round_robin: AtomicU32::new(0),
         })
     }
 
@@ -63,15 +64,8 @@ impl IdempotentProducer {
     }
 
     /// The partition a record goes to: `partition` if given, else by key, else round robin.
-    pub fn partition_for(&mut self, partition: Option<PartitionId>, key: Option<&[u8]>) -> PartitionId {
-        match (partition, key) {
-            (Some(partition), _) => partition,
-            (None, Some(key)) => partition_for_key(key, self.partition_count.max(1)),
-            (None, None) => {
-                self.round_robin = self.round_robin.wrapping_add(1);
-                self.round_robin % self.partition_count.max(1)
-            }
-        }
+    pub fn partition_for(&self, partition: Option<PartitionId>, key: Option<&[u8]>) -> PartitionId {
+        route(partition, key, self.partition_count, &self.round_robin)
     }
 
     /// Appends `records` to `partition` as one batch, retrying until answered. After an
@@ -102,6 +96,22 @@ impl IdempotentProducer {
             attempts: response.attempts,
             applied_index,
         })
+    }
+}
+
+/// Where a record goes: `partition` if given, else by key (Kafka's murmur2, as the
+/// server), else the next partition in round-robin order.
+pub(crate) fn route(
+    partition: Option<PartitionId>,
+    key: Option<&[u8]>,
+    partition_count: u32,
+    round_robin: &AtomicU32,
+) -> PartitionId {
+    let count = partition_count.max(1);
+    match (partition, key) {
+        (Some(partition), _) => partition,
+        (None, Some(key)) => partition_for_key(key, count),
+        (None, None) => round_robin.fetch_add(1, Ordering::Relaxed) % count,
     }
 }
 

@@ -4,6 +4,8 @@
 
 use std::sync::{Arc, RwLock};
 
+/// Read on every Raft message, set at most once: the check compares under a read lock,
+/// without copying the name.
 #[derive(Debug, Clone, Default)]
 pub struct ClusterIdentity(Arc<RwLock<String>>);
 
@@ -28,8 +30,7 @@ impl ClusterIdentity {
     /// only a node whose join was interrupted before that knows none, and takes what it is
     /// sent.
     pub fn admits(&self, sender: &str) -> bool {
-        let mine = self.get();
-        mine.is_empty() || mine == sender
+        self.0.read().is_ok_and(|mine| mine.is_empty() || *mine == sender)
     }
 }
 

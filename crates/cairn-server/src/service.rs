@@ -299,6 +299,25 @@ impl CairnService {
         self.at_controller_leader(hops, || self.host.controller_write(command.clone())).await
     }
 
+    /// Writes a command that creates or changes a topic, then waits until the topic's
+    /// partitions with a replica here have leaders, and describes it; `Err(address)` names
+    /// the controller leader to forward the request to.
+    async fn write_topic(
+        &self,
+        command: ControllerCommand,
+        hops: u32,
+    ) -> Result<Result<pb::TopicDescription, String>, Status> {
+        match self.controller_write(command, hops).await? {
+            Ok(CommandResponse::Topic(result)) => {
+                let topic = result.map_err(status::from_controller)?;
+                self.host.wait_topic_ready(&topic, TOPIC_READY_TIMEOUT).await.map_err(status::from_host)?;
+                Ok(Ok(self.describe(&topic)))
+            }
+            Ok(other) => Err(Status::internal(format!("unexpected controller outcome {other:?}"))),
+            Err(leader) => Ok(Err(leader)),
+        }
+    }
+
     /// Runs `operation` (which needs the controller leader) here, waiting out an election;
     /// `Err(address)` names the leader to forward the request to instead.
     async fn at_controller_leader<T, F, Fut>(&self, hops: u32, mut operation: F) -> Result<Result<T, String>, Status>
@@ -719,16 +738,10 @@ impl pb::cairn_server::Cairn for CairnService {
             config,
             topics_max: self.host.limits().topics_max,
         };
-        let topic = match self.controller_write(command, hops).await? {
-            Ok(CommandResponse::Topic(result)) => result.map_err(status::from_controller)?,
-            Ok(other) => return Err(Status::internal(format!("unexpected controller outcome {other:?}"))),
-            Err(leader) => {
-                let forwarded = Forwarder::request(request, hops);
-                return self.forwarder.client(&leader)?.create_topic(forwarded).await;
-            }
-        };
-        self.host.wait_topic_ready(&topic, TOPIC_READY_TIMEOUT).await.map_err(status::from_host)?;
-        Ok(Response::new(pb::CreateTopicResponse { topic: Some(self.describe(&topic)) }))
+        match self.write_topic(command, hops).await? {
+            Ok(topic) => Ok(Response::new(pb::CreateTopicResponse { topic: Some(topic) })),
+            Err(leader) => self.forwarder.client(&leader)?.create_topic(Forwarder::request(request, hops)).await,
+        }
     }
 
     async fn alter_topic(
@@ -742,16 +755,10 @@ impl pb::cairn_server::Cairn for CairnService {
         grown.validate(self.host.limits().partitions_per_topic_max, usize::MAX).map_err(status::from_topic)?;
         let command =
             ControllerCommand::AddPartitions { name: request.name.clone(), partition_count: request.partitions };
-        let topic = match self.controller_write(command, hops).await? {
-            Ok(CommandResponse::Topic(result)) => result.map_err(status::from_controller)?,
-            Ok(other) => return Err(Status::internal(format!("unexpected controller outcome {other:?}"))),
-            Err(leader) => {
-                let forwarded = Forwarder::request(request, hops);
-                return self.forwarder.client(&leader)?.alter_topic(forwarded).await;
-            }
-        };
-        self.host.wait_topic_ready(&topic, TOPIC_READY_TIMEOUT).await.map_err(status::from_host)?;
-        Ok(Response::new(pb::AlterTopicResponse { topic: Some(self.describe(&topic)) }))
+        match self.write_topic(command, hops).await? {
+            Ok(topic) => Ok(Response::new(pb::AlterTopicResponse { topic: Some(topic) })),
+            Err(leader) => self.forwarder.client(&leader)?.alter_topic(Forwarder::request(request, hops)).await,
+        }
     }
 
     async fn delete_topic(
