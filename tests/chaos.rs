@@ -7,14 +7,13 @@
 
 mod harness;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use cairn_client::{CairnClient, CreateTopicOptions, IdempotentProducer};
-use cairn_types::Record;
+use cairn_client::{CairnClient, CreateTopicOptions};
+use harness::workload::{self, History, connect};
 use harness::{Cluster, FAST_RAFT};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -22,15 +21,6 @@ use rand::{Rng, SeedableRng};
 const PARTITIONS: u32 = 6;
 const WRITERS: usize = 3;
 const KILLS: usize = 10;
-
-/// value → (partition, offset) for acknowledged appends; values never acknowledged; when
-/// each partition's appends were acknowledged.
-#[derive(Default)]
-struct History {
-    acknowledged: HashMap<String, (u32, u64)>,
-    indeterminate: Vec<String>,
-    acknowledged_at: Vec<(u32, Instant)>,
-}
 
 /// Time from `killed` until the first append to `partition` acknowledged after it.
 fn appends_resumed_ms(history: &History, partition: u32, killed: Instant) -> Option<u64> {
@@ -47,59 +37,12 @@ fn median_and_max(mut values: Vec<u64>) -> (u64, u64) {
     (values.get(values.len() / 2).copied().unwrap_or(0), values.last().copied().unwrap_or(0))
 }
 
-async fn connect(address: &str) -> CairnClient {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        match CairnClient::connect(address).await {
-            Ok(client) => return client,
-            Err(err) => assert!(Instant::now() < deadline, "cannot connect to {address}: {err}"),
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-async fn writer(address: String, id: usize, seed: u64, stop: Arc<AtomicBool>, history: Arc<Mutex<History>>) {
-    let client = connect(&address).await;
-    let mut producer = loop {
-        match IdempotentProducer::new(&client, "chaos").await {
-            Ok(producer) => break producer,
-            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
-        }
-    };
-    let mut rng = StdRng::seed_from_u64(seed.wrapping_add(id as u64));
-    for n in 0u64.. {
-        if stop.load(Ordering::Acquire) {
-            break;
-        }
-        let value = format!("w{id}-{n}");
-        let partition = rng.random_range(0..PARTITIONS);
-        // After an error the same record is retried (the producer's contract): a different
-        // record with the same sequence would be taken for the first one.
-        loop {
-            let record = Record { key: None, headers: vec![], value: Bytes::from(value.clone()) };
-            match producer.append(partition, vec![record]).await {
-                Ok(produced) => {
-                    let mut history = history.lock().expect("history");
-                    history.acknowledged.insert(value.clone(), (partition, produced.base_offset));
-                    history.acknowledged_at.push((partition, Instant::now()));
-                    break;
-                }
-                Err(_) if !stop.load(Ordering::Acquire) => tokio::time::sleep(Duration::from_millis(50)).await,
-                Err(_) => {
-                    history.lock().expect("history").indeterminate.push(value.clone());
-                    return;
-                }
-            }
-        }
-    }
-}
-
 /// Everything a node serves: (partition, offset) → (timestamp, value).
 async fn read_node(client: &CairnClient) -> BTreeMap<(u32, u64), (u64, String)> {
     let mut records = BTreeMap::new();
     for partition in 0..PARTITIONS {
-        for r in harness::read_partition(client, "chaos", partition).await {
-            records.insert((partition, r.offset), (r.timestamp_ms, String::from_utf8_lossy(&r.value).into_owned()));
+        for (offset, record) in workload::read_values(client, "chaos", partition).await {
+            records.insert((partition, offset), record);
         }
     }
     records
@@ -125,7 +68,18 @@ async fn chaos_leader_kills_lose_and_duplicate_nothing() {
     let stop = Arc::new(AtomicBool::new(false));
     let history = Arc::new(Mutex::new(History::default()));
     let writers: Vec<_> = (0..WRITERS)
-        .map(|id| tokio::spawn(writer(addresses[id].clone(), id, seed, Arc::clone(&stop), Arc::clone(&history))))
+        .map(|id| {
+            let writer = workload::writer(
+                addresses[id].clone(),
+                "chaos",
+                PARTITIONS,
+                id,
+                seed,
+                Arc::clone(&stop),
+                Arc::clone(&history),
+            );
+            tokio::spawn(writer)
+        })
         .collect();
 
     let mut failover_ms = Vec::new();
@@ -188,21 +142,9 @@ async fn chaos_leader_kills_lose_and_duplicate_nothing() {
         assert!(Instant::now() < deadline, "replicas still differ after 60 s (seed {seed})");
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
-    let log = &replicas[0];
+    let log: BTreeMap<(u32, u64), String> = replicas[0].iter().map(|(k, (_, v))| (*k, v.clone())).collect();
     let history = history.lock().expect("history");
-    let mut seen: HashMap<&str, (u32, u64)> = HashMap::new();
-    let mut duplicated = 0;
-    for (&(partition, offset), (_, value)) in log {
-        if seen.insert(value.as_str(), (partition, offset)).is_some() {
-            duplicated += 1;
-        }
-    }
-    for partition in 0..PARTITIONS {
-        let offsets: Vec<u64> = log.keys().filter(|(p, _)| *p == partition).map(|(_, o)| *o).collect();
-        assert!(offsets.iter().enumerate().all(|(i, &o)| o == i as u64), "partition {partition} offsets not dense");
-    }
-    let lost = history.acknowledged.iter().filter(|(value, at)| seen.get(value.as_str()) != Some(at)).count();
-    let indeterminate_present = history.indeterminate.iter().filter(|v| seen.contains_key(v.as_str())).count();
+    let verdict = workload::check(&log, &history, PARTITIONS);
     let resumed_ms: Vec<u64> = partition_kills
         .iter()
         .filter_map(|&(partition, killed)| appends_resumed_ms(&history, partition, killed))
@@ -210,18 +152,21 @@ async fn chaos_leader_kills_lose_and_duplicate_nothing() {
     let (elected_median, elected_max) = median_and_max(failover_ms.clone());
     let (resumed_median, resumed_max) = median_and_max(resumed_ms.clone());
     eprintln!(
-        "seed {seed}: acknowledged {}, indeterminate {} ({} present), lost {lost}, duplicated {duplicated}, \
+        "seed {seed}: acknowledged {}, indeterminate {} ({} present), lost {}, duplicated {}, \
          diverged 0, records {}; new leader seen, ms over {} kills: median {elected_median} max {elected_max}; \
          appends resumed, ms over {} partition-leader kills: median {resumed_median} max {resumed_max}",
         history.acknowledged.len(),
         history.indeterminate.len(),
-        indeterminate_present,
-        log.len(),
+        verdict.indeterminate_present,
+        verdict.lost,
+        verdict.duplicated,
+        verdict.records,
         failover_ms.len(),
         resumed_ms.len(),
     );
-    assert_eq!(lost, 0, "acknowledged appends lost or moved (seed {seed})");
-    assert_eq!(duplicated, 0, "values stored twice (seed {seed})");
+    assert_eq!(verdict.gaps, 0, "offsets not dense (seed {seed})");
+    assert_eq!(verdict.lost, 0, "acknowledged appends lost or moved (seed {seed})");
+    assert_eq!(verdict.duplicated, 0, "values stored twice (seed {seed})");
     assert!(history.acknowledged.len() > 100, "the writers made progress");
     assert_eq!(failover_ms.len(), KILLS, "the nemesis killed {KILLS} leaders");
 }

@@ -1,7 +1,10 @@
 use cairn_client::CairnClient;
 
 use crate::bench::BenchCommand;
-use crate::{ClusterCommand, ConsumeCommand, LeaderCommand, NodeCommand, ProduceCommand, TopicCommand};
+use crate::{
+    ClusterCommand, ConsumeCommand, LeaderCommand, NodeCommand, OperationCommand, PartitionCommand, ProduceCommand,
+    RebalanceCommand, TopicCommand,
+};
 
 /// The commands that talk to a Cairn cluster.
 #[derive(Debug, Clone, clap::Subcommand)]
@@ -22,6 +25,14 @@ pub enum ClientCommand {
     /// Partition leadership.
     #[command(subcommand)]
     Leader(LeaderCommand),
+    /// Partition replicas: move one to another node.
+    #[command(subcommand)]
+    Partition(PartitionCommand),
+    /// Even out replicas and leaders per node (--dry-run prints the plan).
+    Rebalance(RebalanceCommand),
+    /// Replica moves and decommissions under way.
+    #[command(subcommand)]
+    Operation(OperationCommand),
     /// Load generators: produce, consume and end-to-end throughput and latency.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -39,6 +50,9 @@ pub async fn run(command: ClientCommand, server: &str) -> anyhow::Result<()> {
         ClientCommand::Cluster(command) => command.run(&client, &mut stdout).await,
         ClientCommand::Node(command) => command.run(&client, &mut stdout).await,
         ClientCommand::Leader(command) => command.run(&client, &mut stdout).await,
+        ClientCommand::Partition(command) => command.run(&client, &mut stdout).await,
+        ClientCommand::Rebalance(command) => command.run(&client, &mut stdout).await,
+        ClientCommand::Operation(command) => command.run(&client, &mut stdout).await,
         ClientCommand::Bench(command) => command.run(server, &mut stdout).await,
     }
 }

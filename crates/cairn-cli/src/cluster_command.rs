@@ -4,6 +4,7 @@ use cairn_client::{CairnClient, proto};
 use serde::Serialize;
 
 use crate::OutputFormat;
+use crate::operation_command::{OperationJson, operation_json, write_operations};
 use crate::table::{Table, id_list, optional_number};
 
 /// Inspect the cluster.
@@ -36,6 +37,7 @@ struct ClusterStatusJson<'a> {
     cluster: &'a str,
     nodes: Vec<NodeStatusJson<'a>>,
     groups: Vec<GroupStatusJson<'a>>,
+    operations: Vec<OperationJson<'a>>,
 }
 
 #[derive(Serialize)]
@@ -107,6 +109,7 @@ pub fn write_cluster_status(
                             .collect(),
                     })
                     .collect(),
+                operations: status.operations.iter().map(operation_json).collect(),
             };
             writeln!(out, "{}", serde_json::to_string(&json).map_err(io::Error::other)?)
         }
@@ -151,7 +154,12 @@ pub fn write_cluster_status(
                     lag_list(&group.replica_lag),
                 ]);
             }
-            groups.write(out)
+            groups.write(out)?;
+            if !status.operations.is_empty() {
+                writeln!(out, "\noperations under way:")?;
+                write_operations(&status.operations, OutputFormat::Table, out)?;
+            }
+            Ok(())
         }
     }
 }
@@ -206,6 +214,19 @@ mod tests {
                     replica_lag: vec![],
                 },
             ],
+            operations: vec![proto::OperationStatus {
+                id: 3,
+                kind: "move".to_string(),
+                phase: "copying".to_string(),
+                topic: "orders".to_string(),
+                partition: 2,
+                from_node: 1,
+                to_node: 2,
+                bytes_copied: 10,
+                bytes_total: 20,
+                created_ms: 5,
+                ..Default::default()
+            }],
         }
     }
 
@@ -229,6 +250,10 @@ mod tests {
                      "committed_index": null, "applied_index": null, "high_watermark": 12, "state": "Follower",
                      "replica_lag": []},
                 ],
+                "operations": [
+                    {"id": 3, "kind": "move", "phase": "copying", "topic": "orders", "partition": 2, "from_node": 1,
+                     "to_node": 2, "node_id": 0, "bytes_copied": 10, "bytes_total": 20, "created_ms": 5, "detail": ""},
+                ],
             })
         );
     }
@@ -241,5 +266,6 @@ mod tests {
         assert!(text.contains("(controller)"), "{text}");
         assert!(text.contains("orders"), "{text}");
         assert!(text.contains("1:0,2:9"), "the leader's replica lag: {text}");
+        assert!(text.contains("orders/2 node 1 -> 2"), "the operations under way: {text}");
     }
 }

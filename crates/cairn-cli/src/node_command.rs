@@ -3,6 +3,7 @@ use std::io::Write;
 use cairn_client::CairnClient;
 
 use crate::OutputFormat;
+use crate::operation_command::wait_for_operations;
 use crate::table::Table;
 
 /// The cluster's nodes.
@@ -23,6 +24,16 @@ pub enum NodeCommand {
         #[arg(long)]
         force: bool,
     },
+    /// Move every replica off a node (to the least loaded nodes), then remove it from the
+    /// cluster. Refused when the other nodes cannot hold its replicas. Returns once the
+    /// moves are queued, unless --wait.
+    Decommission {
+        /// The node's id.
+        id: u64,
+        /// Wait until the node is empty and removed.
+        #[arg(long)]
+        wait: bool,
+    },
 }
 
 impl NodeCommand {
@@ -35,6 +46,16 @@ impl NodeCommand {
                     writeln!(out, "removed node {id}")?;
                 } else {
                     writeln!(out, "removed node {id}; it still held {replicas_left} partition replica(s)")?;
+                }
+                return Ok(());
+            }
+            NodeCommand::Decommission { id, wait } => {
+                let ids = client.decommission_node(id).await?;
+                let moves = ids.len().saturating_sub(1);
+                let operation = ids.first().copied().unwrap_or_default();
+                writeln!(out, "operation {operation}: decommissioning node {id}, {moves} replica move(s) queued")?;
+                if wait {
+                    wait_for_operations(client, &ids, out).await?;
                 }
                 return Ok(());
             }

@@ -290,6 +290,68 @@ impl CairnClient {
         }
     }
 
+    /// Queues a move of `topic`/`partition`'s replica on `from_node` to `to_node`; returns
+    /// the move's operation id at once (`list_operations` follows it). A retry that finds
+    /// the move queued by an earlier attempt answers that move.
+    pub async fn move_partition(
+        &self,
+        topic: &str,
+        partition: u32,
+        from_node: u64,
+        to_node: u64,
+    ) -> Result<u64, ClientError> {
+        let request = proto::MovePartitionRequest { topic: topic.to_string(), partition, from_node, to_node };
+        let outcome = self
+            .call_idempotent(request, |mut client, request| async move { client.move_partition(request).await })
+            .await;
+        match outcome.result {
+            Ok(response) => {
+                response.operation_ids.first().copied().ok_or_else(|| missing_field("OperationsResponse.operation_ids"))
+            }
+            Err(status) if outcome.retried && status.code() == tonic::Code::Aborted => {
+                let queued = self.list_operations(false).await?.into_iter().find(|op| {
+                    op.kind == "move"
+                        && op.topic == topic
+                        && op.partition == partition
+                        && op.from_node == from_node
+                        && op.to_node == to_node
+                });
+                queued.map(|op| op.id).ok_or_else(|| status.into())
+            }
+            Err(status) => Err(status.into()),
+        }
+    }
+
+    /// Plans the moves and leader changes that even out replicas and leaders per node and,
+    /// unless `dry_run`, queues them.
+    pub async fn rebalance(&self, dry_run: bool) -> Result<proto::RebalanceResponse, ClientError> {
+        let request = proto::RebalanceRequest { dry_run };
+        let response =
+            self.call_idempotent(request, |mut client, request| async move { client.rebalance(request).await }).await;
+        Ok(response.result?)
+    }
+
+    /// Starts moving every replica off `node_id`, then removing it; returns the
+    /// decommission's operation id, then its moves' ids. Asking again answers the same.
+    pub async fn decommission_node(&self, node_id: u64) -> Result<Vec<u64>, ClientError> {
+        let request = proto::DecommissionNodeRequest { node_id };
+        let response = self
+            .call_idempotent(request, |mut client, request| async move { client.decommission_node(request).await })
+            .await
+            .result?;
+        Ok(response.operation_ids)
+    }
+
+    /// Replica moves and decommissions under way (and, with `all`, recently finished).
+    pub async fn list_operations(&self, all: bool) -> Result<Vec<proto::OperationStatus>, ClientError> {
+        let request = proto::ListOperationsRequest { all };
+        let response = self
+            .call_idempotent(request, |mut client, request| async move { client.list_operations(request).await })
+            .await
+            .result?;
+        Ok(response.operations)
+    }
+
     /// All topics, by name.
     pub async fn list_topics(&self) -> Result<Vec<proto::TopicSummary>, ClientError> {
         let response = self

@@ -1,7 +1,8 @@
-use cairn_types::{NodeId, Offset, Record, TopicConfig};
+use cairn_types::{NodeId, Offset, PartitionId, Record, TopicConfig};
 use serde::{Deserialize, Serialize};
 
 use crate::controller_state::TopicMeta;
+use crate::operation::Phase;
 
 /// What a Raft entry asks a state machine to do.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -75,6 +76,45 @@ pub enum ControllerCommand {
         name: String,
         partition_count: u32,
     },
+    /// Queues a move of one replica of a partition from `from` to `to`.
+    MovePartition {
+        topic: String,
+        partition: PartitionId,
+        from: NodeId,
+        to: NodeId,
+        created_ms: u64,
+        moves_active_max: u32,
+    },
+    /// Plans (at apply time, from the state) and queues the moves and preferred-leader
+    /// changes that even out replicas and leaders per node.
+    Rebalance {
+        created_ms: u64,
+        moves_active_max: u32,
+    },
+    /// Moves every replica off `node_id`; the controller leader removes it once empty.
+    Decommission {
+        node_id: NodeId,
+        created_ms: u64,
+        moves_active_max: u32,
+    },
+    /// The leader of a moving partition reports progress (`Promoting` once caught up).
+    MoveProgress {
+        id: u64,
+        phase: Phase,
+        bytes_copied: u64,
+        bytes_total: u64,
+    },
+    /// The leader of a moving partition reports the membership change complete.
+    FinishOperation {
+        id: u64,
+    },
+    /// Makes `node` the partition's preferred leader (first in its replica list), as an
+    /// operator's leader transfer asks.
+    PreferLeader {
+        topic: String,
+        partition: PartitionId,
+        node: NodeId,
+    },
 }
 
 /// The answer to one applied entry.
@@ -101,6 +141,14 @@ pub enum CommandResponse {
     Misrouted,
     /// The replicas the removed node still held.
     NodeRemoved(Result<u32, ControllerError>),
+    /// The operations a move, rebalance or decommission started.
+    Operations(Result<Vec<u64>, ControllerError>),
+    /// What a rebalance planned, and the ids of the moves it queued.
+    Rebalanced {
+        plan: crate::operation::RebalancePlan,
+        operations: Vec<u64>,
+    },
+    OperationUpdated(Result<(), ControllerError>),
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -136,4 +184,20 @@ pub enum ControllerError {
          (those partitions then run one replica short)"
     )]
     NodeHoldsReplicas { node: NodeId, replicas: u32 },
+    #[error("topic {topic:?} has no partition {partition}")]
+    PartitionNotFound { topic: String, partition: PartitionId },
+    #[error("node {node} holds no replica of {topic}/{partition}")]
+    NotAReplica { node: NodeId, topic: String, partition: PartitionId },
+    #[error("node {node} already holds a replica of {topic}/{partition}; pick another target")]
+    AlreadyAReplica { node: NodeId, topic: String, partition: PartitionId },
+    #[error("{topic}/{partition} is already being moved by operation {operation}; wait for it (cairn operation list)")]
+    PartitionBusy { topic: String, partition: PartitionId, operation: u64 },
+    #[error("node {0} is being decommissioned, so no replica may move to it")]
+    NodeDecommissioning(NodeId),
+    #[error("node {node} cannot be decommissioned: {detail}; add a node first or lower the replication factor")]
+    CannotDecommission { node: NodeId, detail: String },
+    #[error("operation {0} does not exist")]
+    OperationNotFound(u64),
+    #[error("operation {id} is {phase}")]
+    OperationPhase { id: u64, phase: String },
 }

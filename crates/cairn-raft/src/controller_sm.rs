@@ -82,6 +82,11 @@ impl RaftStateMachine<TypeConfig> for ControllerStateMachine {
                         ControllerOutcome::NodeRegistered => CommandResponse::NodeRegistered,
                         ControllerOutcome::ProducerId(id) => CommandResponse::ProducerId(id),
                         ControllerOutcome::NodeRemoved(result) => CommandResponse::NodeRemoved(result),
+                        ControllerOutcome::Operations(result) => CommandResponse::Operations(result),
+                        ControllerOutcome::Rebalanced(plan, operations) => {
+                            CommandResponse::Rebalanced { plan, operations }
+                        }
+                        ControllerOutcome::OperationUpdated(result) => CommandResponse::OperationUpdated(result),
                     }
                 }
                 EntryPayload::Normal(Command::Partition(_)) => CommandResponse::Misrouted,

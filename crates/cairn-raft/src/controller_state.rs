@@ -4,6 +4,7 @@ use cairn_types::{GroupId, NodeId, PartitionId, TopicConfig};
 use serde::{Deserialize, Serialize};
 
 use crate::command::{ControllerCommand, ControllerError};
+use crate::operation::{FINISHED_OPERATIONS_KEPT, LeaderChange, Move, Operation, OperationKind, Phase, RebalancePlan};
 
 /// Cluster metadata, replicated by the controller group. Small: bounded by the topic and
 /// partition limits.
@@ -22,6 +23,26 @@ pub struct ControllerState {
     /// with an empty disk.
     #[serde(default)]
     pub removed: BTreeSet<NodeId>,
+    /// Replica moves and decommissions, active and recently finished, by id.
+    #[serde(default)]
+    pub operations: BTreeMap<u64, Operation>,
+    #[serde(default)]
+    pub next_operation_id: u64,
+    /// Nodes being emptied before their removal: never chosen for new replicas.
+    #[serde(default)]
+    pub decommissioning: BTreeSet<NodeId>,
+    /// How many moves copy or promote at once; more wait queued. Set by the command that
+    /// last queued moves.
+    #[serde(default)]
+    pub moves_active_max: u32,
+    /// The placeable nodes at the last rebalance: automatic balancing starts when the set
+    /// of nodes differs (a node joined, or is being decommissioned or was removed).
+    #[serde(default)]
+    pub balanced_nodes: BTreeSet<NodeId>,
+    /// The last rebalance could not plan every move it wanted (a partition moves once per
+    /// round): the controller leader runs another round once its moves are done.
+    #[serde(default)]
+    pub rebalance_unfinished: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -35,8 +56,15 @@ pub struct TopicMeta {
 pub struct PartitionAssignment {
     pub partition: PartitionId,
     pub group_id: GroupId,
-    /// The nodes that hold a replica; the first one bootstraps the group.
+    /// The nodes that hold a replica (during a move, the target too). The first one is the
+    /// preferred leader, and bootstraps the group unless the group was ever reassigned.
     pub replicas: Vec<NodeId>,
+    /// The active operation (a move) on this partition: at most one at a time.
+    #[serde(default)]
+    pub operation: Option<u64>,
+    /// Set once a move completed: the replica list no longer names the group's founder.
+    #[serde(default)]
+    pub reassigned: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -46,6 +74,9 @@ pub enum ControllerOutcome {
     NodeRegistered,
     ProducerId(u64),
     NodeRemoved(Result<u32, ControllerError>),
+    Operations(Result<Vec<u64>, ControllerError>),
+    Rebalanced(RebalancePlan, Vec<u64>),
+    OperationUpdated(Result<(), ControllerError>),
 }
 
 impl ControllerState {
@@ -70,16 +101,531 @@ impl ControllerState {
                 self.next_producer_id = id + 1;
                 ControllerOutcome::ProducerId(id)
             }
-            ControllerCommand::DeleteTopic { name } => ControllerOutcome::TopicDeleted(
-                self.topics.remove(name).map(|_| ()).ok_or_else(|| ControllerError::TopicNotFound(name.clone())),
-            ),
+            ControllerCommand::DeleteTopic { name } => ControllerOutcome::TopicDeleted(self.delete_topic(name)),
             ControllerCommand::AddPartitions { name, partition_count } => {
                 ControllerOutcome::Topic(self.add_partitions(name, *partition_count, members))
             }
             ControllerCommand::RemoveNode { node_id, force } => {
                 ControllerOutcome::NodeRemoved(self.remove_node(*node_id, *force, members))
             }
+            ControllerCommand::MovePartition { topic, partition, from, to, created_ms, moves_active_max } => {
+                self.moves_active_max = *moves_active_max;
+                let moved = self.move_partition(topic, *partition, *from, *to, *created_ms, members);
+                self.activate_queued_moves();
+                ControllerOutcome::Operations(moved.map(|id| vec![id]))
+            }
+            ControllerCommand::Rebalance { created_ms, moves_active_max } => {
+                self.moves_active_max = *moves_active_max;
+                let plan = self.plan_rebalance(members);
+                self.balanced_nodes = self.placeable_nodes(members).into_keys().collect();
+                self.rebalance_unfinished = plan.unfinished && !plan.moves.is_empty();
+                let ids = self.apply_plan(plan.clone(), *created_ms);
+                self.activate_queued_moves();
+                ControllerOutcome::Rebalanced(plan, ids)
+            }
+            ControllerCommand::Decommission { node_id, created_ms, moves_active_max } => {
+                self.moves_active_max = *moves_active_max;
+                let started = self.decommission(*node_id, *created_ms, members);
+                self.activate_queued_moves();
+                ControllerOutcome::Operations(started)
+            }
+            ControllerCommand::MoveProgress { id, phase, bytes_copied, bytes_total } => {
+                ControllerOutcome::OperationUpdated(self.move_progress(*id, *phase, *bytes_copied, *bytes_total))
+            }
+            ControllerCommand::PreferLeader { topic, partition, node } => {
+                ControllerOutcome::OperationUpdated(self.prefer_leader(topic, *partition, *node))
+            }
+            ControllerCommand::FinishOperation { id } => {
+                let finished = self.finish_operation(*id);
+                self.activate_queued_moves();
+                ControllerOutcome::OperationUpdated(finished)
+            }
         }
+    }
+
+    fn delete_topic(&mut self, name: &str) -> Result<(), ControllerError> {
+        let topic = self.topics.remove(name).ok_or_else(|| ControllerError::TopicNotFound(name.to_owned()))?;
+        for id in topic.partitions.iter().filter_map(|p| p.operation) {
+            if let Some(op) = self.operations.get_mut(&id) {
+                op.phase = Phase::Cancelled;
+                op.detail = "the topic was deleted".into();
+            }
+        }
+        self.activate_queued_moves();
+        self.forget_finished_operations();
+        Ok(())
+    }
+
+    fn prefer_leader(&mut self, topic: &str, partition: PartitionId, node: NodeId) -> Result<(), ControllerError> {
+        let assignment = self.assignment(topic, partition)?;
+        if !assignment.replicas.contains(&node) {
+            return Err(ControllerError::NotAReplica { node, topic: topic.to_owned(), partition });
+        }
+        if let Some(operation) = assignment.operation {
+            return Err(ControllerError::PartitionBusy { topic: topic.to_owned(), partition, operation });
+        }
+        if let Some(assignment) = self.assignment_mut(topic, partition)
+            && let Some(position) = assignment.replicas.iter().position(|n| *n == node)
+        {
+            assignment.replicas[..=position].rotate_right(1);
+        }
+        Ok(())
+    }
+
+    /// The assignment of `topic`/`partition`.
+    pub fn assignment(&self, topic: &str, partition: PartitionId) -> Result<&PartitionAssignment, ControllerError> {
+        let meta = self.topics.get(topic).ok_or_else(|| ControllerError::TopicNotFound(topic.to_owned()))?;
+        meta.partitions
+            .iter()
+            .find(|p| p.partition == partition)
+            .ok_or_else(|| ControllerError::PartitionNotFound { topic: topic.to_owned(), partition })
+    }
+
+    fn assignment_mut(&mut self, topic: &str, partition: PartitionId) -> Option<&mut PartitionAssignment> {
+        self.topics.get_mut(topic)?.partitions.iter_mut().find(|p| p.partition == partition)
+    }
+
+    /// Nodes new replicas may go to: the cluster's nodes less those being decommissioned.
+    pub fn placeable_nodes(&self, members: &BTreeMap<NodeId, String>) -> BTreeMap<NodeId, String> {
+        let mut nodes = self.all_nodes(members);
+        nodes.retain(|id, _| !self.decommissioning.contains(id));
+        nodes
+    }
+
+    fn move_partition(
+        &mut self,
+        topic: &str,
+        partition: PartitionId,
+        from: NodeId,
+        to: NodeId,
+        created_ms: u64,
+        members: &BTreeMap<NodeId, String>,
+    ) -> Result<u64, ControllerError> {
+        if !self.placeable_nodes(members).contains_key(&to) {
+            return Err(if self.decommissioning.contains(&to) {
+                ControllerError::NodeDecommissioning(to)
+            } else {
+                ControllerError::NodeNotFound(to)
+            });
+        }
+        let assignment = self.assignment(topic, partition)?;
+        if let Some(operation) = assignment.operation {
+            return Err(ControllerError::PartitionBusy { topic: topic.to_owned(), partition, operation });
+        }
+        if !assignment.replicas.contains(&from) {
+            return Err(ControllerError::NotAReplica { node: from, topic: topic.to_owned(), partition });
+        }
+        if assignment.replicas.contains(&to) {
+            return Err(ControllerError::AlreadyAReplica { node: to, topic: topic.to_owned(), partition });
+        }
+        let group_id = assignment.group_id;
+        let planned = Move { topic: topic.to_owned(), partition, group_id, from, to, leader: None };
+        Ok(self.queue_move(planned, created_ms))
+    }
+
+    fn new_operation(&mut self, kind: OperationKind, phase: Phase, created_ms: u64) -> u64 {
+        let id = self.next_operation_id.max(1);
+        self.next_operation_id = id + 1;
+        let operation =
+            Operation { id, kind, phase, created_ms, bytes_copied: 0, bytes_total: 0, detail: String::new() };
+        self.operations.insert(id, operation);
+        id
+    }
+
+    fn queue_move(&mut self, planned: Move, created_ms: u64) -> u64 {
+        let (topic, partition) = (planned.topic.clone(), planned.partition);
+        let id = self.new_operation(OperationKind::Move(planned), Phase::Queued, created_ms);
+        if let Some(assignment) = self.assignment_mut(&topic, partition) {
+            assignment.operation = Some(id);
+        }
+        id
+    }
+
+    /// Starts queued moves, oldest first, while fewer than `moves_active_max` run.
+    fn activate_queued_moves(&mut self) {
+        let limit = self.moves_active_max.max(1) as usize;
+        let mut running = self.operations.values().filter(|op| op.as_move().is_some() && op.phase.is_running()).count();
+        let queued: Vec<u64> = self
+            .operations
+            .values()
+            .filter(|op| op.as_move().is_some() && op.phase == Phase::Queued)
+            .map(|op| op.id)
+            .collect();
+        for id in queued {
+            if running >= limit {
+                break;
+            }
+            let Some(planned) = self.operations.get(&id).and_then(|op| op.as_move().cloned()) else { continue };
+            let Some(assignment) = self.assignment_mut(&planned.topic, planned.partition) else { continue };
+            assignment.replicas.push(planned.to);
+            if let Some(op) = self.operations.get_mut(&id) {
+                op.phase = Phase::Copying;
+            }
+            running += 1;
+        }
+    }
+
+    /// The leader of a moving partition reports progress; `Promoting` once the target has
+    /// caught up.
+    fn move_progress(
+        &mut self,
+        id: u64,
+        phase: Phase,
+        bytes_copied: u64,
+        bytes_total: u64,
+    ) -> Result<(), ControllerError> {
+        let op = self.operations.get_mut(&id).ok_or(ControllerError::OperationNotFound(id))?;
+        let allowed = matches!((op.phase, phase), (Phase::Copying, Phase::Copying | Phase::Promoting));
+        if !allowed {
+            return Err(ControllerError::OperationPhase { id, phase: op.phase.name().to_owned() });
+        }
+        op.phase = phase;
+        op.bytes_copied = bytes_copied;
+        op.bytes_total = bytes_total;
+        Ok(())
+    }
+
+    /// The leader of a moving partition reports that the group's membership matches the
+    /// desired state: a promoted move is done (the source leaves the replica list, so it
+    /// deletes its copy), a cancelled one is over.
+    fn finish_operation(&mut self, id: u64) -> Result<(), ControllerError> {
+        let op = self.operations.get(&id).ok_or(ControllerError::OperationNotFound(id))?;
+        let Some(planned) = op.as_move().cloned() else {
+            return Err(ControllerError::OperationPhase { id, phase: op.phase.name().to_owned() });
+        };
+        let phase = match op.phase {
+            Phase::Promoting => Phase::Done,
+            Phase::Cancelling => Phase::Cancelled,
+            other => return Err(ControllerError::OperationPhase { id, phase: other.name().to_owned() }),
+        };
+        if let Some(assignment) = self.assignment_mut(&planned.topic, planned.partition) {
+            if phase == Phase::Done {
+                assignment.replicas.retain(|n| *n != planned.to);
+                if let Some(slot) = assignment.replicas.iter_mut().find(|n| **n == planned.from) {
+                    *slot = planned.to;
+                }
+                if let Some(leader) = planned.leader
+                    && let Some(position) = assignment.replicas.iter().position(|n| *n == leader)
+                {
+                    assignment.replicas[..=position].rotate_right(1);
+                }
+                assignment.reassigned = true;
+            }
+            assignment.operation = None;
+        }
+        if let Some(op) = self.operations.get_mut(&id) {
+            op.phase = phase;
+            if phase == Phase::Done {
+                op.bytes_copied = op.bytes_copied.max(op.bytes_total);
+            }
+        }
+        self.forget_finished_operations();
+        Ok(())
+    }
+
+    /// Stops move `id`: a queued one at once; a running one leaves its target out of the
+    /// replica list and waits for the leader to restore the voters (`Cancelling`).
+    fn cancel_move(&mut self, id: u64, reason: &str) {
+        let Some(op) = self.operations.get(&id) else { return };
+        let Some(planned) = op.as_move().cloned() else { return };
+        let phase = op.phase;
+        let assignment = self.assignment_mut(&planned.topic, planned.partition);
+        let next = match (phase, assignment) {
+            (Phase::Copying | Phase::Promoting, Some(assignment)) => {
+                assignment.replicas.retain(|n| *n != planned.to);
+                Phase::Cancelling
+            }
+            (Phase::Queued | Phase::Copying | Phase::Promoting, assignment) => {
+                if let Some(assignment) = assignment {
+                    assignment.operation = None;
+                }
+                Phase::Cancelled
+            }
+            _ => return,
+        };
+        if let Some(op) = self.operations.get_mut(&id) {
+            op.phase = next;
+            op.detail = reason.to_owned();
+        }
+    }
+
+    /// Forgets the oldest finished operations beyond `FINISHED_OPERATIONS_KEPT`.
+    fn forget_finished_operations(&mut self) {
+        let finished: Vec<u64> = self.operations.values().filter(|op| !op.phase.is_active()).map(|op| op.id).collect();
+        for id in finished.iter().take(finished.len().saturating_sub(FINISHED_OPERATIONS_KEPT)) {
+            self.operations.remove(id);
+        }
+    }
+
+    /// The replica list a partition will have once its active move (if any) is done.
+    pub fn projected_replicas(&self, assignment: &PartitionAssignment) -> Vec<NodeId> {
+        let mut replicas = assignment.replicas.clone();
+        let active = assignment.operation.and_then(|id| self.operations.get(&id));
+        if let Some(op) = active
+            && let Some(planned) = op.as_move()
+            && matches!(op.phase, Phase::Queued | Phase::Copying | Phase::Promoting)
+        {
+            replicas.retain(|n| *n != planned.to);
+            if let Some(slot) = replicas.iter_mut().find(|n| **n == planned.from) {
+                *slot = planned.to;
+            }
+            if let Some(leader) = planned.leader
+                && let Some(position) = replicas.iter().position(|n| *n == leader)
+            {
+                replicas[..=position].rotate_right(1);
+            }
+        }
+        replicas
+    }
+
+    /// The voters and learners the group of `assignment` should have now: what the leader
+    /// of the group drives its Raft membership to.
+    pub fn desired_membership(&self, assignment: &PartitionAssignment) -> (BTreeSet<NodeId>, BTreeSet<NodeId>) {
+        let mut voters: BTreeSet<NodeId> = assignment.replicas.iter().copied().collect();
+        let mut learners = BTreeSet::new();
+        let active = assignment.operation.and_then(|id| self.operations.get(&id));
+        if let Some(op) = active
+            && let Some(planned) = op.as_move()
+        {
+            match op.phase {
+                Phase::Copying => {
+                    voters.remove(&planned.to);
+                    learners.insert(planned.to);
+                }
+                Phase::Promoting => {
+                    voters.remove(&planned.from);
+                }
+                _ => {}
+            }
+        }
+        (voters, learners)
+    }
+
+    /// A plan that evens out replicas per node (within one), then preferred leaders per
+    /// node (within one), with as few moves as it can: each move takes one replica from the
+    /// fullest node to the emptiest one that lacks that partition. Partitions with an
+    /// operation under way are left alone but counted as they will end up.
+    pub fn plan_rebalance(&self, members: &BTreeMap<NodeId, String>) -> RebalancePlan {
+        struct Slot {
+            topic: String,
+            partition: PartitionId,
+            group_id: GroupId,
+            replicas: Vec<NodeId>,
+            busy: bool,
+            planned_move: Option<usize>,
+        }
+        let nodes: Vec<NodeId> = self.placeable_nodes(members).into_keys().collect();
+        let mut plan = RebalancePlan::default();
+        if nodes.len() < 2 {
+            return plan;
+        }
+        let mut slots: Vec<Slot> = self
+            .topics
+            .values()
+            .flat_map(|t| t.partitions.iter().map(move |p| (t, p)))
+            .map(|(t, p)| Slot {
+                topic: t.name.clone(),
+                partition: p.partition,
+                group_id: p.group_id,
+                replicas: self.projected_replicas(p),
+                busy: p.operation.is_some(),
+                planned_move: None,
+            })
+            .collect();
+        let mut replica_counts: BTreeMap<NodeId, usize> = nodes.iter().map(|n| (*n, 0)).collect();
+        for replica in slots.iter().flat_map(|s| s.replicas.iter()) {
+            if let Some(count) = replica_counts.get_mut(replica) {
+                *count += 1;
+            }
+        }
+        // Replicas: the fullest node gives one to the emptiest node that can take it.
+        for _ in 0..slots.iter().map(|s| s.replicas.len()).sum::<usize>() {
+            let Some((&fullest, &most)) =
+                replica_counts.iter().max_by_key(|(id, count)| (**count, std::cmp::Reverse(**id)))
+            else {
+                break;
+            };
+            let mut targets: Vec<(usize, NodeId)> =
+                replica_counts.iter().filter(|(_, c)| most > **c + 1).map(|(id, c)| (*c, *id)).collect();
+            targets.sort_unstable();
+            if targets.is_empty() {
+                break;
+            }
+            let found = targets.iter().find_map(|(_, target)| {
+                slots
+                    .iter()
+                    .position(|s| {
+                        !s.busy
+                            && s.planned_move.is_none()
+                            && s.replicas.contains(&fullest)
+                            && !s.replicas.contains(target)
+                    })
+                    .map(|slot| (slot, *target))
+            });
+            let Some((slot, target)) = found else {
+                // Partitions already moving (or moved by this plan) were the only candidates:
+                // another round, once these moves are done, goes on.
+                plan.unfinished = slots.iter().any(|s| s.busy || s.planned_move.is_some());
+                break;
+            };
+            let slot = &mut slots[slot];
+            if let Some(position) = slot.replicas.iter().position(|n| *n == fullest) {
+                slot.replicas[position] = target;
+            }
+            slot.planned_move = Some(plan.moves.len());
+            plan.moves.push(Move {
+                topic: slot.topic.clone(),
+                partition: slot.partition,
+                group_id: slot.group_id,
+                from: fullest,
+                to: target,
+                leader: None,
+            });
+            *replica_counts.entry(fullest).or_default() -= 1;
+            *replica_counts.entry(target).or_default() += 1;
+        }
+        // Leaders: the node preferred by the most partitions hands one to a replica that is
+        // preferred by the fewest.
+        let mut leader_counts: BTreeMap<NodeId, usize> = nodes.iter().map(|n| (*n, 0)).collect();
+        for slot in &slots {
+            if let Some(count) = slot.replicas.first().and_then(|n| leader_counts.get_mut(n)) {
+                *count += 1;
+            }
+        }
+        for _ in 0..slots.len() {
+            let Some((&busiest, &most)) =
+                leader_counts.iter().max_by_key(|(id, count)| (**count, std::cmp::Reverse(**id)))
+            else {
+                break;
+            };
+            let mut targets: Vec<(usize, NodeId)> =
+                leader_counts.iter().filter(|(_, c)| most > **c + 1).map(|(id, c)| (*c, *id)).collect();
+            targets.sort_unstable();
+            let found = targets.iter().find_map(|(_, target)| {
+                slots
+                    .iter()
+                    .position(|s| !s.busy && s.replicas.first() == Some(&busiest) && s.replicas.contains(target))
+                    .map(|slot| (slot, *target))
+            });
+            let Some((slot, target)) = found else { break };
+            let slot = &mut slots[slot];
+            if let Some(position) = slot.replicas.iter().position(|n| *n == target) {
+                slot.replicas[..=position].rotate_right(1);
+            }
+            match slot.planned_move {
+                Some(index) => plan.moves[index].leader = Some(target),
+                None => plan.leaders.push(LeaderChange {
+                    topic: slot.topic.clone(),
+                    partition: slot.partition,
+                    group_id: slot.group_id,
+                    from: busiest,
+                    to: target,
+                }),
+            }
+            *leader_counts.entry(busiest).or_default() -= 1;
+            *leader_counts.entry(target).or_default() += 1;
+        }
+        // A partition may have changed its preferred leader twice: keep only its last change.
+        let mut seen = BTreeSet::new();
+        plan.leaders.reverse();
+        plan.leaders.retain(|change| seen.insert(change.group_id));
+        plan.leaders.reverse();
+        plan
+    }
+
+    /// Queues the plan's moves and reorders the preferred leaders; returns the moves' ids.
+    fn apply_plan(&mut self, plan: RebalancePlan, created_ms: u64) -> Vec<u64> {
+        for change in &plan.leaders {
+            if let Some(assignment) = self.assignment_mut(&change.topic, change.partition)
+                && let Some(position) = assignment.replicas.iter().position(|n| *n == change.to)
+            {
+                assignment.replicas[..=position].rotate_right(1);
+            }
+        }
+        plan.moves.into_iter().map(|planned| self.queue_move(planned, created_ms)).collect()
+    }
+
+    /// Starts emptying `node`: a move for each of its replicas to the least loaded node that
+    /// lacks the partition, then (driven by the controller leader) its removal. Refused when
+    /// some partition would have nowhere to go. Returns the decommission's id, then the
+    /// moves' ids. Asking again answers the running decommission.
+    fn decommission(
+        &mut self,
+        node: NodeId,
+        created_ms: u64,
+        members: &BTreeMap<NodeId, String>,
+    ) -> Result<Vec<u64>, ControllerError> {
+        if !self.all_nodes(members).contains_key(&node) {
+            return Err(ControllerError::NodeNotFound(node));
+        }
+        if let Some(op) = self
+            .operations
+            .values()
+            .find(|op| op.phase.is_active() && matches!(op.kind, OperationKind::Decommission { node: n } if n == node))
+        {
+            return Ok(vec![op.id]);
+        }
+        let mut remaining = self.placeable_nodes(members);
+        remaining.remove(&node);
+        let mut counts: BTreeMap<NodeId, usize> = remaining.keys().map(|n| (*n, 0)).collect();
+        for (_, assignment) in self.topics.values().flat_map(|t| t.partitions.iter().map(move |p| (t, p))) {
+            for replica in self.projected_replicas(assignment) {
+                if let Some(count) = counts.get_mut(&replica) {
+                    *count += 1;
+                }
+            }
+        }
+        let mut cancels = Vec::new();
+        let mut moves = Vec::new();
+        for (topic, assignment) in self.groups_of(node) {
+            let partition = assignment.partition;
+            let active = assignment.operation.and_then(|id| self.operations.get(&id));
+            if let Some(op) = active {
+                match op.as_move() {
+                    Some(m) if m.from == node => continue,
+                    Some(m) if m.to == node && matches!(op.phase, Phase::Queued | Phase::Copying) => {
+                        cancels.push(op.id);
+                        continue;
+                    }
+                    _ => {
+                        return Err(ControllerError::PartitionBusy {
+                            topic: topic.name.clone(),
+                            partition,
+                            operation: op.id,
+                        });
+                    }
+                }
+            }
+            let projected = self.projected_replicas(assignment);
+            let target = counts
+                .iter()
+                .filter(|(n, _)| !projected.contains(n))
+                .min_by_key(|(n, count)| (**count, **n))
+                .map(|(n, _)| *n)
+                .ok_or_else(|| ControllerError::CannotDecommission {
+                    node,
+                    detail: format!(
+                        "partition {}/{partition} (replication factor {}) would have no node left to move to",
+                        topic.name, topic.config.replication_factor
+                    ),
+                })?;
+            *counts.entry(target).or_default() += 1;
+            moves.push(Move {
+                topic: topic.name.clone(),
+                partition,
+                group_id: assignment.group_id,
+                from: node,
+                to: target,
+                leader: None,
+            });
+        }
+        for id in cancels {
+            self.cancel_move(id, &format!("node {node} is being decommissioned"));
+        }
+        self.decommissioning.insert(node);
+        let mut ids = vec![self.new_operation(OperationKind::Decommission { node }, Phase::Copying, created_ms)];
+        ids.extend(moves.into_iter().map(|planned| self.queue_move(planned, created_ms)));
+        Ok(ids)
     }
 
     /// Deregisters `node`; the caller then removes it from the controller group.
@@ -98,6 +644,26 @@ impl ControllerState {
         }
         self.nodes.remove(&node);
         self.removed.insert(node);
+        self.decommissioning.remove(&node);
+        let ended: Vec<(u64, bool)> = self
+            .operations
+            .values()
+            .filter(|op| op.phase.is_active())
+            .filter_map(|op| match &op.kind {
+                OperationKind::Move(m) if m.to == node => Some((op.id, true)),
+                OperationKind::Decommission { node: n } if *n == node => Some((op.id, false)),
+                _ => None,
+            })
+            .collect();
+        for (id, is_move) in ended {
+            if is_move {
+                self.cancel_move(id, &format!("target node {node} was removed from the cluster"));
+            } else if let Some(op) = self.operations.get_mut(&id) {
+                op.phase = Phase::Done;
+            }
+        }
+        self.activate_queued_moves();
+        self.forget_finished_operations();
         Ok(replicas)
     }
 
@@ -154,7 +720,7 @@ impl ControllerState {
         replication_factor: u32,
         members: &BTreeMap<NodeId, String>,
     ) -> Result<Vec<PartitionAssignment>, ControllerError> {
-        let nodes: Vec<NodeId> = self.all_nodes(members).into_keys().collect();
+        let nodes: Vec<NodeId> = self.placeable_nodes(members).into_keys().collect();
         let rf = replication_factor as usize;
         if rf == 0 || rf > nodes.len() {
             return Err(ControllerError::NotEnoughNodes { requested: replication_factor, nodes: nodes.len() });
@@ -167,7 +733,7 @@ impl ControllerState {
                 let replicas = (0..rf).map(|r| nodes[(first + r) % nodes.len()]).collect();
                 let group_id = self.next_group_id.max(1);
                 self.next_group_id = group_id + 1;
-                PartitionAssignment { partition, group_id, replicas }
+                PartitionAssignment { partition, group_id, replicas, operation: None, reassigned: false }
             })
             .collect())
     }
@@ -310,6 +876,269 @@ mod tests {
             state.apply(&ControllerCommand::AddPartitions { name: "u".into(), partition_count: 3 }, &members),
             ControllerOutcome::Topic(Err(ControllerError::TopicNotFound(_)))
         ));
+    }
+
+    fn members(nodes: std::ops::RangeInclusive<NodeId>) -> BTreeMap<NodeId, String> {
+        nodes.map(|n| (n, format!("n{n}"))).collect()
+    }
+
+    fn operations(outcome: ControllerOutcome) -> Result<Vec<u64>, ControllerError> {
+        match outcome {
+            ControllerOutcome::Operations(result) => result,
+            ControllerOutcome::Rebalanced(_, ids) => Ok(ids),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    fn move_command(topic: &str, partition: u32, from: NodeId, to: NodeId) -> ControllerCommand {
+        ControllerCommand::MovePartition {
+            topic: topic.into(),
+            partition,
+            from,
+            to,
+            created_ms: 1,
+            moves_active_max: 2,
+        }
+    }
+
+    /// Plays the partition leaders' part: every running move reports caught up, then done,
+    /// until no operation is active.
+    fn complete_moves(state: &mut ControllerState, members: &BTreeMap<NodeId, String>) {
+        for _ in 0..1_000 {
+            let running: Vec<(u64, Phase)> = state
+                .operations
+                .values()
+                .filter(|op| op.as_move().is_some() && op.phase.is_running())
+                .map(|op| (op.id, op.phase))
+                .collect();
+            if running.is_empty() {
+                return;
+            }
+            for (id, phase) in running {
+                let command = if phase == Phase::Copying {
+                    ControllerCommand::MoveProgress { id, phase: Phase::Promoting, bytes_copied: 0, bytes_total: 0 }
+                } else {
+                    ControllerCommand::FinishOperation { id }
+                };
+                let outcome = state.apply(&command, members);
+                assert!(matches!(outcome, ControllerOutcome::OperationUpdated(Ok(()))), "{outcome:?}");
+            }
+        }
+        panic!("moves never finished");
+    }
+
+    fn replica_counts(state: &ControllerState) -> BTreeMap<NodeId, usize> {
+        let mut counts = BTreeMap::new();
+        for p in state.topics.values().flat_map(|t| t.partitions.iter()) {
+            for r in &p.replicas {
+                *counts.entry(*r).or_default() += 1;
+            }
+        }
+        counts
+    }
+
+    fn leader_counts(state: &ControllerState) -> BTreeMap<NodeId, usize> {
+        let mut counts = BTreeMap::new();
+        for p in state.topics.values().flat_map(|t| t.partitions.iter()) {
+            *counts.entry(p.replicas[0]).or_default() += 1;
+        }
+        counts
+    }
+
+    fn spread(counts: &BTreeMap<NodeId, usize>, nodes: &[NodeId]) -> usize {
+        let values: Vec<usize> = nodes.iter().map(|n| counts.get(n).copied().unwrap_or(0)).collect();
+        values.iter().max().unwrap_or(&0) - values.iter().min().unwrap_or(&0)
+    }
+
+    #[test]
+    fn a_move_adds_the_target_then_swaps_it_in_and_only_then_drops_the_source() {
+        let mut state = ControllerState::default();
+        let members = members(1..=3);
+        state.apply(
+            &ControllerCommand::CreateTopic { name: "t".into(), config: config(1, 2), topics_max: 10 },
+            &members,
+        );
+        let before = state.topics["t"].partitions[0].replicas.clone();
+        let from = before[0];
+        let to = (1..=3).find(|n| !before.contains(n)).expect("a free node");
+        let ids = operations(state.apply(&move_command("t", 0, from, to), &members)).expect("queued");
+        let id = ids[0];
+        let assignment = &state.topics["t"].partitions[0];
+        assert_eq!(state.operations[&id].phase, Phase::Copying, "a free slot starts it at once");
+        assert_eq!(assignment.replicas, [before.clone(), vec![to]].concat(), "the target runs a replica");
+        let (voters, learners) = state.desired_membership(assignment);
+        assert_eq!(voters, before.iter().copied().collect(), "voters unchanged while copying");
+        assert_eq!(learners, BTreeSet::from([to]));
+
+        let progress = ControllerCommand::MoveProgress { id, phase: Phase::Promoting, bytes_copied: 5, bytes_total: 5 };
+        state.apply(&progress, &members);
+        let (voters, learners) = state.desired_membership(&state.topics["t"].partitions[0]);
+        assert_eq!(voters, BTreeSet::from([before[1], to]), "the target replaces the source");
+        assert!(learners.is_empty());
+        assert_eq!(state.topics["t"].partitions[0].replicas.len(), 3, "the source keeps its copy until done");
+
+        state.apply(&ControllerCommand::FinishOperation { id }, &members);
+        let assignment = &state.topics["t"].partitions[0];
+        assert_eq!(assignment.replicas, vec![to, before[1]], "the target takes the source's place");
+        assert!(assignment.reassigned && assignment.operation.is_none());
+        assert_eq!(state.operations[&id].phase, Phase::Done);
+        assert!(matches!(
+            state.apply(&ControllerCommand::FinishOperation { id }, &members),
+            ControllerOutcome::OperationUpdated(Err(ControllerError::OperationPhase { .. }))
+        ));
+    }
+
+    #[test]
+    fn bad_moves_are_refused_with_the_reason() {
+        let mut state = ControllerState::default();
+        let members = members(1..=3);
+        state.apply(
+            &ControllerCommand::CreateTopic { name: "t".into(), config: config(1, 2), topics_max: 10 },
+            &members,
+        );
+        let replicas = state.topics["t"].partitions[0].replicas.clone();
+        let free = (1..=3).find(|n| !replicas.contains(n)).expect("a free node");
+        let mut attempt = |command| operations(state.apply(&command, &members));
+        assert_eq!(attempt(move_command("t", 0, replicas[0], 9)), Err(ControllerError::NodeNotFound(9)));
+        assert!(matches!(
+            attempt(move_command("t", 0, replicas[0], replicas[1])),
+            Err(ControllerError::AlreadyAReplica { .. })
+        ));
+        assert!(matches!(attempt(move_command("t", 0, free, replicas[0])), Err(ControllerError::NotAReplica { .. })));
+        assert!(matches!(
+            attempt(move_command("t", 3, replicas[0], free)),
+            Err(ControllerError::PartitionNotFound { .. })
+        ));
+        assert!(matches!(attempt(move_command("u", 0, replicas[0], free)), Err(ControllerError::TopicNotFound(_))));
+        let first = attempt(move_command("t", 0, replicas[0], free)).expect("first move");
+        assert_eq!(
+            attempt(move_command("t", 0, replicas[1], free)),
+            Err(ControllerError::PartitionBusy { topic: "t".into(), partition: 0, operation: first[0] }),
+            "two conflicting moves of one partition"
+        );
+    }
+
+    #[test]
+    fn moves_beyond_the_limit_wait_queued() {
+        let mut state = ControllerState::default();
+        let members = members(1..=3);
+        state.apply(
+            &ControllerCommand::CreateTopic { name: "t".into(), config: config(3, 1), topics_max: 10 },
+            &members,
+        );
+        let mut ids = Vec::new();
+        for p in 0..3 {
+            let from = state.topics["t"].partitions[p].replicas[0];
+            let to = if from == 1 { 2 } else { 1 };
+            let command = ControllerCommand::MovePartition {
+                topic: "t".into(),
+                partition: p as u32,
+                from,
+                to,
+                created_ms: 1,
+                moves_active_max: 1,
+            };
+            ids.extend(operations(state.apply(&command, &members)).expect("queued"));
+        }
+        let phases: Vec<Phase> = ids.iter().map(|id| state.operations[id].phase).collect();
+        assert_eq!(phases, [Phase::Copying, Phase::Queued, Phase::Queued]);
+        let progress =
+            ControllerCommand::MoveProgress { id: ids[0], phase: Phase::Promoting, bytes_copied: 0, bytes_total: 0 };
+        state.apply(&progress, &members);
+        state.apply(&ControllerCommand::FinishOperation { id: ids[0] }, &members);
+        let phases: Vec<Phase> = ids.iter().map(|id| state.operations[id].phase).collect();
+        assert_eq!(phases, [Phase::Done, Phase::Copying, Phase::Queued], "a finished move frees its slot");
+    }
+
+    #[test]
+    fn rebalance_spreads_replicas_and_leaders_within_one_and_decommission_empties_a_node() {
+        let mut state = ControllerState::default();
+        let three = members(1..=3);
+        state
+            .apply(&ControllerCommand::CreateTopic { name: "t".into(), config: config(12, 3), topics_max: 10 }, &three);
+        assert!(state.plan_rebalance(&three).is_empty(), "a fresh topic is balanced");
+        let five = members(1..=5);
+        // 36 replicas over 5 nodes: 12,12,12,0,0 -> 8,7,7,7,7 takes 14 moves; a partition
+        // moves once per round, so 12 partitions need two rounds.
+        let mut moves = 0;
+        for round in 1..=3 {
+            let rebalance = ControllerCommand::Rebalance { created_ms: 1, moves_active_max: 3 };
+            moves += operations(state.apply(&rebalance, &five)).expect("rebalanced").len();
+            complete_moves(&mut state, &five);
+            if !state.rebalance_unfinished {
+                assert_eq!(round, 2, "the second round finishes");
+                break;
+            }
+        }
+        assert_eq!(moves, 14, "as few moves as the counts need");
+        let nodes = [1, 2, 3, 4, 5];
+        assert!(spread(&replica_counts(&state), &nodes) <= 1, "{:?}", replica_counts(&state));
+        assert!(spread(&leader_counts(&state), &nodes) <= 1, "{:?}", leader_counts(&state));
+        for p in &state.topics["t"].partitions {
+            let distinct: BTreeSet<NodeId> = p.replicas.iter().copied().collect();
+            assert_eq!(distinct.len(), 3, "{p:?}");
+        }
+        assert!(state.plan_rebalance(&five).is_empty(), "balanced after the moves");
+
+        let ids = operations(
+            state.apply(&ControllerCommand::Decommission { node_id: 2, created_ms: 2, moves_active_max: 2 }, &five),
+        )
+        .expect("decommission starts");
+        assert_eq!(ids.len(), 1 + replica_counts(&state)[&2], "one move per replica of node 2");
+        assert!(!state.placeable_nodes(&five).contains_key(&2));
+        complete_moves(&mut state, &five);
+        assert_eq!(state.groups_of(2).count(), 0, "node 2 holds nothing");
+        assert_eq!(state.operations[&ids[0]].phase, Phase::Copying, "removal is the controller leader's step");
+        state.apply(&ControllerCommand::RemoveNode { node_id: 2, force: false }, &five);
+        assert_eq!(state.operations[&ids[0]].phase, Phase::Done);
+        // The node set changed: automatic balancing evens out what the decommission's
+        // greedy targets left.
+        for _ in 0..3 {
+            let rebalance = ControllerCommand::Rebalance { created_ms: 3, moves_active_max: 2 };
+            operations(state.apply(&rebalance, &five)).expect("rebalanced");
+            complete_moves(&mut state, &five);
+            if !state.rebalance_unfinished {
+                break;
+            }
+        }
+        assert!(spread(&replica_counts(&state), &[1, 3, 4, 5]) <= 1, "{:?}", replica_counts(&state));
+        assert!(spread(&leader_counts(&state), &[1, 3, 4, 5]) <= 1, "{:?}", leader_counts(&state));
+    }
+
+    #[test]
+    fn decommission_refuses_when_replication_factors_cannot_be_kept() {
+        let mut state = ControllerState::default();
+        let members = members(1..=3);
+        state.apply(
+            &ControllerCommand::CreateTopic { name: "t".into(), config: config(2, 3), topics_max: 10 },
+            &members,
+        );
+        let refused = operations(
+            state.apply(&ControllerCommand::Decommission { node_id: 1, created_ms: 1, moves_active_max: 2 }, &members),
+        );
+        assert!(matches!(refused, Err(ControllerError::CannotDecommission { node: 1, .. })), "{refused:?}");
+        assert!(state.decommissioning.is_empty() && state.operations.is_empty(), "nothing changed");
+    }
+
+    #[test]
+    fn removing_a_move_target_cancels_the_move() {
+        let mut state = ControllerState::default();
+        let members = members(1..=4);
+        state.apply(
+            &ControllerCommand::CreateTopic { name: "t".into(), config: config(1, 2), topics_max: 10 },
+            &members,
+        );
+        let replicas = state.topics["t"].partitions[0].replicas.clone();
+        let to = (1..=4).find(|n| !replicas.contains(n)).expect("a free node");
+        let id = operations(state.apply(&move_command("t", 0, replicas[0], to), &members)).expect("queued")[0];
+        state.apply(&ControllerCommand::RemoveNode { node_id: to, force: true }, &members);
+        let assignment = &state.topics["t"].partitions[0];
+        assert_eq!(state.operations[&id].phase, Phase::Cancelling);
+        assert_eq!(assignment.replicas, replicas, "the target left the replica list");
+        assert_eq!(state.desired_membership(assignment), (replicas.iter().copied().collect(), BTreeSet::new()));
+        state.apply(&ControllerCommand::FinishOperation { id }, &members);
+        assert_eq!(state.operations[&id].phase, Phase::Cancelled);
+        assert!(state.topics["t"].partitions[0].operation.is_none());
     }
 
     #[test]

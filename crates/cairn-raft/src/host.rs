@@ -23,10 +23,12 @@ use crate::command::{Command, CommandResponse, ControllerCommand, ControllerErro
 use crate::controller_sm::ControllerStateMachine;
 use crate::controller_state::{ControllerState, PartitionAssignment, TopicMeta};
 use crate::log_store::LogStore;
-use crate::network::{GroupNetworkFactory, RpcKind, SnapshotChunk, Transport};
+use crate::network::{GroupNetworkFactory, RpcKind, SnapshotChunk, StreamedBytes, Throttle, Transport};
 use crate::partition_sm::{PartitionStateMachine, PartitionView, Snapshot};
 use crate::type_config::{Raft, TypeConfig, Vote};
 use crate::{decode, encode};
+
+mod mover;
 
 /// How long a leader transfer waits for the new leader to take over.
 const LEADER_TRANSFER_TIMEOUT: Duration = Duration::from_secs(10);
@@ -49,6 +51,12 @@ pub struct HostConfig {
     /// that falls further behind catches up by streaming the partition.
     pub snapshot_log_entries: u64,
     pub limits: Limits,
+    /// Whether the controller leader rebalances by itself when nodes join or leave.
+    pub auto_balance: bool,
+    /// Replica moves copying or promoting at once, cluster-wide; more wait queued.
+    pub moves_active_max: u32,
+    /// Snapshot streaming (replica moves, catch-up) per node, bytes per second; 0: no limit.
+    pub move_bytes_per_sec: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -79,6 +87,8 @@ pub struct PartitionReplica {
     pub raft: Raft<PartitionStateMachine>,
     pub log: PartitionLog,
     pub view: watch::Receiver<PartitionView>,
+    /// Bytes streamed to each replica in snapshots (move progress).
+    pub streamed: Arc<StreamedBytes>,
 }
 
 impl PartitionReplica {
@@ -97,6 +107,7 @@ pub struct Host {
     partitions: RwLock<HashMap<GroupId, Arc<PartitionReplica>>>,
     /// Bumped whenever a local partition group starts or stops.
     partitions_changed: watch::Sender<u64>,
+    throttle: Arc<Throttle>,
     shutdown: CancellationToken,
 }
 
@@ -121,8 +132,14 @@ impl Host {
         };
         let raft_config = Arc::new(raft_config.validate().map_err(|err| HostError::Raft(err.to_string()))?);
         let (controller_sm, controller_view) = ControllerStateMachine::open(Arc::clone(&store))?;
-        let network =
-            GroupNetworkFactory { group: CONTROLLER_GROUP_ID, transport: Arc::clone(&transport), partition_log: None };
+        let throttle = Arc::new(Throttle::new(config.move_bytes_per_sec));
+        let network = GroupNetworkFactory {
+            group: CONTROLLER_GROUP_ID,
+            transport: Arc::clone(&transport),
+            partition_log: None,
+            streamed: Arc::default(),
+            throttle: Arc::clone(&throttle),
+        };
         let controller = Raft::new(
             config.node_id,
             Arc::clone(&raft_config),
@@ -152,9 +169,11 @@ impl Host {
             controller_view,
             partitions: RwLock::new(HashMap::new()),
             partitions_changed: watch::channel(0).0,
+            throttle,
             shutdown: CancellationToken::new(),
         });
         tokio::spawn(Arc::clone(&host).reconcile_loop());
+        tokio::spawn(Arc::clone(&host).mover_loop());
         tokio::spawn(Arc::clone(&host).retention_loop());
         Ok(host)
     }
@@ -165,6 +184,10 @@ impl Host {
 
     pub fn limits(&self) -> &Limits {
         &self.config.limits
+    }
+
+    pub fn config(&self) -> &HostConfig {
+        &self.config
     }
 
     pub fn controller_state(&self) -> Arc<ControllerState> {
@@ -181,6 +204,11 @@ impl Host {
             .map(|(id, node)| (*id, node.addr.clone()))
             .collect();
         self.controller_state().all_nodes(&members)
+    }
+
+    /// What a rebalance would do now, from this node's view of the controller state.
+    pub fn plan_rebalance(&self) -> crate::operation::RebalancePlan {
+        self.controller_state().plan_rebalance(&self.cluster_nodes())
     }
 
     pub fn controller_metrics(&self) -> RaftMetrics<TypeConfig> {
@@ -300,10 +328,7 @@ impl Host {
     pub async fn transfer_leader(&self, group: GroupId, to: NodeId) -> Result<(), HostError> {
         let replica = self.partition(group).ok_or(HostError::UnknownGroup(group))?;
         let metrics = replica.metrics();
-        if metrics.current_leader == Some(to) {
-            return Ok(());
-        }
-        if metrics.current_leader != Some(self.config.node_id) {
+        if metrics.current_leader != Some(to) && metrics.current_leader != Some(self.config.node_id) {
             let leader_address = metrics
                 .current_leader
                 .and_then(|leader| metrics.membership_config.membership().get_node(&leader).map(|n| n.addr.clone()));
@@ -314,6 +339,15 @@ impl Host {
                 group,
                 detail: format!("node {to} is not a voter of group {group}, so it cannot lead it"),
             });
+        }
+        // Record `to` as the preferred leader, so that balancing keeps it leading.
+        let prefer =
+            ControllerCommand::PreferLeader { topic: replica.topic.clone(), partition: replica.partition, node: to };
+        if let CommandResponse::OperationUpdated(Err(err)) = self.propose_to_controller(prefer).await? {
+            return Err(HostError::Membership { group, detail: err.to_string() });
+        }
+        if metrics.current_leader == Some(to) {
+            return Ok(());
         }
         replica.raft.trigger().transfer_leader(to).await.map_err(|err| HostError::Raft(err.to_string()))?;
         let mut watched = replica.raft.metrics();
@@ -377,6 +411,9 @@ impl Host {
     ) -> Result<Vec<u8>, HostError> {
         if to != self.config.node_id {
             return Err(HostError::Misrouted { to, me: self.config.node_id });
+        }
+        if group == CONTROLLER_GROUP_ID && kind == RpcKind::ControllerWrite {
+            return self.serve_controller_write(payload).await;
         }
         if group == CONTROLLER_GROUP_ID {
             return serve_rpc(&self.controller, None, kind, payload).await;
@@ -475,8 +512,14 @@ impl Host {
         let group = assignment.group_id;
         let (state_machine, view) = PartitionStateMachine::open(Arc::clone(&self.store), group)?;
         let log = state_machine.log().clone();
-        let network =
-            GroupNetworkFactory { group, transport: Arc::clone(&self.transport), partition_log: Some(log.clone()) };
+        let streamed = Arc::new(StreamedBytes::default());
+        let network = GroupNetworkFactory {
+            group,
+            transport: Arc::clone(&self.transport),
+            partition_log: Some(log.clone()),
+            streamed: Arc::clone(&streamed),
+            throttle: Arc::clone(&self.throttle),
+        };
         let raft = Raft::new(
             self.config.node_id,
             Arc::clone(&self.raft_config),
@@ -486,7 +529,10 @@ impl Host {
         )
         .await
         .map_err(|err| HostError::Raft(err.to_string()))?;
+        // Only the founder of a group bootstraps it; after a move the first replica may be a
+        // node that must learn the group from its leader instead.
         if assignment.replicas.first() == Some(&self.config.node_id)
+            && !assignment.reassigned
             && !raft.is_initialized().await.map_err(|err| HostError::Raft(err.to_string()))?
         {
             let nodes = self.cluster_nodes();
@@ -507,6 +553,7 @@ impl Host {
             raft,
             log,
             view,
+            streamed,
         });
         if let Ok(mut partitions) = self.partitions.write() {
             partitions.insert(group, replica);
@@ -621,9 +668,9 @@ where
             reply(imported)
         }
         RpcKind::TransferLeader => reply(raft.handle_transfer_leader(decode(payload)?).await),
-        RpcKind::ReadIndex => {
-            // Answered by the host (it needs the group's replica); never reaches here.
-            reply::<u64, _>(Err("read index requests are served by the host"))
+        RpcKind::ReadIndex | RpcKind::ControllerWrite => {
+            // Answered by the host (it needs the group's replica or the controller).
+            reply::<u64, _>(Err("this request is served by the host, not a group"))
         }
         RpcKind::InstallSnapshot => {
             let (vote, meta, snapshot): (Vote, crate::type_config::SnapshotMeta, crate::partition_sm::StateSnapshot) =

@@ -8,6 +8,7 @@ pub mod controller_state;
 pub mod host;
 pub mod log_store;
 pub mod network;
+pub mod operation;
 pub mod partition_sm;
 pub mod producer_table;
 pub mod type_config;
@@ -18,6 +19,7 @@ pub use command::{
 pub use controller_state::{ControllerState, PartitionAssignment, TopicMeta};
 pub use host::{Host, HostConfig, HostError, PartitionReplica};
 pub use network::{RpcKind, Transport, TransportError};
+pub use operation::{Move, Operation, OperationKind, Phase, RebalancePlan};
 pub use type_config::TypeConfig;
 
 /// Encodes a value for the Raft log, the wire or RocksDB metadata.

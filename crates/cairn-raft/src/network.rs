@@ -47,6 +47,9 @@ pub enum RpcKind {
     ReadIndex,
     /// The leader asks the target to take over leadership now (openraft's TransferLeader).
     TransferLeader,
+    /// A node asks the controller leader to propose a `ControllerCommand` (move progress
+    /// reported by a partition leader): `ControllerCommand` → `CommandResponse`.
+    ControllerWrite,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -93,6 +96,64 @@ pub struct GroupNetworkFactory {
     pub transport: Arc<dyn Transport>,
     /// The partition's records, for snapshots; `None` for the controller.
     pub partition_log: Option<PartitionLog>,
+    /// Bytes of record batches streamed to each target (move progress).
+    pub streamed: Arc<StreamedBytes>,
+    /// The node-wide limit on snapshot streaming (replica moves and catch-up).
+    pub throttle: Arc<Throttle>,
+}
+
+/// Bytes of record batches a group has streamed to each target in snapshots.
+#[derive(Debug, Default)]
+pub struct StreamedBytes(std::sync::Mutex<std::collections::BTreeMap<NodeId, u64>>);
+
+impl StreamedBytes {
+    fn add(&self, target: NodeId, bytes: u64) {
+        if let Ok(mut streamed) = self.0.lock() {
+            *streamed.entry(target).or_default() += bytes;
+        }
+    }
+
+    pub fn get(&self, target: NodeId) -> u64 {
+        self.0.lock().map(|streamed| streamed.get(&target).copied().unwrap_or(0)).unwrap_or(0)
+    }
+}
+
+/// Paces snapshot streaming to at most `bytes_per_sec` (0: unlimited) over all groups of a
+/// node, so replica moves leave bandwidth and disk to producers.
+#[derive(Debug)]
+pub struct Throttle {
+    bytes_per_sec: u64,
+    next_free: tokio::sync::Mutex<tokio::time::Instant>,
+}
+
+impl Throttle {
+    pub fn new(bytes_per_sec: u64) -> Throttle {
+        Throttle { bytes_per_sec, next_free: tokio::sync::Mutex::new(tokio::time::Instant::now()) }
+    }
+
+    /// The largest snapshot chunk to send: at most a quarter second's worth under a limit,
+    /// so the pace is smooth, and never more than `SNAPSHOT_CHUNK_BYTES`.
+    pub fn chunk_bytes(&self) -> usize {
+        const CHUNK_BYTES_MIN: u64 = 64 * 1024;
+        if self.bytes_per_sec == 0 {
+            return SNAPSHOT_CHUNK_BYTES;
+        }
+        (self.bytes_per_sec / 4).clamp(CHUNK_BYTES_MIN, SNAPSHOT_CHUNK_BYTES as u64) as usize
+    }
+
+    /// Waits until `bytes` more may be sent.
+    pub async fn acquire(&self, bytes: u64) {
+        if self.bytes_per_sec == 0 {
+            return;
+        }
+        let start = {
+            let mut next_free = self.next_free.lock().await;
+            let start = (*next_free).max(tokio::time::Instant::now());
+            *next_free = start + Duration::from_secs_f64(bytes as f64 / self.bytes_per_sec as f64);
+            start
+        };
+        tokio::time::sleep_until(start).await;
+    }
 }
 
 impl RaftNetworkFactory<TypeConfig> for GroupNetworkFactory {
@@ -209,7 +270,7 @@ impl RaftNetworkV2<TypeConfig> for GroupNetwork {
                 let mut from = run_start;
                 while from < next_offset {
                     let batches = log
-                        .raw_batches(from, SNAPSHOT_CHUNK_BYTES)
+                        .raw_batches(from, self.factory.throttle.chunk_bytes())
                         .map_err(|err| StreamingError::Network(NetworkError::new(&err)))?;
                     let mut chunk = Vec::with_capacity(batches.len());
                     for (base, bytes) in batches.into_iter().filter(|(base, _)| *base < next_offset) {
@@ -233,9 +294,12 @@ impl RaftNetworkV2<TypeConfig> for GroupNetwork {
                         run_bytes = 0;
                         break;
                     }
+                    let chunk_bytes: u64 = chunk.iter().map(|(_, bytes)| bytes.len() as u64).sum();
+                    self.factory.throttle.acquire(chunk_bytes).await;
                     let () = self
                         .call(RpcKind::SnapshotChunk, &SnapshotChunk { batches: chunk }, SNAPSHOT_CHUNK_TIMEOUT)
                         .await?;
+                    self.factory.streamed.add(self.target, chunk_bytes);
                 }
                 state.log.log_start_offset = run_start;
                 state.log.size_bytes = run_bytes;

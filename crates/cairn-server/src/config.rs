@@ -17,6 +17,9 @@ pub const DEFAULT_ELECTION_TIMEOUT_MIN_MS: u64 = 1_500;
 pub const DEFAULT_ELECTION_TIMEOUT_MAX_MS: u64 = 3_000;
 pub const DEFAULT_RETENTION_CHECK_INTERVAL_MS: u64 = 30_000;
 pub const DEFAULT_SNAPSHOT_LOG_ENTRIES: u64 = 10_000;
+pub const DEFAULT_AUTO_BALANCE: bool = true;
+pub const DEFAULT_MOVES_ACTIVE_MAX: u32 = 2;
+pub const DEFAULT_MOVE_BYTES_PER_SEC: u64 = 100 * 1024 * 1024;
 
 /// Start a Cairn node. With no flags: a single-node cluster, node id 1, data in
 /// ./cairn-data, gRPC on 127.0.0.1:7070.
@@ -60,6 +63,16 @@ pub struct ServeArgs {
     /// Raft log entries per group between snapshots (older entries are then purged).
     #[arg(long, env = "CAIRN_SNAPSHOT_LOG_ENTRIES")]
     pub snapshot_log_entries: Option<u64>,
+    /// Rebalance by itself when nodes join or leave, and keep each partition led by its
+    /// preferred replica (true or false).
+    #[arg(long, env = "CAIRN_AUTO_BALANCE")]
+    pub auto_balance: Option<bool>,
+    /// Replica moves copying at once, cluster-wide (set by the node that queues moves).
+    #[arg(long, env = "CAIRN_MOVES_ACTIVE_MAX")]
+    pub moves_active_max: Option<u32>,
+    /// Bytes per second this node streams to replicas that catch up (moves); 0: no limit.
+    #[arg(long, env = "CAIRN_MOVE_BYTES_PER_SEC")]
+    pub move_bytes_per_sec: Option<u64>,
     /// Largest record value, in bytes.
     #[arg(long, env = "CAIRN_RECORD_VALUE_BYTES_MAX")]
     pub record_value_bytes_max: Option<usize>,
@@ -91,6 +104,9 @@ struct FileConfig {
     election_timeout_max_ms: Option<u64>,
     retention_check_interval_ms: Option<u64>,
     snapshot_log_entries: Option<u64>,
+    auto_balance: Option<bool>,
+    moves_active_max: Option<u32>,
+    move_bytes_per_sec: Option<u64>,
     #[serde(default)]
     limits: Option<Limits>,
 }
@@ -109,6 +125,9 @@ pub struct ServerConfig {
     pub election_timeout_max_ms: u64,
     pub retention_check_interval_ms: u64,
     pub snapshot_log_entries: u64,
+    pub auto_balance: bool,
+    pub moves_active_max: u32,
+    pub move_bytes_per_sec: u64,
     pub limits: Limits,
 }
 
@@ -165,6 +184,12 @@ impl ServerConfig {
                 .snapshot_log_entries
                 .or(file.snapshot_log_entries)
                 .unwrap_or(DEFAULT_SNAPSHOT_LOG_ENTRIES),
+            auto_balance: args.auto_balance.or(file.auto_balance).unwrap_or(DEFAULT_AUTO_BALANCE),
+            moves_active_max: args.moves_active_max.or(file.moves_active_max).unwrap_or(DEFAULT_MOVES_ACTIVE_MAX),
+            move_bytes_per_sec: args
+                .move_bytes_per_sec
+                .or(file.move_bytes_per_sec)
+                .unwrap_or(DEFAULT_MOVE_BYTES_PER_SEC),
             limits,
         };
         config.validate()?;
@@ -181,6 +206,9 @@ impl ServerConfig {
                 self.election_timeout_min_ms,
                 self.heartbeat_interval_ms
             );
+        }
+        if self.moves_active_max == 0 {
+            bail!("--moves-active-max must be at least 1");
         }
         if self.snapshot_log_entries == 0 {
             bail!("--snapshot-log-entries must be at least 1");

@@ -201,6 +201,9 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
         retention_check_interval_ms: config.retention_check_interval_ms,
         snapshot_log_entries: config.snapshot_log_entries,
         limits: config.limits.clone(),
+        auto_balance: config.auto_balance,
+        moves_active_max: config.moves_active_max,
+        move_bytes_per_sec: config.move_bytes_per_sec,
     };
     let identity = ClusterIdentity::new(cluster);
     let transport = Arc::new(GrpcTransport::new(config.node_id, identity.clone()));

@@ -78,6 +78,7 @@ impl Transport for GrpcTransport {
                 RpcKind::InstallSnapshot => client.install_snapshot(message).await,
                 RpcKind::ReadIndex => client.read_index(message).await,
                 RpcKind::TransferLeader => client.transfer_leader(message).await,
+                RpcKind::ControllerWrite => client.controller_write(message).await,
             };
             match reply {
                 Ok(reply) => Ok(reply.into_inner().payload.to_vec()),
@@ -156,5 +157,9 @@ impl RaftTransport for RaftTransportService {
 
     async fn transfer_leader(&self, request: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
         self.serve(request, RpcKind::TransferLeader).await
+    }
+
+    async fn controller_write(&self, request: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
+        self.serve(request, RpcKind::ControllerWrite).await
     }
 }

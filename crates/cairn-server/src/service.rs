@@ -9,8 +9,8 @@ use std::time::Duration;
 use cairn_proto::v1 as pb;
 use cairn_proto::v1::cairn_client::CairnClient;
 use cairn_raft::{
-    CommandResponse, ControllerCommand, Host, HostError, PartitionCommand, PartitionReplica, ProducerSequence, RpcKind,
-    TopicMeta, Transport,
+    CommandResponse, ControllerCommand, Host, HostError, Operation, OperationKind, PartitionCommand, PartitionReplica,
+    ProducerSequence, RebalancePlan, RpcKind, TopicMeta, Transport,
 };
 use cairn_storage::{PartitionLogState, ReadLimits};
 use cairn_types::partitioner::partition_for_key;
@@ -72,14 +72,18 @@ impl CairnService {
             .partitions
             .get(partition as usize)
             .ok_or_else(|| status::partition_not_found(topic, partition, meta.config.partition_count))?;
-        if let Some(replica) = self.host.partition(assignment.group_id) {
+        // A replica still copying (the target of a move) is not read from until it votes.
+        let (serving, _) = self.host.controller_state().desired_membership(assignment);
+        if serving.contains(&self.host.node_id())
+            && let Some(replica) = self.host.partition(assignment.group_id)
+        {
             return Ok(ReplicaAt::Here(replica));
         }
         let nodes = self.host.cluster_nodes();
         let mut addresses: Vec<String> = assignment
             .replicas
             .iter()
-            .filter(|&&node| node != self.host.node_id())
+            .filter(|&&node| node != self.host.node_id() && serving.contains(&node))
             .filter_map(|node| nodes.get(node).cloned())
             .collect();
         if addresses.is_empty() {
@@ -849,6 +853,84 @@ impl pb::cairn_server::Cairn for CairnService {
         }
     }
 
+    async fn move_partition(
+        &self,
+        request: Request<pb::MovePartitionRequest>,
+    ) -> Result<Response<pb::OperationsResponse>, Status> {
+        let hops = hops(&request);
+        let request = request.into_inner();
+        if request.from_node == request.to_node {
+            return Err(Status::invalid_argument("--from and --to name the same node: nothing to move"));
+        }
+        self.topic(&request.topic)?;
+        let command = ControllerCommand::MovePartition {
+            topic: request.topic.clone(),
+            partition: request.partition,
+            from: request.from_node,
+            to: request.to_node,
+            created_ms: now_ms(),
+            moves_active_max: self.host.config().moves_active_max,
+        };
+        match self.controller_write(command, hops).await? {
+            Ok(response) => Ok(Response::new(pb::OperationsResponse { operation_ids: operation_ids(response)? })),
+            Err(leader) => self.forwarder.client(&leader)?.move_partition(Forwarder::request(request, hops)).await,
+        }
+    }
+
+    async fn rebalance(
+        &self,
+        request: Request<pb::RebalanceRequest>,
+    ) -> Result<Response<pb::RebalanceResponse>, Status> {
+        let hops = hops(&request);
+        let request = request.into_inner();
+        if request.dry_run {
+            let plan = self.host.plan_rebalance();
+            return Ok(Response::new(rebalance_response(&plan, Vec::new())));
+        }
+        let command = ControllerCommand::Rebalance {
+            created_ms: now_ms(),
+            moves_active_max: self.host.config().moves_active_max,
+        };
+        match self.controller_write(command, hops).await? {
+            Ok(CommandResponse::Rebalanced { plan, operations }) => {
+                Ok(Response::new(rebalance_response(&plan, operations)))
+            }
+            Ok(other) => Err(Status::internal(format!("unexpected controller outcome {other:?}"))),
+            Err(leader) => self.forwarder.client(&leader)?.rebalance(Forwarder::request(request, hops)).await,
+        }
+    }
+
+    async fn decommission_node(
+        &self,
+        request: Request<pb::DecommissionNodeRequest>,
+    ) -> Result<Response<pb::OperationsResponse>, Status> {
+        let hops = hops(&request);
+        let request = request.into_inner();
+        if request.node_id == 0 {
+            return Err(Status::invalid_argument("node ids start at 1"));
+        }
+        let command = ControllerCommand::Decommission {
+            node_id: request.node_id,
+            created_ms: now_ms(),
+            moves_active_max: self.host.config().moves_active_max,
+        };
+        match self.controller_write(command, hops).await? {
+            Ok(response) => Ok(Response::new(pb::OperationsResponse { operation_ids: operation_ids(response)? })),
+            Err(leader) => self.forwarder.client(&leader)?.decommission_node(Forwarder::request(request, hops)).await,
+        }
+    }
+
+    async fn list_operations(
+        &self,
+        request: Request<pb::ListOperationsRequest>,
+    ) -> Result<Response<pb::ListOperationsResponse>, Status> {
+        let all = request.into_inner().all;
+        let state = self.host.controller_state();
+        let operations =
+            state.operations.values().filter(|op| all || op.phase.is_active()).map(operation_status).collect();
+        Ok(Response::new(pb::ListOperationsResponse { operations }))
+    }
+
     async fn list_topics(
         &self,
         _request: Request<pb::ListTopicsRequest>,
@@ -944,11 +1026,20 @@ impl pb::cairn_server::Cairn for CairnService {
                 high_watermark,
             ));
         }
+        let operations = self
+            .host
+            .controller_state()
+            .operations
+            .values()
+            .filter(|op| op.phase.is_active())
+            .map(operation_status)
+            .collect();
         Ok(Response::new(pb::ClusterStatusResponse {
             node_id: self.host.node_id(),
             nodes,
             groups,
             cluster: self.cluster.get(),
+            operations,
         }))
     }
 }
@@ -998,4 +1089,65 @@ fn replica_lag(metrics: &openraft::RaftMetrics<cairn_raft::TypeConfig>) -> Vec<p
             }
         })
         .collect()
+}
+
+/// The operation ids a move or decommission answered.
+fn operation_ids(response: CommandResponse) -> Result<Vec<u64>, Status> {
+    match response {
+        CommandResponse::Operations(result) => result.map_err(status::from_controller),
+        other => Err(Status::internal(format!("unexpected controller outcome {other:?}"))),
+    }
+}
+
+fn rebalance_response(plan: &RebalancePlan, operation_ids: Vec<u64>) -> pb::RebalanceResponse {
+    pb::RebalanceResponse {
+        moves: plan
+            .moves
+            .iter()
+            .map(|m| pb::PlannedMove {
+                topic: m.topic.clone(),
+                partition: m.partition,
+                from_node: m.from,
+                to_node: m.to,
+                leader: m.leader,
+            })
+            .collect(),
+        leaders: plan
+            .leaders
+            .iter()
+            .map(|l| pb::PlannedLeader {
+                topic: l.topic.clone(),
+                partition: l.partition,
+                from_node: l.from,
+                to_node: l.to,
+            })
+            .collect(),
+        operation_ids,
+    }
+}
+
+fn operation_status(op: &Operation) -> pb::OperationStatus {
+    let mut status = pb::OperationStatus {
+        id: op.id,
+        phase: op.phase.name().to_owned(),
+        bytes_copied: op.bytes_copied,
+        bytes_total: op.bytes_total,
+        created_ms: op.created_ms,
+        detail: op.detail.clone(),
+        ..Default::default()
+    };
+    match &op.kind {
+        OperationKind::Move(m) => {
+            status.kind = "move".into();
+            status.topic = m.topic.clone();
+            status.partition = m.partition;
+            status.from_node = m.from;
+            status.to_node = m.to;
+        }
+        OperationKind::Decommission { node } => {
+            status.kind = "decommission".into();
+            status.node_id = *node;
+        }
+    }
+    status
 }

@@ -59,8 +59,18 @@ pub fn from_controller(err: ControllerError) -> Status {
         err @ (ControllerError::NotEnoughNodes { .. } | ControllerError::NodeHoldsReplicas { .. }) => {
             Status::failed_precondition(err.to_string())
         }
-        err @ ControllerError::NodeNotFound(_) => Status::not_found(err.to_string()),
-        err @ ControllerError::PartitionsCanOnlyGrow { .. } => Status::invalid_argument(err.to_string()),
+        err @ (ControllerError::NodeNotFound(_)
+        | ControllerError::PartitionNotFound { .. }
+        | ControllerError::OperationNotFound(_)) => Status::not_found(err.to_string()),
+        err @ (ControllerError::PartitionsCanOnlyGrow { .. }
+        | ControllerError::NotAReplica { .. }
+        | ControllerError::AlreadyAReplica { .. }) => Status::invalid_argument(err.to_string()),
+        err @ (ControllerError::PartitionBusy { .. } | ControllerError::OperationPhase { .. }) => {
+            Status::aborted(err.to_string())
+        }
+        err @ (ControllerError::NodeDecommissioning(_) | ControllerError::CannotDecommission { .. }) => {
+            Status::failed_precondition(err.to_string())
+        }
     }
 }
 

@@ -133,6 +133,34 @@ impl Cairn for FakeCairn {
         Err(Status::unimplemented("the fake server is a single node"))
     }
 
+    async fn move_partition(
+        &self,
+        _request: Request<proto::MovePartitionRequest>,
+    ) -> Result<Response<proto::OperationsResponse>, Status> {
+        Err(Status::unimplemented("the fake server is a single node"))
+    }
+
+    async fn rebalance(
+        &self,
+        _request: Request<proto::RebalanceRequest>,
+    ) -> Result<Response<proto::RebalanceResponse>, Status> {
+        Err(Status::unimplemented("the fake server is a single node"))
+    }
+
+    async fn decommission_node(
+        &self,
+        _request: Request<proto::DecommissionNodeRequest>,
+    ) -> Result<Response<proto::OperationsResponse>, Status> {
+        Err(Status::unimplemented("the fake server is a single node"))
+    }
+
+    async fn list_operations(
+        &self,
+        _request: Request<proto::ListOperationsRequest>,
+    ) -> Result<Response<proto::ListOperationsResponse>, Status> {
+        Ok(Response::new(proto::ListOperationsResponse { operations: Vec::new() }))
+    }
+
     async fn init_producer(
         &self,
         _request: Request<proto::InitProducerRequest>,
@@ -293,6 +321,7 @@ impl Cairn for FakeCairn {
             nodes: vec![proto::NodeStatus { node_id: 1, address: "127.0.0.1:7070".to_string() }],
             groups: Vec::new(),
             cluster: "single-node".to_string(),
+            operations: Vec::new(),
         }))
     }
 }

@@ -1,0 +1,329 @@
+//! Drives partition groups' Raft membership toward the controller's desired state.
+//!
+//! Every node runs the mover loop. For each active move whose partition this node leads, it
+//! takes the next step toward the membership the controller wants (add the target as a
+//! learner, promote it and drop the source with one joint-consensus change, or restore the
+//! old voters of a cancelled move), one membership change at a time per group, and reports
+//! progress back through the controller. Every step is re-derived from replicated state and
+//! the group's current membership, so a new leader (of the partition or of the controller)
+//! simply carries on.
+//!
+//! The loop also hands a partition's leadership to its preferred replica (the first of its
+//! replica list) once that replica is caught up, and, on the controller leader, finishes
+//! decommissions and starts automatic rebalancing when the set of nodes changes.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use cairn_types::{CONTROLLER_GROUP_ID, NodeId, now_ms};
+use openraft::{BasicNode, ChangeMembers, Instant as _, RaftMetrics, ServerState};
+
+use super::{BACKGROUND_WRITE_TIMEOUT, Host, HostError, MEMBERSHIP_CHANGE_TIMEOUT, PartitionReplica, write_result};
+use crate::command::{CommandResponse, ControllerCommand};
+use crate::controller_state::ControllerState;
+use crate::operation::{Operation, OperationKind, Phase};
+use crate::type_config::TypeConfig;
+use crate::{decode, encode};
+
+/// How often the mover looks at its moves when nothing wakes it sooner.
+const MOVER_TICK: Duration = Duration::from_millis(250);
+/// How often a copying move reports its progress to the controller.
+const PROGRESS_REPORT_INTERVAL: Duration = Duration::from_secs(1);
+/// How often leaders check whether their partition's preferred replica should lead.
+const PREFERRED_LEADER_CHECK_INTERVAL: Duration = Duration::from_secs(3);
+/// A replica this many entries behind the leader's last log entry counts as caught up:
+/// under load every replica is a few entries (those in flight) behind.
+const CAUGHT_UP_ENTRIES: u64 = 32;
+
+impl Host {
+    pub(super) async fn mover_loop(self: Arc<Self>) {
+        let mut view = self.controller_view.clone();
+        let mut last_report: HashMap<u64, tokio::time::Instant> = HashMap::new();
+        let mut last_leader_check = tokio::time::Instant::now();
+        loop {
+            tokio::select! {
+                _ = self.shutdown.cancelled() => return,
+                _ = view.changed() => {}
+                _ = tokio::time::sleep(MOVER_TICK) => {}
+            }
+            let state = self.controller_state();
+            for op in state.operations.values().filter(|op| op.phase.is_active()) {
+                if let Err(err) = self.step_move(&state, op, &mut last_report).await {
+                    tracing::warn!(operation = op.id, error = %err, "replica move step failed; retrying");
+                }
+            }
+            last_report.retain(|id, _| state.operations.get(id).is_some_and(|op| op.phase.is_active()));
+            if last_leader_check.elapsed() >= PREFERRED_LEADER_CHECK_INTERVAL {
+                last_leader_check = tokio::time::Instant::now();
+                self.hand_over_to_preferred_leaders(&state).await;
+            }
+            if let Err(err) = self.controller_duties(&state).await {
+                tracing::warn!(error = %err, "controller duties failed; retrying");
+            }
+        }
+    }
+
+    /// One step of move `op`, if this node leads its partition.
+    async fn step_move(
+        &self,
+        state: &ControllerState,
+        op: &Operation,
+        last_report: &mut HashMap<u64, tokio::time::Instant>,
+    ) -> Result<(), HostError> {
+        let Some(planned) = op.as_move() else { return Ok(()) };
+        if op.phase == Phase::Queued {
+            return Ok(());
+        }
+        let Ok(assignment) = state.assignment(&planned.topic, planned.partition) else { return Ok(()) };
+        if assignment.operation != Some(op.id) {
+            return Ok(());
+        }
+        let Some(replica) = self.partition(planned.group_id) else { return Ok(()) };
+        let metrics = replica.metrics();
+        if metrics.state != ServerState::Leader {
+            return Ok(());
+        }
+        let (voters, learners) = state.desired_membership(assignment);
+        if !self.converge_membership(&replica, &metrics, &voters, &learners).await? {
+            return Ok(());
+        }
+        let bytes_total = replica.view.borrow().log.size_bytes;
+        let command = match op.phase {
+            Phase::Copying if self.caught_up(&metrics, planned.to) => ControllerCommand::MoveProgress {
+                id: op.id,
+                phase: Phase::Promoting,
+                bytes_copied: bytes_total,
+                bytes_total,
+            },
+            Phase::Copying => {
+                let due = last_report.get(&op.id).is_none_or(|at| at.elapsed() >= PROGRESS_REPORT_INTERVAL);
+                let bytes_copied = replica.streamed.get(planned.to).min(bytes_total);
+                if !due || (bytes_copied == op.bytes_copied && bytes_total == op.bytes_total) {
+                    return Ok(());
+                }
+                last_report.insert(op.id, tokio::time::Instant::now());
+                ControllerCommand::MoveProgress { id: op.id, phase: Phase::Copying, bytes_copied, bytes_total }
+            }
+            Phase::Promoting | Phase::Cancelling => ControllerCommand::FinishOperation { id: op.id },
+            Phase::Queued | Phase::Done | Phase::Cancelled => return Ok(()),
+        };
+        tracing::info!(operation = op.id, group = planned.group_id, ?command, "replica move step");
+        self.propose_to_controller(command).await?;
+        Ok(())
+    }
+
+    /// Takes one step toward `voters` and `learners` for a group this node leads; true once
+    /// the group's committed membership is exactly that.
+    async fn converge_membership(
+        &self,
+        replica: &PartitionReplica,
+        metrics: &RaftMetrics<TypeConfig>,
+        voters: &BTreeSet<NodeId>,
+        learners: &BTreeSet<NodeId>,
+    ) -> Result<bool, HostError> {
+        let group = replica.group_id;
+        // One membership change at a time: wait for the last one to commit.
+        if metrics.membership_config.log_id() != metrics.committed_membership_config.log_id() {
+            return Ok(false);
+        }
+        let membership = metrics.membership_config.membership();
+        if membership.get_joint_config().len() > 1 {
+            return Ok(false);
+        }
+        let members: BTreeSet<NodeId> = membership.nodes().map(|(id, _)| *id).collect();
+        let current_voters: BTreeSet<NodeId> = membership.voter_ids().collect();
+        let nodes = self.cluster_nodes();
+        if let Some(missing) = voters.union(learners).find(|n| !members.contains(n)) {
+            let Some(address) = nodes.get(missing) else {
+                return Err(HostError::Membership { group, detail: format!("node {missing} has no known address") });
+            };
+            tracing::info!(group, node = missing, "adding a learner");
+            let added = replica.raft.add_learner(*missing, BasicNode { addr: address.clone() }, false).await;
+            write_result(group, added)?;
+            return Ok(false);
+        }
+        if current_voters != *voters {
+            if !voters.difference(&current_voters).all(|n| self.caught_up(metrics, *n)) {
+                return Ok(false);
+            }
+            if !voters.contains(&self.config.node_id) {
+                // Hand the leadership to a caught-up voter that stays, then let it finish.
+                if let Some(next) = voters
+                    .intersection(&current_voters)
+                    .find(|n| self.caught_up(metrics, **n) && self.is_live(metrics, **n))
+                {
+                    tracing::info!(group, to = next, "leaving the group: handing over its leadership first");
+                    replica
+                        .raft
+                        .trigger()
+                        .transfer_leader(*next)
+                        .await
+                        .map_err(|err| HostError::Raft(err.to_string()))?;
+                    return Ok(false);
+                }
+            }
+            tracing::info!(group, ?voters, "changing voters (joint consensus)");
+            let change = replica.raft.change_membership(voters.clone(), false);
+            let changed =
+                tokio::time::timeout(MEMBERSHIP_CHANGE_TIMEOUT, change).await.map_err(|_| HostError::Membership {
+                    group,
+                    detail: format!("the voter change did not commit within {} s", MEMBERSHIP_CHANGE_TIMEOUT.as_secs()),
+                })?;
+            write_result(group, changed)?;
+            return Ok(false);
+        }
+        let extra: BTreeSet<NodeId> =
+            members.iter().filter(|n| !voters.contains(n) && !learners.contains(n)).copied().collect();
+        if !extra.is_empty() {
+            tracing::info!(group, ?extra, "removing learners");
+            let removed = replica.raft.change_membership(ChangeMembers::RemoveNodes(extra), false).await;
+            write_result(group, removed)?;
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    /// Whether `node`'s log is within `CAUGHT_UP_ENTRIES` of the leader's.
+    fn caught_up(&self, metrics: &RaftMetrics<TypeConfig>, node: NodeId) -> bool {
+        if node == self.config.node_id {
+            return true;
+        }
+        let last = metrics.last_log_index.unwrap_or(0);
+        let matched = metrics
+            .replication
+            .as_ref()
+            .and_then(|replication| replication.get(&node))
+            .and_then(|matched| matched.as_ref().map(|log_id| log_id.index));
+        matched.is_some_and(|matched| matched + CAUGHT_UP_ENTRIES >= last)
+    }
+
+    /// Whether `node` answered a heartbeat of this leader recently.
+    fn is_live(&self, metrics: &RaftMetrics<TypeConfig>, node: NodeId) -> bool {
+        let recent = Duration::from_millis(self.config.election_timeout_min_ms.max(1));
+        metrics
+            .heartbeat
+            .as_ref()
+            .and_then(|heartbeat| heartbeat.get(&node).cloned().flatten())
+            .is_some_and(|acked| acked.elapsed() < recent)
+    }
+
+    /// Leaders of partitions without a move under way hand leadership to the preferred
+    /// replica (the first of the list) when it is a live, fully caught-up voter: leaders
+    /// spread as the controller placed them, and return after a failover.
+    async fn hand_over_to_preferred_leaders(&self, state: &ControllerState) {
+        if !self.config.auto_balance {
+            return;
+        }
+        for replica in self.partitions() {
+            let Some(assignment) = state
+                .topics
+                .get(&replica.topic)
+                .and_then(|t| t.partitions.iter().find(|p| p.group_id == replica.group_id && p.operation.is_none()))
+            else {
+                continue;
+            };
+            let Some(preferred) = assignment.replicas.first().copied() else { continue };
+            if preferred == self.config.node_id {
+                continue;
+            }
+            let metrics = replica.metrics();
+            if metrics.state != ServerState::Leader
+                || !metrics.membership_config.membership().voter_ids().any(|id| id == preferred)
+                || !self.caught_up(&metrics, preferred)
+                || !self.is_live(&metrics, preferred)
+            {
+                continue;
+            }
+            tracing::info!(group = replica.group_id, to = preferred, "handing leadership to the preferred replica");
+            if let Err(err) = replica.raft.trigger().transfer_leader(preferred).await {
+                tracing::warn!(group = replica.group_id, error = %err, "leader hand-over failed");
+            }
+        }
+    }
+
+    /// On the controller leader: remove decommissioned nodes once they are empty, and
+    /// rebalance when the set of nodes changed (automatic balancing).
+    async fn controller_duties(&self, state: &ControllerState) -> Result<(), HostError> {
+        let metrics = self.controller_metrics();
+        if metrics.current_leader != Some(self.config.node_id) || metrics.state != ServerState::Leader {
+            return Ok(());
+        }
+        for op in state.operations.values().filter(|op| op.phase.is_active()) {
+            if let OperationKind::Decommission { node } = op.kind
+                && state.groups_of(node).next().is_none()
+            {
+                tracing::info!(node, operation = op.id, "decommissioned node is empty: removing it");
+                self.remove_node(node, false).await?.map_err(|err| HostError::Raft(err.to_string()))?;
+            }
+        }
+        if state.operations.values().any(|op| op.phase.is_active()) {
+            return Ok(());
+        }
+        let members: BTreeMap<NodeId, String> =
+            metrics.membership_config.membership().nodes().map(|(id, node)| (*id, node.addr.clone())).collect();
+        let placeable: BTreeSet<NodeId> = state.placeable_nodes(&members).into_keys().collect();
+        let nodes_changed = self.config.auto_balance && placeable != state.balanced_nodes;
+        if !nodes_changed && !state.rebalance_unfinished {
+            return Ok(());
+        }
+        tracing::info!(nodes = ?placeable, nodes_changed, "rebalancing");
+        let rebalance =
+            ControllerCommand::Rebalance { created_ms: now_ms(), moves_active_max: self.config.moves_active_max };
+        tokio::time::timeout(BACKGROUND_WRITE_TIMEOUT, self.controller_write(rebalance)).await.map_err(|_| {
+            HostError::NoLeader { group: CONTROLLER_GROUP_ID, waited_ms: BACKGROUND_WRITE_TIMEOUT.as_millis() as u64 }
+        })??;
+        Ok(())
+    }
+
+    /// Proposes `command` at the controller leader: here, or over the Raft transport.
+    pub(super) async fn propose_to_controller(&self, command: ControllerCommand) -> Result<CommandResponse, HostError> {
+        let local = tokio::time::timeout(BACKGROUND_WRITE_TIMEOUT, self.controller_write(command.clone()))
+            .await
+            .map_err(|_| HostError::NoLeader {
+                group: CONTROLLER_GROUP_ID,
+                waited_ms: BACKGROUND_WRITE_TIMEOUT.as_millis() as u64,
+            })?;
+        let (leader, address) = match local {
+            Err(HostError::NotLeader { leader: Some(leader), leader_address: Some(address), .. })
+                if leader != self.config.node_id =>
+            {
+                (leader, address)
+            }
+            other => return other,
+        };
+        let call = self.transport.call(
+            leader,
+            address,
+            CONTROLLER_GROUP_ID,
+            super::RpcKind::ControllerWrite,
+            encode(&command)?,
+        );
+        let reply = tokio::time::timeout(BACKGROUND_WRITE_TIMEOUT, call)
+            .await
+            .map_err(|_| HostError::NoLeader {
+                group: CONTROLLER_GROUP_ID,
+                waited_ms: BACKGROUND_WRITE_TIMEOUT.as_millis() as u64,
+            })?
+            .map_err(|err| HostError::Raft(err.to_string()))?;
+        let answer: Result<CommandResponse, String> = decode(&reply)?;
+        answer.map_err(HostError::Raft)
+    }
+
+    /// Serves `RpcKind::ControllerWrite`: only the commands partition leaders report.
+    pub(super) async fn serve_controller_write(&self, payload: &[u8]) -> Result<Vec<u8>, HostError> {
+        let command: ControllerCommand = decode(payload)?;
+        let answer = match command {
+            ControllerCommand::MoveProgress { .. }
+            | ControllerCommand::FinishOperation { .. }
+            | ControllerCommand::PreferLeader { .. } => {
+                tokio::time::timeout(BACKGROUND_WRITE_TIMEOUT, self.controller_write(command))
+                    .await
+                    .map_err(|_| "the controller write timed out".to_owned())
+                    .and_then(|written| written.map_err(|err| err.to_string()))
+            }
+            other => Err(format!("controller command {other:?} cannot be proposed over the Raft transport")),
+        };
+        Ok(encode(&answer)?)
+    }
+}

@@ -1,0 +1,377 @@
+//! Replica moves, rebalancing and decommissioning on real node processes: scale out from 3
+//! to 5 nodes under a checked write load and decommission one; moves that survive SIGKILL
+//! of the partition leader, the target and the controller leader; and bad requests.
+
+mod harness;
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use cairn_client::{CairnClient, CreateTopicOptions, StartPosition, proto};
+use cairn_types::Record;
+use futures::StreamExt as _;
+use harness::workload::{self, History, connect};
+use harness::{Cluster, FAST_RAFT, Node};
+
+const TOPIC: &str = "scale";
+const PARTITIONS: u32 = 12;
+const WRITERS: usize = 3;
+
+/// Starts a node that joins the cluster through `via`.
+fn join(dir: &std::path::Path, id: u64, via: &str, extra: &[&str]) -> Node {
+    let mut args: Vec<String> = vec!["--node-id".into(), id.to_string(), "--join".into(), via.into()];
+    args.extend(FAST_RAFT.iter().chain(extra).map(|a| a.to_string()));
+    Node::start_with(&dir.join(format!("node{id}")), args)
+}
+
+/// Replicas and leaders per node of `topic`, as `client`'s node describes it.
+async fn placement(client: &CairnClient, topic: &str) -> (BTreeMap<u64, usize>, BTreeMap<u64, usize>) {
+    let described = client.describe_topic(topic).await.expect("describe");
+    let mut replicas = BTreeMap::new();
+    let mut leaders = BTreeMap::new();
+    for p in &described.partitions {
+        for r in &p.replicas {
+            *replicas.entry(*r).or_default() += 1;
+        }
+        if let Some(leader) = p.leader {
+            *leaders.entry(leader).or_default() += 1;
+        }
+    }
+    (replicas, leaders)
+}
+
+fn within_one(counts: &BTreeMap<u64, usize>, nodes: &[u64]) -> bool {
+    let values: Vec<usize> = nodes.iter().map(|n| counts.get(n).copied().unwrap_or(0)).collect();
+    values.iter().max().zip(values.iter().min()).is_some_and(|(max, min)| max - min <= 1)
+}
+
+/// Waits until no operation runs and replicas and leaders per node are within one.
+async fn wait_balanced(client: &CairnClient, nodes: &[u64], timeout: Duration) -> Duration {
+    let started = Instant::now();
+    loop {
+        let operations =
+            client.list_operations(false).await.unwrap_or_else(|_| vec![proto::OperationStatus::default()]);
+        let (replicas, leaders) = placement(client, TOPIC).await;
+        let total_leaders: usize = leaders.values().sum();
+        if operations.is_empty()
+            && within_one(&replicas, nodes)
+            && total_leaders == PARTITIONS as usize
+            && within_one(&leaders, nodes)
+        {
+            return started.elapsed();
+        }
+        assert!(
+            started.elapsed() < timeout,
+            "not balanced over nodes {nodes:?} after {timeout:?}: replicas {replicas:?}, leaders {leaders:?}, \
+             operations {operations:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scale_out_under_load_then_decommission_loses_nothing() {
+    let seed = harness::seed();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cluster = tokio::task::block_in_place(|| Cluster::start(dir.path(), 3, &FAST_RAFT));
+    let addresses: Vec<String> = cluster.nodes.iter().map(|n| n.address.clone()).collect();
+    let admin = connect(&addresses[0]).await;
+    let mut options = CreateTopicOptions::new(TOPIC, PARTITIONS);
+    options.replication_factor = 3;
+    admin.create_topic(options).await.expect("create topic");
+
+    // Load: idempotent writers through nodes 1-3, and a consumer of partition 0.
+    let stop = Arc::new(AtomicBool::new(false));
+    let history = Arc::new(Mutex::new(History::default()));
+    let writers: Vec<_> = (0..WRITERS)
+        .map(|id| {
+            let (stop, history) = (Arc::clone(&stop), Arc::clone(&history));
+            tokio::spawn(workload::writer(addresses[id].clone(), TOPIC, PARTITIONS, id, seed, stop, history))
+        })
+        .collect();
+    let consumed = Arc::new(Mutex::new(Vec::<(u64, String)>::new()));
+    let consumer = {
+        let (client, consumed) = (connect(&addresses[0]).await, Arc::clone(&consumed));
+        tokio::spawn(async move {
+            let mut stream = Box::pin(client.subscribe(TOPIC, 0, StartPosition::Earliest));
+            while let Some(batch) = stream.next().await {
+                let Ok(batch) = batch else { continue };
+                let mut consumed = consumed.lock().expect("consumed");
+                consumed.extend(batch.into_iter().map(|r| (r.offset, String::from_utf8_lossy(&r.value).into_owned())));
+            }
+        })
+    };
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let before = history.lock().expect("history").acknowledged.len();
+
+    // Scale out: nodes 4 and 5 join; automatic balancing spreads replicas and leaders.
+    let (fourth, fifth) = tokio::task::block_in_place(|| {
+        (join(dir.path(), 4, &addresses[1], &[]), join(dir.path(), 5, &addresses[2], &[]))
+    });
+    let took = wait_balanced(&admin, &[1, 2, 3, 4, 5], Duration::from_secs(120)).await;
+    let (replicas, leaders) = placement(&admin, TOPIC).await;
+    eprintln!("balanced over 5 nodes in {took:?}: replicas {replicas:?}, leaders {leaders:?}");
+    let dry_run = cluster.nodes[0].cli_ok(&["rebalance", "--dry-run"]);
+    assert!(dry_run.contains("balanced"), "nothing left to do: {dry_run}");
+    let moved: Vec<proto::OperationStatus> = admin.list_operations(true).await.expect("operations");
+    assert!(moved.iter().any(|op| op.kind == "move" && op.phase == "done"), "{moved:?}");
+
+    // Decommission node 2: its replicas move away, then it leaves the cluster.
+    let started = cluster.nodes[2].cli_ok(&["node", "decommission", "2"]);
+    assert!(started.contains("decommissioning node 2"), "{started}");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let nodes = admin.cluster_status().await.expect("status").nodes;
+        let (replicas, _) = placement(&admin, TOPIC).await;
+        if !nodes.iter().any(|n| n.node_id == 2) && !replicas.contains_key(&2) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "node 2 still listed or holding replicas: {replicas:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let took = wait_balanced(&admin, &[1, 3, 4, 5], Duration::from_secs(120)).await;
+    eprintln!("balanced over nodes 1, 3, 4, 5 in {took:?} after decommissioning node 2");
+    let second = connect(&addresses[1]).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while second.cluster_status().await.is_ok_and(|s| s.groups.iter().any(|g| g.topic == TOPIC)) {
+        assert!(Instant::now() < deadline, "node 2 still runs partition replicas");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    stop.store(true, Ordering::Release);
+    for writer in writers {
+        tokio::time::timeout(Duration::from_secs(60), writer).await.expect("writer stops").expect("writer");
+    }
+    let history = history.lock().expect("history");
+    assert!(history.acknowledged.len() > before + 100, "appends went on while replicas moved");
+
+    // Every replica of every partition holds the same records; together they match the history.
+    let clients: BTreeMap<u64, CairnClient> = [
+        (1, connect(&addresses[0]).await),
+        (3, connect(&addresses[2]).await),
+        (4, connect(&fourth.address).await),
+        (5, connect(&fifth.address).await),
+    ]
+    .into_iter()
+    .collect();
+    let described = admin.describe_topic(TOPIC).await.expect("describe");
+    let mut log = BTreeMap::new();
+    for p in &described.partitions {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let copies = loop {
+            let mut copies = Vec::new();
+            for replica in &p.replicas {
+                copies.push(workload::read_values(&clients[replica], TOPIC, p.partition).await);
+            }
+            if copies.windows(2).all(|w| w[0] == w[1]) {
+                break copies;
+            }
+            assert!(Instant::now() < deadline, "replicas of partition {} differ (seed {seed})", p.partition);
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
+        log.extend(copies[0].iter().map(|(offset, (_, value))| ((p.partition, *offset), value.clone())));
+    }
+    let verdict = workload::check(&log, &history, PARTITIONS);
+    eprintln!("seed {seed}: acknowledged {}, {verdict:?}", history.acknowledged.len());
+    assert_eq!(verdict.gaps, 0, "offsets not dense (seed {seed})");
+    assert_eq!(verdict.lost, 0, "acknowledged appends lost or moved (seed {seed})");
+    assert_eq!(verdict.duplicated, 0, "values stored twice (seed {seed})");
+
+    // The consumer saw partition 0 in order, once, as stored.
+    consumer.abort();
+    let consumed = consumed.lock().expect("consumed");
+    let stored: Vec<(u64, String)> =
+        log.iter().filter(|((p, _), _)| *p == 0).map(|((_, o), v)| (*o, v.clone())).collect();
+    assert!(!consumed.is_empty(), "the consumer received records");
+    assert_eq!(&stored[..consumed.len()], &consumed[..], "the consumer's records are a prefix of the log");
+}
+
+/// The operation with `id`, as the cluster lists it.
+async fn operation(client: &CairnClient, id: u64) -> Option<proto::OperationStatus> {
+    client.list_operations(true).await.ok()?.into_iter().find(|op| op.id == id)
+}
+
+/// The leader of `group` as some live node sees it.
+async fn leader_of(clients: &[&CairnClient], group: u64) -> Option<u64> {
+    for client in clients {
+        if let Ok(status) = client.cluster_status().await
+            && let Some(leader) = status.groups.iter().find(|g| g.group_id == group).and_then(|g| g.leader)
+        {
+            return Some(leader);
+        }
+    }
+    None
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn moves_complete_after_kills_of_the_leader_the_target_and_the_controller_leader() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Snapshots every 20 entries, so a new replica catches up by a streamed snapshot, paced
+    // to 300 kB/s, so that a move of ~1.5 MB takes long enough to be interrupted.
+    let extra: Vec<&str> = FAST_RAFT
+        .iter()
+        .copied()
+        .chain(["--snapshot-log-entries", "20", "--move-bytes-per-sec", "300000", "--auto-balance", "false"])
+        .collect();
+    let mut cluster = tokio::task::block_in_place(|| Cluster::start(dir.path(), 4, &extra));
+    let admin = connect(&cluster.nodes[0].address).await;
+    let mut options = CreateTopicOptions::new("moving", 3);
+    options.replication_factor = 3;
+    let topic = admin.create_topic(options).await.expect("create topic");
+    const APPENDS: u64 = 300;
+    for p in 0..3 {
+        for n in 0..APPENDS {
+            let records = (0..5)
+                .map(|i| Record {
+                    key: None,
+                    headers: vec![],
+                    value: Bytes::from(format!("{p}-{n}-{i}-{}", "x".repeat(1000))),
+                })
+                .collect();
+            admin.append("moving", Some(p), records).await.expect("append");
+        }
+    }
+
+    for (scenario, description) in topic.partitions.iter().zip(["partition leader", "target", "controller leader"]) {
+        let partition = scenario.partition;
+        let group = scenario.group_id;
+        let from = scenario.replicas[1];
+        let to = (1..=4).find(|n| !scenario.replicas.contains(n)).expect("a node without a replica");
+        let moved = cluster.nodes[0].cli_ok(&[
+            "partition",
+            "move",
+            &format!("moving/{partition}"),
+            "--from",
+            &from.to_string(),
+            "--to",
+            &to.to_string(),
+        ]);
+        let id: u64 = moved
+            .split_whitespace()
+            .nth(1)
+            .and_then(|id| id.trim_end_matches(':').parse().ok())
+            .unwrap_or_else(|| panic!("an operation id in {moved:?}"));
+        // Interrupt it while it copies.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let op = operation(&admin, id).await;
+            if op.as_ref().is_some_and(|op| op.phase == "copying" && op.bytes_copied > 0) {
+                break;
+            }
+            assert!(op.as_ref().is_none_or(|op| op.phase != "done"), "move {id} finished before it was interrupted");
+            assert!(Instant::now() < deadline, "move {id} never reported progress: {op:?}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let clients: Vec<CairnClient> = {
+            let mut clients = Vec::new();
+            for node in &cluster.nodes {
+                clients.push(connect(&node.address).await);
+            }
+            clients
+        };
+        let client_refs: Vec<&CairnClient> = clients.iter().collect();
+        let victim = match description {
+            "partition leader" => leader_of(&client_refs, group).await.expect("partition leader"),
+            "target" => to,
+            _ => leader_of(&client_refs, 0).await.expect("controller leader"),
+        };
+        eprintln!("move {id} of moving/{partition} {from} -> {to}: killing the {description}, node {victim}");
+        tokio::task::block_in_place(|| cluster.nodes[victim as usize - 1].restart());
+
+        let observer = connect(&cluster.nodes[(victim as usize) % 4].address).await;
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let op = operation(&observer, id).await;
+            if op.as_ref().is_some_and(|op| op.phase == "done") {
+                break;
+            }
+            assert!(Instant::now() < deadline, "move {id} did not finish after the {description} was killed: {op:?}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        let described = observer.describe_topic("moving").await.expect("describe");
+        let mut replicas = described.partitions[partition as usize].replicas.clone();
+        replicas.sort_unstable();
+        let mut expected: Vec<u64> = scenario.replicas.iter().copied().filter(|n| *n != from).chain([to]).collect();
+        expected.sort_unstable();
+        assert_eq!(replicas, expected, "the target replaced the source");
+        // Every replica, the new one included, serves all the records; the source deleted its copy.
+        for node in &expected {
+            let client = connect(&cluster.nodes[*node as usize - 1].address).await;
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while harness::read_partition(&client, "moving", partition).await.len() as u64 != APPENDS * 5 {
+                assert!(Instant::now() < deadline, "node {node} does not serve all of moving/{partition}");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+        let source = connect(&cluster.nodes[from as usize - 1].address).await;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while source.cluster_status().await.is_ok_and(|s| s.groups.iter().any(|g| g.group_id == group)) {
+            assert!(Instant::now() < deadline, "node {from} still holds moving/{partition}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
+#[test]
+fn bad_moves_get_clear_errors_and_a_removed_target_cancels_its_move() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut args = FAST_RAFT.to_vec();
+    args.extend(["--auto-balance", "false"]);
+    let mut cluster = Cluster::start(dir.path(), 4, &args);
+    let node = &cluster.nodes[0];
+    node.cli_ok(&["topic", "create", "t", "--partitions", "1", "--replication-factor", "3"]);
+    let described: serde_json::Value =
+        serde_json::from_str(&node.cli_ok(&["topic", "describe", "t", "--output", "json"])).expect("json");
+    let replicas: Vec<u64> = described["partitions"][0]["replicas"]
+        .as_array()
+        .expect("replicas")
+        .iter()
+        .filter_map(|r| r.as_u64())
+        .collect();
+    let outsider = (1..=4).find(|n| !replicas.contains(n)).expect("a node without a replica");
+    let (from, other) = (replicas[0].to_string(), replicas[1].to_string());
+    let refused = |args: &[&str], expected: &str| {
+        let output = cluster.nodes[0].cli(args);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{args:?} must fail");
+        assert!(stderr.contains(expected), "{args:?}: expected {expected:?} in: {stderr}");
+    };
+    refused(&["partition", "move", "t/0", "--from", &from, "--to", "9"], "node 9 is not part of the cluster");
+    refused(&["partition", "move", "t/0", "--from", &from, "--to", &other], "already holds a replica");
+    refused(&["partition", "move", "t/0", "--from", &from, "--to", &from], "the same node");
+    refused(&["partition", "move", "t/7", "--from", &from, "--to", &outsider.to_string()], "has no partition 7");
+    refused(&["partition", "move", "nope/0", "--from", &from, "--to", &outsider.to_string()], "does not exist");
+    // A topic with a replica on each of the four nodes: no node can be decommissioned.
+    node.cli_ok(&["topic", "create", "wide", "--partitions", "1", "--replication-factor", "4"]);
+    refused(&["node", "decommission", "1"], "cannot be decommissioned");
+
+    // A move to a node that is down stays in its copying phase; a second move of the same
+    // partition is refused; removing the target cancels the move and restores the voters.
+    cluster.nodes[outsider as usize - 1].kill();
+    let node = &cluster.nodes[if outsider == 1 { 1 } else { 0 }];
+    let moved = node.cli_ok(&["partition", "move", "t/0", "--from", &from, "--to", &outsider.to_string()]);
+    assert!(moved.starts_with("operation "), "{moved}");
+    let conflicting = node.cli(&["partition", "move", "t/0", "--from", &other, "--to", &outsider.to_string()]);
+    assert!(!conflicting.status.success());
+    assert!(String::from_utf8_lossy(&conflicting.stderr).contains("already being moved"), "{conflicting:?}");
+    node.cli_ok(&["node", "remove", &outsider.to_string(), "--force"]);
+    harness::wait_until("the move to be cancelled", Duration::from_secs(60), || {
+        let listed: serde_json::Value =
+            serde_json::from_str(&node.cli_ok(&["operation", "list", "--all", "--output", "json"])).expect("json");
+        listed.as_array().is_some_and(|ops| ops.iter().any(|op| op["phase"] == "cancelled"))
+    });
+    let described: serde_json::Value =
+        serde_json::from_str(&node.cli_ok(&["topic", "describe", "t", "--output", "json"])).expect("json");
+    let after: Vec<u64> = described["partitions"][0]["replicas"]
+        .as_array()
+        .expect("replicas")
+        .iter()
+        .filter_map(|r| r.as_u64())
+        .collect();
+    assert_eq!(after, replicas, "the cancelled move left the replicas as they were");
+    let produced = node.cli_with_stdin(&["produce", "t"], Some(b"still writable\n"));
+    harness::assert_success(&["produce after the cancelled move"], &produced);
+}
