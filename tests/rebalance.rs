@@ -27,17 +27,21 @@ fn join(dir: &std::path::Path, id: u64, via: &str, extra: &[&str]) -> Node {
     Node::start_with(&dir.join(format!("node{id}")), args)
 }
 
-/// Replicas and leaders per node of `topic`, as `client`'s node describes it.
-async fn placement(client: &CairnClient, topic: &str) -> (BTreeMap<u64, usize>, BTreeMap<u64, usize>) {
-    let described = client.describe_topic(topic).await.expect("describe");
+/// Replicas per node of `topic` as `client`'s node describes it, and leaders per node as
+/// each of `nodes` reports the groups it leads.
+async fn placement(client: &CairnClient, nodes: &[&CairnClient]) -> (BTreeMap<u64, usize>, BTreeMap<u64, usize>) {
+    let described = client.describe_topic(TOPIC).await.expect("describe");
     let mut replicas = BTreeMap::new();
-    let mut leaders = BTreeMap::new();
     for p in &described.partitions {
         for r in &p.replicas {
             *replicas.entry(*r).or_default() += 1;
         }
-        if let Some(leader) = p.leader {
-            *leaders.entry(leader).or_default() += 1;
+    }
+    let mut leaders = BTreeMap::new();
+    for node in nodes {
+        if let Ok(status) = node.cluster_status().await {
+            let led = status.groups.iter().filter(|g| g.topic == TOPIC && g.state == "leader").count();
+            leaders.insert(status.node_id, led);
         }
     }
     (replicas, leaders)
@@ -49,12 +53,12 @@ fn within_one(counts: &BTreeMap<u64, usize>, nodes: &[u64]) -> bool {
 }
 
 /// Waits until no operation runs and replicas and leaders per node are within one.
-async fn wait_balanced(client: &CairnClient, nodes: &[u64], timeout: Duration) -> Duration {
+async fn wait_balanced(client: &CairnClient, clients: &[&CairnClient], nodes: &[u64], timeout: Duration) -> Duration {
     let started = Instant::now();
     loop {
         let operations =
             client.list_operations(false).await.unwrap_or_else(|_| vec![proto::OperationStatus::default()]);
-        let (replicas, leaders) = placement(client, TOPIC).await;
+        let (replicas, leaders) = placement(client, clients).await;
         let total_leaders: usize = leaders.values().sum();
         if operations.is_empty()
             && within_one(&replicas, nodes)
@@ -111,8 +115,13 @@ async fn scale_out_under_load_then_decommission_loses_nothing() {
     let (fourth, fifth) = tokio::task::block_in_place(|| {
         (join(dir.path(), 4, &addresses[1], &[]), join(dir.path(), 5, &addresses[2], &[]))
     });
-    let took = wait_balanced(&admin, &[1, 2, 3, 4, 5], Duration::from_secs(120)).await;
-    let (replicas, leaders) = placement(&admin, TOPIC).await;
+    let mut node_clients = Vec::new();
+    for address in addresses.iter().chain([&fourth.address, &fifth.address]) {
+        node_clients.push(connect(address).await);
+    }
+    let all: Vec<&CairnClient> = node_clients.iter().collect();
+    let took = wait_balanced(&admin, &all, &[1, 2, 3, 4, 5], Duration::from_secs(120)).await;
+    let (replicas, leaders) = placement(&admin, &all).await;
     eprintln!("balanced over 5 nodes in {took:?}: replicas {replicas:?}, leaders {leaders:?}");
     let dry_run = cluster.nodes[0].cli_ok(&["rebalance", "--dry-run"]);
     assert!(dry_run.contains("balanced"), "nothing left to do: {dry_run}");
@@ -125,14 +134,15 @@ async fn scale_out_under_load_then_decommission_loses_nothing() {
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         let nodes = admin.cluster_status().await.expect("status").nodes;
-        let (replicas, _) = placement(&admin, TOPIC).await;
+        let (replicas, _) = placement(&admin, &[]).await;
         if !nodes.iter().any(|n| n.node_id == 2) && !replicas.contains_key(&2) {
             break;
         }
         assert!(Instant::now() < deadline, "node 2 still listed or holding replicas: {replicas:?}");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let took = wait_balanced(&admin, &[1, 3, 4, 5], Duration::from_secs(120)).await;
+    let remaining: Vec<&CairnClient> = [0, 2, 3, 4].iter().map(|i| &node_clients[*i]).collect();
+    let took = wait_balanced(&admin, &remaining, &[1, 3, 4, 5], Duration::from_secs(120)).await;
     eprintln!("balanced over nodes 1, 3, 4, 5 in {took:?} after decommissioning node 2");
     let second = connect(&addresses[1]).await;
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -145,7 +155,7 @@ async fn scale_out_under_load_then_decommission_loses_nothing() {
     for writer in writers {
         tokio::time::timeout(Duration::from_secs(60), writer).await.expect("writer stops").expect("writer");
     }
-    let history = history.lock().expect("history");
+    let history = std::mem::take(&mut *history.lock().expect("history"));
     assert!(history.acknowledged.len() > before + 100, "appends went on while replicas moved");
 
     // Every replica of every partition holds the same records; together they match the history.
