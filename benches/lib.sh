@@ -17,6 +17,7 @@ start_node() {
   "$cairn" serve --node-id "$id" --data-dir "$bench_dir/node$id" --listen "127.0.0.1:$port" "$@" \
     > "$bench_dir/node$id.log" 2>&1 &
   pids+=($!)
+  disown
   until (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; do sleep 0.1; done
 }
 

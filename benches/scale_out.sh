@@ -13,8 +13,8 @@ server="127.0.0.1:${ports[0]}"
 wait_idle "$server"
 produce() {
   "$cairn" --server "$server" bench produce --topic load --record-size 1024 --batch 100 --in-flight 64 \
-    --producers 4 --duration "$duration" --output json |
-    python3 -c 'import json,sys; r=json.load(sys.stdin); print(f"{r[\"records_per_sec\"]:,.0f} records/s, p99 {r[\"latency_ms\"][\"p99\"]:.1f} ms")'
+    --producers 4 --duration "$duration" --output json 2> /dev/null |
+    python3 -c 'import json,sys; r=json.load(sys.stdin); print("%.0f records/s, p99 %.1f ms" % (r["records_per_sec"], r["latency_ms"]["p99"]))'
 }
 echo "3 nodes: $(produce)"
 for id in 4 5; do
