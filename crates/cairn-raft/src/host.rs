@@ -69,6 +69,11 @@ pub enum HostError {
     UnknownGroup(GroupId),
     #[error("group {group} has no leader after {waited_ms} ms")]
     NoLeader { group: GroupId, waited_ms: u64 },
+    #[error(
+        "node {to} did not take over group {group} within {waited_ms} ms; the old leader may still lead: retry, or \
+         see `cairn cluster status`"
+    )]
+    LeaderTransferTimedOut { group: GroupId, to: NodeId, waited_ms: u64 },
     #[error("membership change of group {group} refused: {detail}")]
     Membership { group: GroupId, detail: String },
     #[error("raft message for node {to} arrived at node {me}")]
@@ -359,7 +364,11 @@ impl Host {
             }
         })
         .await;
-        led.map_err(|_| HostError::NoLeader { group, waited_ms: LEADER_TRANSFER_TIMEOUT.as_millis() as u64 })
+        led.map_err(|_| HostError::LeaderTransferTimedOut {
+            group,
+            to,
+            waited_ms: LEADER_TRANSFER_TIMEOUT.as_millis() as u64,
+        })
     }
 
     /// The leader of `group` as this node's replica sees it, with its address.

@@ -317,3 +317,30 @@ impl RaftNetworkV2<TypeConfig> for GroupNetwork {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn throttle_paces_chunks_to_the_limit() {
+        let throttle = Throttle::new(1_000_000);
+        assert_eq!(throttle.chunk_bytes(), 250_000, "a quarter second's worth");
+        let started = tokio::time::Instant::now();
+        for _ in 0..3 {
+            throttle.acquire(250_000).await;
+        }
+        // The first chunk goes at once; each next one waits for the previous one's budget.
+        assert!(started.elapsed() >= Duration::from_millis(450), "{:?}", started.elapsed());
+    }
+
+    #[tokio::test]
+    async fn no_limit_never_waits_and_sends_big_chunks() {
+        let throttle = Throttle::new(0);
+        assert_eq!(throttle.chunk_bytes(), SNAPSHOT_CHUNK_BYTES);
+        let started = tokio::time::Instant::now();
+        throttle.acquire(u64::MAX).await;
+        assert!(started.elapsed() < Duration::from_secs(1));
+        assert_eq!(Throttle::new(1).chunk_bytes(), 64 * 1024, "never below 64 KiB");
+    }
+}
