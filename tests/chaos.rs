@@ -9,8 +9,6 @@
 mod harness;
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use cairn_client::{CairnClient, CreateTopicOptions};
@@ -69,22 +67,7 @@ async fn chaos_leader_kills_lose_and_duplicate_nothing() {
     options.replication_factor = 3;
     admin.create_topic(options).await.expect("create topic");
 
-    let stop = Arc::new(AtomicBool::new(false));
-    let history = Arc::new(Mutex::new(History::default()));
-    let writers: Vec<_> = (0..WRITERS)
-        .map(|id| {
-            let writer = workload::writer(
-                addresses[id].clone(),
-                "chaos",
-                PARTITIONS,
-                id,
-                seed,
-                Arc::clone(&stop),
-                Arc::clone(&history),
-            );
-            tokio::spawn(writer)
-        })
-        .collect();
+    let writers = workload::Writers::start(&addresses[..WRITERS], "chaos", PARTITIONS, seed);
 
     let mut failover_ms = Vec::new();
     // Partition-leader kills: (partition, when).
@@ -128,10 +111,7 @@ async fn chaos_leader_kills_lose_and_duplicate_nothing() {
         tokio::task::block_in_place(|| cluster.nodes[victim].restart());
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
-    stop.store(true, Ordering::Release);
-    for writer in writers {
-        tokio::time::timeout(Duration::from_secs(60), writer).await.expect("writer stops").expect("writer");
-    }
+    let history = writers.stop().await;
 
     // Heal: wait until every replica serves the same log, then check it against the history.
     let clients = [connect(&addresses[0]).await, connect(&addresses[1]).await, connect(&addresses[2]).await];
@@ -148,7 +128,6 @@ async fn chaos_leader_kills_lose_and_duplicate_nothing() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
     let log: BTreeMap<(u32, u64), String> = replicas[0].iter().map(|(k, (_, v))| (*k, v.clone())).collect();
-    let history = history.lock().expect("history");
     let verdict = workload::check(&log, &history, PARTITIONS);
     let resumed_ms: Vec<u64> = partition_kills
         .iter()

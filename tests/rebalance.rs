@@ -5,7 +5,6 @@
 mod harness;
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -13,7 +12,7 @@ use bytes::Bytes;
 use cairn_client::{CairnClient, CreateTopicOptions, StartPosition, proto};
 use cairn_types::Record;
 use futures::StreamExt as _;
-use harness::workload::{self, History, connect};
+use harness::workload::{self, connect};
 use harness::{Cluster, FAST_RAFT, Node};
 
 const TOPIC: &str = "scale";
@@ -88,14 +87,7 @@ async fn scale_out_under_load_then_decommission_loses_nothing() {
     admin.create_topic(options).await.expect("create topic");
 
     // Load: idempotent writers through nodes 1-3, and a consumer of partition 0.
-    let stop = Arc::new(AtomicBool::new(false));
-    let history = Arc::new(Mutex::new(History::default()));
-    let writers: Vec<_> = (0..WRITERS)
-        .map(|id| {
-            let (stop, history) = (Arc::clone(&stop), Arc::clone(&history));
-            tokio::spawn(workload::writer(addresses[id].clone(), TOPIC, PARTITIONS, id, seed, stop, history))
-        })
-        .collect();
+    let writers = workload::Writers::start(&addresses[..WRITERS], TOPIC, PARTITIONS, seed);
     let consumed = Arc::new(Mutex::new(Vec::<(u64, String)>::new()));
     let consumer = {
         let (client, consumed) = (connect(&addresses[0]).await, Arc::clone(&consumed));
@@ -109,7 +101,7 @@ async fn scale_out_under_load_then_decommission_loses_nothing() {
         })
     };
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let before = history.lock().expect("history").acknowledged.len();
+    let before = writers.acknowledged();
 
     // Scale out: nodes 4 and 5 join; automatic balancing spreads replicas and leaders.
     let (fourth, fifth) = tokio::task::block_in_place(|| {
@@ -151,11 +143,7 @@ async fn scale_out_under_load_then_decommission_loses_nothing() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 
-    stop.store(true, Ordering::Release);
-    for writer in writers {
-        tokio::time::timeout(Duration::from_secs(60), writer).await.expect("writer stops").expect("writer");
-    }
-    let history = std::mem::take(&mut *history.lock().expect("history"));
+    let history = writers.stop().await;
     assert!(history.acknowledged.len() > before + 100, "appends went on while replicas moved");
 
     // Every replica of every partition holds the same records; together they match the history.
@@ -325,6 +313,13 @@ async fn moves_complete_after_kills_of_the_leader_the_target_and_the_controller_
     }
 }
 
+/// The replica list of partition t/0, as `cairn topic describe` prints it.
+fn replicas_of_t0(node: &Node) -> Vec<u64> {
+    let described: serde_json::Value =
+        serde_json::from_str(&node.cli_ok(&["topic", "describe", "t", "--output", "json"])).expect("json");
+    described["partitions"][0]["replicas"].as_array().expect("replicas").iter().filter_map(|r| r.as_u64()).collect()
+}
+
 #[test]
 fn bad_moves_get_clear_errors_and_a_removed_target_cancels_its_move() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -333,14 +328,7 @@ fn bad_moves_get_clear_errors_and_a_removed_target_cancels_its_move() {
     let mut cluster = Cluster::start(dir.path(), 4, &args);
     let node = &cluster.nodes[0];
     node.cli_ok(&["topic", "create", "t", "--partitions", "1", "--replication-factor", "3"]);
-    let described: serde_json::Value =
-        serde_json::from_str(&node.cli_ok(&["topic", "describe", "t", "--output", "json"])).expect("json");
-    let replicas: Vec<u64> = described["partitions"][0]["replicas"]
-        .as_array()
-        .expect("replicas")
-        .iter()
-        .filter_map(|r| r.as_u64())
-        .collect();
+    let replicas = replicas_of_t0(node);
     let outsider = (1..=4).find(|n| !replicas.contains(n)).expect("a node without a replica");
     let (from, other) = (replicas[0].to_string(), replicas[1].to_string());
     let refused = |args: &[&str], expected: &str| {
@@ -373,14 +361,7 @@ fn bad_moves_get_clear_errors_and_a_removed_target_cancels_its_move() {
             serde_json::from_str(&node.cli_ok(&["operation", "list", "--all", "--output", "json"])).expect("json");
         listed.as_array().is_some_and(|ops| ops.iter().any(|op| op["phase"] == "cancelled"))
     });
-    let described: serde_json::Value =
-        serde_json::from_str(&node.cli_ok(&["topic", "describe", "t", "--output", "json"])).expect("json");
-    let after: Vec<u64> = described["partitions"][0]["replicas"]
-        .as_array()
-        .expect("replicas")
-        .iter()
-        .filter_map(|r| r.as_u64())
-        .collect();
+    let after = replicas_of_t0(node);
     assert_eq!(after, replicas, "the cancelled move left the replicas as they were");
     let produced = node.cli_with_stdin(&["produce", "t"], Some(b"still writable\n"));
     harness::assert_success(&["produce after the cancelled move"], &produced);

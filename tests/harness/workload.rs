@@ -47,9 +47,46 @@ pub async fn connect(address: &str) -> CairnClient {
     }
 }
 
+/// One writer per address, appending until `stop` is called.
+pub struct Writers {
+    stop: Arc<AtomicBool>,
+    history: Arc<Mutex<History>>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Writers {
+    pub fn start(addresses: &[String], topic: &'static str, partitions: u32, seed: u64) -> Writers {
+        let stop = Arc::new(AtomicBool::new(false));
+        let history = Arc::new(Mutex::new(History::default()));
+        let tasks = addresses
+            .iter()
+            .enumerate()
+            .map(|(id, address)| {
+                let (stop, history) = (Arc::clone(&stop), Arc::clone(&history));
+                tokio::spawn(writer(address.clone(), topic, partitions, id, seed, stop, history))
+            })
+            .collect();
+        Writers { stop, history, tasks }
+    }
+
+    /// Appends acknowledged so far.
+    pub fn acknowledged(&self) -> usize {
+        self.history.lock().expect("history").acknowledged.len()
+    }
+
+    /// Stops the writers, waits for them, and returns what they recorded.
+    pub async fn stop(self) -> History {
+        self.stop.store(true, Ordering::Release);
+        for task in self.tasks {
+            tokio::time::timeout(Duration::from_secs(60), task).await.expect("writer stops").expect("writer");
+        }
+        std::mem::take(&mut *self.history.lock().expect("history"))
+    }
+}
+
 /// Appends `w{id}-{n}` values to random partitions of `topic` through the node at
 /// `address` until `stop`, retrying each until acknowledged.
-pub async fn writer(
+async fn writer(
     address: String,
     topic: &'static str,
     partitions: u32,

@@ -164,10 +164,8 @@ impl ControllerState {
         if let Some(operation) = assignment.operation {
             return Err(ControllerError::PartitionBusy { topic: topic.to_owned(), partition, operation });
         }
-        if let Some(assignment) = self.assignment_mut(topic, partition)
-            && let Some(position) = assignment.replicas.iter().position(|n| *n == node)
-        {
-            assignment.replicas[..=position].rotate_right(1);
+        if let Some(assignment) = self.assignment_mut(topic, partition) {
+            prefer(&mut assignment.replicas, node);
         }
         Ok(())
     }
@@ -300,15 +298,7 @@ impl ControllerState {
         };
         if let Some(assignment) = self.assignment_mut(&planned.topic, planned.partition) {
             if phase == Phase::Done {
-                assignment.replicas.retain(|n| *n != planned.to);
-                if let Some(slot) = assignment.replicas.iter_mut().find(|n| **n == planned.from) {
-                    *slot = planned.to;
-                }
-                if let Some(leader) = planned.leader
-                    && let Some(position) = assignment.replicas.iter().position(|n| *n == leader)
-                {
-                    assignment.replicas[..=position].rotate_right(1);
-                }
+                planned.apply_to(&mut assignment.replicas);
                 assignment.reassigned = true;
             }
             assignment.operation = None;
@@ -365,17 +355,24 @@ impl ControllerState {
             && let Some(planned) = op.as_move()
             && matches!(op.phase, Phase::Queued | Phase::Copying | Phase::Promoting)
         {
-            replicas.retain(|n| *n != planned.to);
-            if let Some(slot) = replicas.iter_mut().find(|n| **n == planned.from) {
-                *slot = planned.to;
-            }
-            if let Some(leader) = planned.leader
-                && let Some(position) = replicas.iter().position(|n| *n == leader)
-            {
-                replicas[..=position].rotate_right(1);
-            }
+            planned.apply_to(&mut replicas);
         }
         replicas
+    }
+
+    /// Whether `node`'s replica of `assignment` serves reads: it is a wanted voter, not the
+    /// target of a move still copying (nor its source once promoting). No allocation: every
+    /// read asks.
+    pub fn serves_reads(&self, assignment: &PartitionAssignment, node: NodeId) -> bool {
+        if !assignment.replicas.contains(&node) {
+            return false;
+        }
+        let active = assignment.operation.and_then(|id| self.operations.get(&id));
+        match active.and_then(|op| op.as_move().map(|m| (op.phase, m))) {
+            Some((Phase::Copying, m)) => m.to != node,
+            Some((Phase::Promoting, m)) => m.from != node,
+            _ => true,
+        }
     }
 
     /// The voters and learners the group of `assignment` should have now: what the leader
@@ -509,9 +506,7 @@ impl ControllerState {
             });
             let Some((slot, target)) = found else { break };
             let slot = &mut slots[slot];
-            if let Some(position) = slot.replicas.iter().position(|n| *n == target) {
-                slot.replicas[..=position].rotate_right(1);
-            }
+            prefer(&mut slot.replicas, target);
             match slot.planned_move {
                 Some(index) => plan.moves[index].leader = Some(target),
                 None => plan.leaders.push(LeaderChange {
@@ -536,10 +531,8 @@ impl ControllerState {
     /// Queues the plan's moves and reorders the preferred leaders; returns the moves' ids.
     fn apply_plan(&mut self, plan: RebalancePlan, created_ms: u64) -> Vec<u64> {
         for change in &plan.leaders {
-            if let Some(assignment) = self.assignment_mut(&change.topic, change.partition)
-                && let Some(position) = assignment.replicas.iter().position(|n| *n == change.to)
-            {
-                assignment.replicas[..=position].rotate_right(1);
+            if let Some(assignment) = self.assignment_mut(&change.topic, change.partition) {
+                prefer(&mut assignment.replicas, change.to);
             }
         }
         plan.moves.into_iter().map(|planned| self.queue_move(planned, created_ms)).collect()
@@ -758,6 +751,13 @@ impl ControllerState {
             .values()
             .flat_map(|topic| topic.partitions.iter().map(move |p| (topic, p)))
             .filter(move |(_, p)| p.replicas.contains(&node))
+    }
+}
+
+/// Makes `node` the first of `replicas` (the preferred leader), keeping the others' order.
+pub(crate) fn prefer(replicas: &mut [NodeId], node: NodeId) {
+    if let Some(position) = replicas.iter().position(|n| *n == node) {
+        replicas[..=position].rotate_right(1);
     }
 }
 

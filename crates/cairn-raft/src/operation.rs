@@ -55,6 +55,20 @@ pub struct Move {
     pub leader: Option<NodeId>,
 }
 
+impl Move {
+    /// The replica list once this move is done: `to` (appended while it copied) takes
+    /// `from`'s place, then the chosen leader, if any, goes first.
+    pub fn apply_to(&self, replicas: &mut Vec<NodeId>) {
+        replicas.retain(|n| *n != self.to);
+        if let Some(slot) = replicas.iter_mut().find(|n| **n == self.from) {
+            *slot = self.to;
+        }
+        if let Some(leader) = self.leader {
+            crate::controller_state::prefer(replicas, leader);
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Phase {
     Queued,

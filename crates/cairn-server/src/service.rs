@@ -73,8 +73,8 @@ impl CairnService {
             .get(partition as usize)
             .ok_or_else(|| status::partition_not_found(topic, partition, meta.config.partition_count))?;
         // A replica still copying (the target of a move) is not read from until it votes.
-        let (serving, _) = self.host.controller_state().desired_membership(assignment);
-        if serving.contains(&self.host.node_id())
+        let state = self.host.controller_state();
+        if state.serves_reads(assignment, self.host.node_id())
             && let Some(replica) = self.host.partition(assignment.group_id)
         {
             return Ok(ReplicaAt::Here(replica));
@@ -83,7 +83,7 @@ impl CairnService {
         let mut addresses: Vec<String> = assignment
             .replicas
             .iter()
-            .filter(|&&node| node != self.host.node_id() && serving.contains(&node))
+            .filter(|&&node| node != self.host.node_id() && state.serves_reads(assignment, node))
             .filter_map(|node| nodes.get(node).cloned())
             .collect();
         if addresses.is_empty() {

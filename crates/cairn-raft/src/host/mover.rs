@@ -44,7 +44,7 @@ impl Host {
         loop {
             tokio::select! {
                 _ = self.shutdown.cancelled() => return,
-                _ = view.changed() => {}
+                changed = view.changed() => if changed.is_err() { return },
                 _ = tokio::time::sleep(MOVER_TICK) => {}
             }
             let state = self.controller_state();
