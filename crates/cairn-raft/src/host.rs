@@ -15,7 +15,7 @@ use cairn_storage::{PartitionLog, Store};
 use cairn_types::{CONTROLLER_GROUP_ID, GroupId, Limits, NodeId, PartitionId, now_ms};
 use openraft::async_runtime::WatchReceiver;
 use openraft::errors::{ClientWriteError, RaftError};
-use openraft::{BasicNode, ChangeMembers, RaftMetrics, ReadPolicy, ServerState, SnapshotPolicy};
+use openraft::{BasicNode, ChangeMembers, Instant as _, RaftMetrics, ReadPolicy, ServerState, SnapshotPolicy};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
@@ -28,7 +28,10 @@ use crate::partition_sm::{PartitionStateMachine, PartitionView, Snapshot};
 use crate::type_config::{Raft, TypeConfig, Vote};
 use crate::{decode, encode};
 
+mod liveness;
 mod mover;
+
+use liveness::Liveness;
 
 /// How long a leader transfer waits for the new leader to take over.
 const LEADER_TRANSFER_TIMEOUT: Duration = Duration::from_secs(10);
@@ -106,13 +109,15 @@ pub struct Host {
     config: HostConfig,
     store: Arc<Store>,
     transport: Arc<dyn Transport>,
-    raft_config: Arc<openraft::Config>,
+    /// Partition groups run without openraft's timers; see `liveness`.
+    partition_raft_config: Arc<openraft::Config>,
     controller: Raft<ControllerStateMachine>,
     controller_view: watch::Receiver<Arc<ControllerState>>,
     partitions: RwLock<HashMap<GroupId, Arc<PartitionReplica>>>,
     /// Bumped whenever a local partition group starts or stops.
     partitions_changed: watch::Sender<u64>,
     throttle: Arc<Throttle>,
+    liveness: Liveness,
     shutdown: CancellationToken,
 }
 
@@ -135,7 +140,19 @@ impl Host {
             enable_leader_restore: Some(false),
             ..Default::default()
         };
+        // A partition group's leader lease (openraft's `election_timeout_max`) is the failure
+        // detection time: its voters refuse other candidates that long after hearing from
+        // their leader, and the liveness loop starts elections only after it anyway.
+        let partition_raft_config = openraft::Config {
+            enable_tick: false,
+            election_timeout_min: config.heartbeat_interval_ms
+                + config.election_timeout_min_ms.saturating_sub(config.heartbeat_interval_ms) / 2,
+            election_timeout_max: config.election_timeout_min_ms,
+            ..raft_config.clone()
+        };
         let raft_config = Arc::new(raft_config.validate().map_err(|err| HostError::Raft(err.to_string()))?);
+        let partition_raft_config =
+            Arc::new(partition_raft_config.validate().map_err(|err| HostError::Raft(err.to_string()))?);
         let (controller_sm, controller_view) = ControllerStateMachine::open(Arc::clone(&store))?;
         let throttle = Arc::new(Throttle::new(config.move_bytes_per_sec));
         let network = GroupNetworkFactory {
@@ -169,17 +186,19 @@ impl Host {
             config,
             store,
             transport,
-            raft_config,
+            partition_raft_config,
             controller,
             controller_view,
             partitions: RwLock::new(HashMap::new()),
             partitions_changed: watch::channel(0).0,
             throttle,
+            liveness: Liveness::default(),
             shutdown: CancellationToken::new(),
         });
         tokio::spawn(Arc::clone(&host).reconcile_loop());
         tokio::spawn(Arc::clone(&host).mover_loop());
         tokio::spawn(Arc::clone(&host).retention_loop());
+        tokio::spawn(Arc::clone(&host).liveness_loop());
         Ok(host)
     }
 
@@ -307,8 +326,28 @@ impl Host {
         command: PartitionCommand,
     ) -> Result<CommandResponse, HostError> {
         let replica = self.partition(group).ok_or(HostError::UnknownGroup(group))?;
+        self.renew_lease(&replica).await;
         let result = replica.raft.client_write(Command::Partition(command)).await;
         write_result(group, result)
+    }
+
+    /// openraft accepts a write only while the leader's lease holds: a quorum acknowledged
+    /// it within the lease (`election_timeout_max`). An idle partition group sends no
+    /// heartbeats (see `liveness`), so its lease lapses; renew it with one heartbeat round.
+    /// Returns at once when this node does not lead the group, and gives up after the
+    /// failure detection time (the write then fails as not led, and is retried).
+    pub(crate) async fn renew_lease(&self, replica: &PartitionReplica) {
+        let lease = Duration::from_millis(self.partition_raft_config.election_timeout_max);
+        let fresh = move |m: &RaftMetrics<TypeConfig>| {
+            m.state != ServerState::Leader || m.last_quorum_acked.as_ref().is_some_and(|at| at.elapsed() < lease / 2)
+        };
+        if fresh(&replica.raft.metrics().borrow_watched()) {
+            return;
+        }
+        if replica.raft.trigger().heartbeat().await.is_err() {
+            return;
+        }
+        let _ = replica.raft.wait(Some(self.failure_detection())).metrics(fresh, "leader lease renewed").await;
     }
 
     /// The log index a linearizable read of `group` must see applied: the leader confirms
@@ -371,10 +410,12 @@ impl Host {
         })
     }
 
-    /// The leader of `group` as this node's replica sees it, with its address.
+    /// The leader of `group` as this node's replica sees it, with its address. A replica
+    /// that has not heard from its leader since it started (an idle group sends nothing)
+    /// takes the live node that claims the group.
     pub fn partition_leader(&self, group: GroupId) -> Option<(NodeId, String)> {
         let metrics = self.partition(group)?.metrics();
-        let leader = metrics.current_leader?;
+        let leader = metrics.current_leader.or_else(|| self.liveness.live_leader(group, self.failure_detection()))?;
         let address = metrics.membership_config.membership().get_node(&leader)?.addr.clone();
         Some((leader, address))
     }
@@ -420,6 +461,9 @@ impl Host {
     ) -> Result<Vec<u8>, HostError> {
         if to != self.config.node_id {
             return Err(HostError::Misrouted { to, me: self.config.node_id });
+        }
+        if kind == RpcKind::NodeHeartbeat {
+            return self.serve_node_heartbeat(payload);
         }
         if group == CONTROLLER_GROUP_ID && kind == RpcKind::ControllerWrite {
             return self.serve_controller_write(payload).await;
@@ -531,7 +575,7 @@ impl Host {
         };
         let raft = Raft::new(
             self.config.node_id,
-            Arc::clone(&self.raft_config),
+            Arc::clone(&self.partition_raft_config),
             network,
             LogStore::new(Arc::clone(&self.store), group),
             state_machine,
@@ -677,7 +721,7 @@ where
             reply(imported)
         }
         RpcKind::TransferLeader => reply(raft.handle_transfer_leader(decode(payload)?).await),
-        RpcKind::ReadIndex | RpcKind::ControllerWrite => {
+        RpcKind::ReadIndex | RpcKind::ControllerWrite | RpcKind::NodeHeartbeat => {
             // Answered by the host (it needs the group's replica or the controller).
             reply::<u64, _>(Err("this request is served by the host, not a group"))
         }

@@ -50,6 +50,9 @@ pub enum RpcKind {
     /// A node asks the controller leader to propose a `ControllerCommand` (move progress
     /// reported by a partition leader): `ControllerCommand` → `CommandResponse`.
     ControllerWrite,
+    /// A node tells another that it is alive and which partition groups it leads
+    /// (`liveness::NodeHeartbeat` → `()`).
+    NodeHeartbeat,
 }
 
 #[derive(Debug, thiserror::Error)]

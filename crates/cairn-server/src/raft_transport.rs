@@ -79,6 +79,7 @@ impl Transport for GrpcTransport {
                 RpcKind::ReadIndex => client.read_index(message).await,
                 RpcKind::TransferLeader => client.transfer_leader(message).await,
                 RpcKind::ControllerWrite => client.controller_write(message).await,
+                RpcKind::NodeHeartbeat => client.node_heartbeat(message).await,
             };
             match reply {
                 Ok(reply) => Ok(reply.into_inner().payload.to_vec()),
@@ -161,5 +162,9 @@ impl RaftTransport for RaftTransportService {
 
     async fn controller_write(&self, request: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
         self.serve(request, RpcKind::ControllerWrite).await
+    }
+
+    async fn node_heartbeat(&self, request: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
+        self.serve(request, RpcKind::NodeHeartbeat).await
     }
 }

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cairn_types::{CONTROLLER_GROUP_ID, NodeId, now_ms};
-use openraft::{BasicNode, ChangeMembers, Instant as _, RaftMetrics, ServerState};
+use openraft::{BasicNode, ChangeMembers, RaftMetrics, ServerState};
 
 use super::{BACKGROUND_WRITE_TIMEOUT, Host, HostError, MEMBERSHIP_CHANGE_TIMEOUT, PartitionReplica, write_result};
 use crate::command::{CommandResponse, ControllerCommand};
@@ -139,6 +139,7 @@ impl Host {
                 return Err(HostError::Membership { group, detail: format!("node {missing} has no known address") });
             };
             tracing::info!(group, node = missing, "adding a learner");
+            self.renew_lease(replica).await;
             let added = replica.raft.add_learner(*missing, BasicNode { addr: address.clone() }, false).await;
             write_result(group, added)?;
             return Ok(false);
@@ -149,9 +150,8 @@ impl Host {
             }
             if !voters.contains(&self.config.node_id) {
                 // Hand the leadership to a caught-up voter that stays, then let it finish.
-                if let Some(next) = voters
-                    .intersection(&current_voters)
-                    .find(|n| self.caught_up(metrics, **n) && self.is_live(metrics, **n))
+                if let Some(next) =
+                    voters.intersection(&current_voters).find(|n| self.caught_up(metrics, **n) && self.is_live(**n))
                 {
                     tracing::info!(group, to = next, "leaving the group: handing over its leadership first");
                     replica
@@ -164,6 +164,7 @@ impl Host {
                 }
             }
             tracing::info!(group, ?voters, "changing voters (joint consensus)");
+            self.renew_lease(replica).await;
             let change = replica.raft.change_membership(voters.clone(), false);
             let changed =
                 tokio::time::timeout(MEMBERSHIP_CHANGE_TIMEOUT, change).await.map_err(|_| HostError::Membership {
@@ -177,6 +178,7 @@ impl Host {
             members.iter().filter(|n| !voters.contains(n) && !learners.contains(n)).copied().collect();
         if !extra.is_empty() {
             tracing::info!(group, ?extra, "removing learners");
+            self.renew_lease(replica).await;
             let removed = replica.raft.change_membership(ChangeMembers::RemoveNodes(extra), false).await;
             write_result(group, removed)?;
             return Ok(false);
@@ -198,14 +200,9 @@ impl Host {
         matched.is_some_and(|matched| matched + CAUGHT_UP_ENTRIES >= last)
     }
 
-    /// Whether `node` answered a heartbeat of this leader recently.
-    fn is_live(&self, metrics: &RaftMetrics<TypeConfig>, node: NodeId) -> bool {
-        let recent = Duration::from_millis(self.config.election_timeout_min_ms.max(1));
-        metrics
-            .heartbeat
-            .as_ref()
-            .and_then(|heartbeat| heartbeat.get(&node).cloned().flatten())
-            .is_some_and(|acked| acked.elapsed() < recent)
+    /// Whether `node` sent its node heartbeat recently.
+    fn is_live(&self, node: NodeId) -> bool {
+        self.liveness.is_live(node, self.failure_detection())
     }
 
     /// Leaders of partitions without a move under way hand leadership to the preferred
@@ -231,7 +228,7 @@ impl Host {
             if metrics.state != ServerState::Leader
                 || !metrics.membership_config.membership().voter_ids().any(|id| id == preferred)
                 || !self.caught_up(&metrics, preferred)
-                || !self.is_live(&metrics, preferred)
+                || !self.is_live(preferred)
             {
                 continue;
             }

@@ -1,0 +1,237 @@
+//! Node liveness, which lets idle partition groups go quiet.
+//!
+//! Partition groups run without openraft's timers (`enable_tick = false`): an idle group
+//! sends nothing and wakes nothing, so a node can hold thousands of them. Instead every
+//! node runs one liveness loop that, each `heartbeat_interval`:
+//! - sends every other node one `NodeHeartbeat` naming the partition groups it leads, and
+//!   the groups it follows without knowing their leader;
+//! - wakes the groups it leads whose replication to some replica stalled behind the log
+//!   (openraft retries a failed replication stream only when its core wakes), and those a
+//!   peer reported as not knowing their leader;
+//! - starts an election, pre-vote first, in every group it votes in that no live node
+//!   leads: no node heard from within `election_timeout_min` claims the group. A random
+//!   delay of up to `election_timeout_max - election_timeout_min` keeps replicas from
+//!   splitting the vote; a failed election is retried the same way.
+//!
+//! A busy group needs none of this to replicate: its replication streams carry entries and
+//! commit indexes as they come. The controller group keeps openraft's own timers.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use cairn_types::{CONTROLLER_GROUP_ID, GroupId, NodeId};
+use openraft::ServerState;
+use openraft::async_runtime::WatchReceiver;
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+use tokio::time::Instant;
+
+use super::{Host, HostError, PartitionReplica};
+use crate::network::RpcKind;
+use crate::{decode, encode};
+
+/// What a node tells every other node each heartbeat interval.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct NodeHeartbeat {
+    pub from: NodeId,
+    /// Partition groups the sender leads.
+    pub leads: Vec<GroupId>,
+    /// Partition groups the sender votes in but does not know the leader of.
+    pub orphans: Vec<GroupId>,
+}
+
+/// What this node last heard from each other node.
+#[derive(Debug, Default)]
+pub(crate) struct Liveness {
+    peers: Mutex<HashMap<NodeId, PeerBeat>>,
+}
+
+#[derive(Debug)]
+struct PeerBeat {
+    heard_at: Instant,
+    leads: HashSet<GroupId>,
+    orphans: Vec<GroupId>,
+}
+
+impl Liveness {
+    fn record(&self, beat: NodeHeartbeat) {
+        if let Ok(mut peers) = self.peers.lock() {
+            let leads = beat.leads.into_iter().collect();
+            peers.insert(beat.from, PeerBeat { heard_at: Instant::now(), leads, orphans: beat.orphans });
+        }
+    }
+
+    /// Whether `node` was heard from within `within`.
+    pub(crate) fn is_live(&self, node: NodeId, within: Duration) -> bool {
+        self.peers.lock().is_ok_and(|peers| peers.get(&node).is_some_and(|beat| beat.heard_at.elapsed() < within))
+    }
+
+    /// A node heard from within `within` that claims to lead `group`.
+    pub(crate) fn live_leader(&self, group: GroupId, within: Duration) -> Option<NodeId> {
+        let peers = self.peers.lock().ok()?;
+        peers
+            .iter()
+            .filter(|(_, beat)| beat.heard_at.elapsed() < within && beat.leads.contains(&group))
+            .map(|(node, _)| *node)
+            .min()
+    }
+
+    /// Groups that live peers reported as not knowing their leader.
+    fn orphans(&self, within: Duration) -> HashSet<GroupId> {
+        let Ok(peers) = self.peers.lock() else { return HashSet::new() };
+        peers
+            .values()
+            .filter(|beat| beat.heard_at.elapsed() < within)
+            .flat_map(|beat| beat.orphans.iter().copied())
+            .collect()
+    }
+}
+
+/// The liveness loop's memory between passes.
+#[derive(Default)]
+struct Watch {
+    /// Groups without a live leader, and when to start (or retry) an election.
+    elect_at: HashMap<GroupId, Instant>,
+    /// Each led group's replication progress per replica at the previous pass.
+    matched: HashMap<(GroupId, NodeId), Option<u64>>,
+}
+
+/// What the liveness loop needs of one group's metrics.
+struct GroupView {
+    state: ServerState,
+    leader: Option<NodeId>,
+    voter: bool,
+    /// Replicas behind the leader's log, with their progress (leaders only).
+    behind: Vec<(NodeId, Option<u64>)>,
+}
+
+impl Host {
+    /// Serves a peer's `NodeHeartbeat`.
+    pub(super) fn serve_node_heartbeat(&self, payload: &[u8]) -> Result<Vec<u8>, HostError> {
+        let beat: NodeHeartbeat = decode(payload)?;
+        self.liveness.record(beat);
+        Ok(encode(&Ok::<(), String>(()))?)
+    }
+
+    /// How long a node may stay silent before its groups count as leaderless.
+    pub(super) fn failure_detection(&self) -> Duration {
+        Duration::from_millis(self.config.election_timeout_min_ms.max(1))
+    }
+
+    pub(super) async fn liveness_loop(self: Arc<Self>) {
+        let period = Duration::from_millis(self.config.heartbeat_interval_ms.max(1));
+        let started = Instant::now();
+        let mut ticker = tokio::time::interval(period);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut watch = Watch::default();
+        loop {
+            tokio::select! {
+                _ = self.shutdown.cancelled() => return,
+                _ = ticker.tick() => {}
+            }
+            let replicas = self.partitions();
+            let views: Vec<GroupView> = replicas.iter().map(|replica| self.group_view(replica)).collect();
+            self.send_heartbeats(&replicas, &views, period);
+            // Until peers had time to say what they lead, no group counts as leaderless.
+            let may_elect = started.elapsed() >= self.failure_detection();
+            let orphans = self.liveness.orphans(self.failure_detection());
+            for (replica, view) in replicas.iter().zip(&views) {
+                self.watch_group(replica, view, &orphans, may_elect, &mut watch).await;
+            }
+            watch.elect_at.retain(|group, _| replicas.iter().any(|r| r.group_id == *group));
+            watch.matched.retain(|(group, _), _| replicas.iter().any(|r| r.group_id == *group));
+        }
+    }
+
+    fn group_view(&self, replica: &PartitionReplica) -> GroupView {
+        let metrics = replica.raft.metrics();
+        let metrics = metrics.borrow_watched();
+        let last = metrics.last_log_index;
+        let behind = match (&metrics.replication, metrics.state) {
+            (Some(replication), ServerState::Leader) => replication
+                .iter()
+                .map(|(node, matched)| (*node, matched.as_ref().map(|log_id| log_id.index)))
+                .filter(|(node, matched)| *node != self.config.node_id && *matched < last)
+                .collect(),
+            _ => Vec::new(),
+        };
+        GroupView {
+            state: metrics.state,
+            leader: metrics.current_leader,
+            voter: metrics.membership_config.membership().voter_ids().any(|id| id == self.config.node_id),
+            behind,
+        }
+    }
+
+    fn send_heartbeats(&self, replicas: &[Arc<PartitionReplica>], views: &[GroupView], period: Duration) {
+        let mut beat = NodeHeartbeat { from: self.config.node_id, leads: Vec::new(), orphans: Vec::new() };
+        for (replica, view) in replicas.iter().zip(views) {
+            if view.state == ServerState::Leader {
+                beat.leads.push(replica.group_id);
+            } else if view.voter && view.leader.is_none_or(|leader| leader == self.config.node_id) {
+                beat.orphans.push(replica.group_id);
+            }
+        }
+        let payload = match encode(&beat) {
+            Ok(payload) => payload,
+            Err(err) => {
+                tracing::error!(error = %err, "cannot encode a node heartbeat");
+                return;
+            }
+        };
+        for (node, address) in self.cluster_nodes() {
+            if node == self.config.node_id {
+                continue;
+            }
+            let call = self.transport.call(node, address, CONTROLLER_GROUP_ID, RpcKind::NodeHeartbeat, payload.clone());
+            tokio::spawn(async move {
+                // A lost heartbeat is simply not heard: the receiver's timeout is the signal.
+                let _ = tokio::time::timeout(period, call).await;
+            });
+        }
+    }
+
+    async fn watch_group(
+        &self,
+        replica: &PartitionReplica,
+        view: &GroupView,
+        orphans: &HashSet<GroupId>,
+        may_elect: bool,
+        watch: &mut Watch,
+    ) {
+        let group = replica.group_id;
+        if view.state == ServerState::Leader {
+            watch.elect_at.remove(&group);
+            // Wake the group when replication to some replica made no progress since the last
+            // pass (a failed stream waits for a wake-up), or when a replica does not know us.
+            let mut stalled = orphans.contains(&group);
+            for (node, matched) in &view.behind {
+                stalled |= watch.matched.insert((group, *node), *matched) == Some(*matched);
+            }
+            if stalled && let Err(err) = replica.raft.trigger().heartbeat().await {
+                tracing::warn!(group, error = %err, "cannot wake a partition group");
+            }
+            return;
+        }
+        let detection = self.failure_detection();
+        if !view.voter || !may_elect || self.liveness.live_leader(group, detection).is_some() {
+            watch.elect_at.remove(&group);
+            return;
+        }
+        let now = Instant::now();
+        let jitter_max = self.config.election_timeout_max_ms.saturating_sub(self.config.election_timeout_min_ms).max(1);
+        let jitter = Duration::from_millis(rand::rng().random_range(0..jitter_max));
+        let elect_at = *watch.elect_at.entry(group).or_insert(now + jitter);
+        if now < elect_at {
+            return;
+        }
+        tracing::info!(group, leader = ?view.leader, "no live leader: starting an election");
+        if let Err(err) = replica.raft.trigger().elect(true).await {
+            tracing::warn!(group, error = %err, "cannot start an election");
+        }
+        // Try again if this election does not bring a live leader.
+        let period = Duration::from_millis(self.config.heartbeat_interval_ms.max(1));
+        watch.elect_at.insert(group, now + period + jitter);
+    }
+}
