@@ -160,7 +160,9 @@ pub(crate) async fn append_until_answered(
             Err(status) if retryable(status.code()) && Instant::now() + backoff < deadline => {
                 maybe_applied = true;
                 tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_millis(500));
+                // A short cap: a failover takes well under a second, and a long wait between
+                // attempts would add up to its length again.
+                backoff = (backoff * 2).min(Duration::from_millis(200));
             }
             Err(status) => {
                 // A sequence refusal means the producer and the partition disagree: treat

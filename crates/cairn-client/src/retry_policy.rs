@@ -16,8 +16,8 @@ pub struct RetryPolicy {
 }
 
 pub const RETRY_TOTAL_MS_DEFAULT: u64 = 5_000;
-pub const BACKOFF_INITIAL_MS_DEFAULT: u64 = 50;
-pub const BACKOFF_MAX_MS_DEFAULT: u64 = 1_000;
+pub const BACKOFF_INITIAL_MS_DEFAULT: u64 = 20;
+pub const BACKOFF_MAX_MS_DEFAULT: u64 = 200;
 
 impl Default for RetryPolicy {
     fn default() -> Self {

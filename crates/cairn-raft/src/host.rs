@@ -140,14 +140,17 @@ impl Host {
             enable_leader_restore: Some(false),
             ..Default::default()
         };
-        // A partition group's leader lease (openraft's `election_timeout_max`) is the failure
-        // detection time: its voters refuse other candidates that long after hearing from
-        // their leader, and the liveness loop starts elections only after it anyway.
+        // Partition groups have no timers (see `liveness`), so openraft's timeouts only set
+        // two things there. The leader lease (`election_timeout_max`) is the failure detection
+        // time: voters refuse other candidates that long after hearing from their leader, and
+        // the liveness loop starts elections only after it anyway. The heartbeat interval is
+        // the replication RPC timeout: half of it.
+        let detection = config.election_timeout_min_ms.max(4);
         let partition_raft_config = openraft::Config {
             enable_tick: false,
-            election_timeout_min: config.heartbeat_interval_ms
-                + config.election_timeout_min_ms.saturating_sub(config.heartbeat_interval_ms) / 2,
-            election_timeout_max: config.election_timeout_min_ms,
+            heartbeat_interval: detection / 2,
+            election_timeout_min: detection * 3 / 4,
+            election_timeout_max: detection,
             ..raft_config.clone()
         };
         let raft_config = Arc::new(raft_config.validate().map_err(|err| HostError::Raft(err.to_string()))?);

@@ -12,9 +12,9 @@ use serde::Deserialize;
 pub const DEFAULT_NODE_ID: NodeId = 1;
 pub const DEFAULT_DATA_DIR: &str = "./cairn-data";
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:7070";
-pub const DEFAULT_HEARTBEAT_INTERVAL_MS: u64 = 300;
-pub const DEFAULT_ELECTION_TIMEOUT_MIN_MS: u64 = 1_500;
-pub const DEFAULT_ELECTION_TIMEOUT_MAX_MS: u64 = 3_000;
+pub const DEFAULT_HEARTBEAT_INTERVAL_MS: u64 = 200;
+pub const DEFAULT_ELECTION_TIMEOUT_MIN_MS: u64 = 600;
+pub const DEFAULT_ELECTION_TIMEOUT_MAX_MS: u64 = 900;
 pub const DEFAULT_RETENTION_CHECK_INTERVAL_MS: u64 = 30_000;
 pub const DEFAULT_SNAPSHOT_LOG_ENTRIES: u64 = 10_000;
 pub const DEFAULT_AUTO_BALANCE: bool = true;
@@ -48,13 +48,17 @@ pub struct ServeArgs {
     /// one; the node then holds replicas of new topics.
     #[arg(long, env = "CAIRN_JOIN", conflicts_with = "initial_cluster")]
     pub join: Option<String>,
-    /// Raft heartbeat interval, in milliseconds.
+    /// How often a node tells the others it is alive (and the controller leader heartbeats),
+    /// in milliseconds. Partition groups send no heartbeats of their own.
     #[arg(long, env = "CAIRN_HEARTBEAT_INTERVAL_MS")]
     pub heartbeat_interval_ms: Option<u64>,
-    /// Shortest Raft election timeout, in milliseconds.
+    /// Failure detection, in milliseconds: a node not heard from this long counts as down,
+    /// and the replicas of the partitions it led elect a new leader. Also the shortest
+    /// election timeout of the controller.
     #[arg(long, env = "CAIRN_ELECTION_TIMEOUT_MIN_MS")]
     pub election_timeout_min_ms: Option<u64>,
-    /// Longest Raft election timeout, in milliseconds.
+    /// Longest Raft election timeout, in milliseconds; replicas wait a random part of
+    /// (max - min) before standing for election, so that they do not split the vote.
     #[arg(long, env = "CAIRN_ELECTION_TIMEOUT_MAX_MS")]
     pub election_timeout_max_ms: Option<u64>,
     /// How often leaders check partitions for records past their retention, in milliseconds.

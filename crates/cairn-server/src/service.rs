@@ -281,7 +281,8 @@ impl CairnService {
                 break;
             }
             tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(Duration::from_millis(500));
+            // Checking again is cheap; a new leader is usually there within a second.
+            backoff = (backoff * 2).min(Duration::from_millis(100));
         }
         Err(not_leader(
             Status::unavailable(format!(

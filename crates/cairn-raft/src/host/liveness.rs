@@ -139,8 +139,9 @@ impl Host {
             for (replica, view) in replicas.iter().zip(&views) {
                 self.watch_group(replica, view, &orphans, may_elect, &mut watch).await;
             }
-            watch.elect_at.retain(|group, _| replicas.iter().any(|r| r.group_id == *group));
-            watch.matched.retain(|(group, _), _| replicas.iter().any(|r| r.group_id == *group));
+            let hosted: HashSet<GroupId> = replicas.iter().map(|r| r.group_id).collect();
+            watch.elect_at.retain(|group, _| hosted.contains(group));
+            watch.matched.retain(|(group, _), _| hosted.contains(group));
         }
     }
 
