@@ -138,6 +138,10 @@ impl Host {
             // Applied state is not fsynced on its own: a restarted leader must win an
             // election again instead of resuming.
             enable_leader_restore: Some(false),
+            // Per-entry latency tracking of openraft's `runtime-stats` feature, which Cairn
+            // does not enable: without this, every group still allocates six ring buffers
+            // of 1,024 timestamps, most of an idle partition replica's memory.
+            log_stage_capacity: Some(1),
             ..Default::default()
         };
         // Partition groups have no timers (see `liveness`), so openraft's timeouts only set
