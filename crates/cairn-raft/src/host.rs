@@ -345,8 +345,11 @@ impl Host {
     /// failure detection time (the write then fails as not led, and is retried).
     pub(crate) async fn renew_lease(&self, replica: &PartitionReplica) {
         let lease = Duration::from_millis(self.partition_raft_config.election_timeout_max);
+        // A lone voter is its own quorum: its lease never lapses.
         let fresh = move |m: &RaftMetrics<TypeConfig>| {
-            m.state != ServerState::Leader || m.last_quorum_acked.as_ref().is_some_and(|at| at.elapsed() < lease / 2)
+            m.state != ServerState::Leader
+                || m.membership_config.membership().voter_ids().nth(1).is_none()
+                || m.last_quorum_acked.as_ref().is_some_and(|at| at.elapsed() < lease / 2)
         };
         if fresh(&replica.raft.metrics().borrow_watched()) {
             return;

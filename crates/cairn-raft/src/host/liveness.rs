@@ -100,6 +100,8 @@ struct Watch {
 /// What the liveness loop needs of one group's metrics.
 struct GroupView {
     state: ServerState,
+    /// False once the group stopped on a fatal error: it then leads nothing.
+    running: bool,
     leader: Option<NodeId>,
     voter: bool,
     /// Replicas behind the leader's log, with their progress (leaders only).
@@ -159,6 +161,7 @@ impl Host {
         };
         GroupView {
             state: metrics.state,
+            running: metrics.running_state.is_ok(),
             leader: metrics.current_leader,
             voter: metrics.membership_config.membership().voter_ids().any(|id| id == self.config.node_id),
             behind,
@@ -168,7 +171,7 @@ impl Host {
     fn send_heartbeats(&self, replicas: &[Arc<PartitionReplica>], views: &[GroupView], period: Duration) {
         let mut beat = NodeHeartbeat { from: self.config.node_id, leads: Vec::new(), orphans: Vec::new() };
         for (replica, view) in replicas.iter().zip(views) {
-            if view.state == ServerState::Leader {
+            if view.state == ServerState::Leader && view.running {
                 beat.leads.push(replica.group_id);
             } else if view.voter && view.leader.is_none_or(|leader| leader == self.config.node_id) {
                 beat.orphans.push(replica.group_id);
