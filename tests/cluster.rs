@@ -348,3 +348,81 @@ fn a_new_node_joins_and_takes_replicas() {
         cluster.nodes[0].cli(&["topic", "create", "too-wide", "--partitions", "1", "--replication-factor", "4"]);
     assert!(!too_wide.status.success(), "a removed node gets no replicas");
 }
+
+/// (leader, term) of each partition of `topic`, as `node`'s replicas see them.
+fn leaders_and_terms(node: &harness::Node, topic: &str) -> BTreeMap<u64, (Option<u64>, u64)> {
+    let status: Value =
+        serde_json::from_str(&node.cli_ok(&["cluster", "status", "--output", "json"])).expect("status json");
+    status["groups"]
+        .as_array()
+        .expect("groups")
+        .iter()
+        .filter(|g| g["topic"] == topic)
+        .map(|g| {
+            (g["partition"].as_u64().expect("partition"), (g["leader"].as_u64(), g["term"].as_u64().expect("term")))
+        })
+        .collect()
+}
+
+/// Partition groups run without timers: node heartbeats stand in for their leaders'. An idle
+/// group whose leader's node dies still elects a new leader and takes appends. A restarted
+/// node learns the leaders of idle groups (even when it missed nothing, so that no
+/// replication reaches it) instead of standing for election: the groups it did not lead
+/// keep their leader and term throughout.
+#[test]
+fn idle_partitions_fail_over_and_keep_their_leaders_across_a_restart() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut cluster = Cluster::start(dir.path(), 3, &FAST_RAFT);
+    cluster.nodes[0].cli_ok(&["topic", "create", "quiet", "--partitions", "6", "--replication-factor", "3"]);
+    let preferred: BTreeMap<u64, u64> = describe(&cluster.nodes[0], "quiet")["partitions"]
+        .as_array()
+        .expect("partitions")
+        .iter()
+        .map(|p| (p["partition"].as_u64().expect("partition"), p["replicas"][0].as_u64().expect("a replica")))
+        .collect();
+    wait_until("every partition led by its preferred replica, as every node sees it", Duration::from_secs(20), || {
+        cluster.nodes.iter().all(|n| {
+            let seen = leaders_and_terms(n, "quiet");
+            seen.len() == 6 && preferred.iter().all(|(p, leader)| seen[p].0 == Some(*leader))
+        })
+    });
+    let before = leaders_and_terms(&cluster.nodes[0], "quiet");
+
+    // Node 3 dies; the idle partitions it led elect leaders among nodes 1 and 2.
+    cluster.nodes[2].kill();
+    let led_by_3: Vec<u64> = preferred.iter().filter(|(_, leader)| **leader == 3).map(|(p, _)| *p).collect();
+    assert!(!led_by_3.is_empty(), "placement spreads leaders: {preferred:?}");
+    wait_until("new leaders for the partitions node 3 led", Duration::from_secs(10), || {
+        let seen = leaders_and_terms(&cluster.nodes[0], "quiet");
+        led_by_3.iter().all(|p| matches!(seen[p].0, Some(1) | Some(2)))
+    });
+    for p in 0..6 {
+        cluster.nodes[0].cli_ok(&["produce", "quiet", "--partition", &p.to_string(), "--value", &format!("v{p}")]);
+    }
+
+    // Node 3 comes back and learns every leader without an election in the groups it did
+    // not lead; it serves every record.
+    cluster.nodes[2].restart();
+    wait_until("node 3 to know every partition's leader", Duration::from_secs(10), || {
+        leaders_and_terms(&cluster.nodes[2], "quiet").values().all(|(leader, _)| leader.is_some())
+    });
+    wait_until("node 3 to serve every record", Duration::from_secs(10), || {
+        consume_all(&cluster.nodes[2], "quiet").len() == 6
+    });
+
+    // Again, with nothing missed: no replication stream has anything to send node 3.
+    cluster.nodes[2].kill();
+    cluster.nodes[2].restart();
+    wait_until("node 3 to know every partition's leader again", Duration::from_secs(10), || {
+        leaders_and_terms(&cluster.nodes[2], "quiet").values().all(|(leader, _)| leader.is_some())
+    });
+    let after = leaders_and_terms(&cluster.nodes[0], "quiet");
+    for (p, leader) in &preferred {
+        if *leader != 3 {
+            assert_eq!(
+                after[p], before[p],
+                "partition {p} kept its leader and term: before {before:?}, after {after:?}"
+            );
+        }
+    }
+}
