@@ -167,6 +167,21 @@ def backlog_row(cluster):
     return cluster.consume()
 
 
+# The latest report of each (row, system): a row may depend on another's result.
+LAST = {}
+
+
+def half_nats_rate_row(base):
+    """Open loop at half the rate NATS reached in row `base` this round (1 KiB records, one
+    producer): each system's p99 ack latency at a load NATS carries easily."""
+    def run(cluster):
+        rate = LAST.get((base, "nats"), {}).get("records_per_sec")
+        if not rate:
+            raise RuntimeError(f"row {base} must run before the half-rate row")
+        return cluster.produce(1024, 256, 1, DURATION, rate=max(1, int(rate / 2)))
+    return run
+
+
 def latency_row(record_size):
     def run(cluster):
         return cluster.produce(record_size, 1, 1, DURATION)
@@ -176,6 +191,7 @@ def latency_row(record_size):
 # (row name, nodes, NATS with sync_interval always, workload)
 ROWS = [
     ("r3-produce-1k-1p", 3, False, produce_row(1024, 256, 1)),
+    ("r3-half-nats-rate-1k", 3, False, half_nats_rate_row("r3-produce-1k-1p")),
     ("r3-produce-1k-8p", 3, False, produce_row(1024, 256, 8)),
     ("r3-produce-100b-1p", 3, False, produce_row(100, 256, 1)),
     ("r3-produce-100b-8p", 3, False, produce_row(100, 256, 8)),
@@ -212,6 +228,7 @@ def main():
                         cluster.start(nodes)
                     report = workload(cluster)
                 results.setdefault((name, system.name), []).append(report)
+                LAST[(name, system.name)] = report
                 print(f"round {round_number + 1} {name:<36} {system.name:<5} "
                       f"{report['records_per_sec']:>10.0f} rec/s {report['mb_per_sec']:>8.1f} MB/s "
                       f"p99 {report['latency_ms']['p99']:>8.2f} ms errors {report['errors']}", flush=True)
