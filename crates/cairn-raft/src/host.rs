@@ -118,6 +118,8 @@ pub struct Host {
     partitions_changed: watch::Sender<u64>,
     throttle: Arc<Throttle>,
     liveness: Liveness,
+    /// When this node started handing over the leadership of each group (see `liveness`).
+    transfers: std::sync::Mutex<HashMap<GroupId, tokio::time::Instant>>,
     shutdown: CancellationToken,
 }
 
@@ -200,6 +202,7 @@ impl Host {
             partitions_changed: watch::channel(0).0,
             throttle,
             liveness: Liveness::default(),
+            transfers: std::sync::Mutex::default(),
             shutdown: CancellationToken::new(),
         });
         tokio::spawn(Arc::clone(&host).reconcile_loop());
@@ -403,7 +406,7 @@ impl Host {
         if metrics.current_leader == Some(to) {
             return Ok(());
         }
-        replica.raft.trigger().transfer_leader(to).await.map_err(|err| HostError::Raft(err.to_string()))?;
+        self.start_transfer(&replica, to).await?;
         let mut watched = replica.raft.metrics();
         let led = tokio::time::timeout(LEADER_TRANSFER_TIMEOUT, async {
             while watched.borrow_watched().current_leader != Some(to) {
@@ -425,7 +428,8 @@ impl Host {
     /// takes the live node that claims the group.
     pub fn partition_leader(&self, group: GroupId) -> Option<(NodeId, String)> {
         let metrics = self.partition(group)?.metrics();
-        let leader = metrics.current_leader.or_else(|| self.liveness.live_leader(group, self.failure_detection()))?;
+        let leader =
+            metrics.current_leader.or_else(|| self.liveness.live_leader(group, 0, self.failure_detection()))?;
         let address = metrics.membership_config.membership().get_node(&leader)?.addr.clone();
         Some((leader, address))
     }

@@ -53,8 +53,8 @@ pub struct ServeArgs {
     #[arg(long, env = "CAIRN_HEARTBEAT_INTERVAL_MS")]
     pub heartbeat_interval_ms: Option<u64>,
     /// Failure detection, in milliseconds: a node not heard from this long counts as down,
-    /// and the replicas of the partitions it led elect a new leader. Also the shortest
-    /// election timeout of the controller.
+    /// and the replicas of the partitions it led elect a new leader. At least 3 heartbeat
+    /// intervals. Also the shortest election timeout of the controller.
     #[arg(long, env = "CAIRN_ELECTION_TIMEOUT_MIN_MS")]
     pub election_timeout_min_ms: Option<u64>,
     /// Longest Raft election timeout, in milliseconds; replicas wait a random part of
@@ -204,9 +204,10 @@ impl ServerConfig {
         if self.node_id == 0 {
             bail!("--node-id must be at least 1");
         }
-        if self.heartbeat_interval_ms == 0 || self.election_timeout_min_ms <= self.heartbeat_interval_ms {
+        if self.heartbeat_interval_ms == 0 || self.election_timeout_min_ms < 3 * self.heartbeat_interval_ms {
             bail!(
-                "the election timeout ({} ms) must exceed the heartbeat interval ({} ms)",
+                "--election-timeout-min-ms ({} ms) must be at least 3 heartbeat intervals ({} ms): a node counts \
+                 as down after that long without its heartbeats",
                 self.election_timeout_min_ms,
                 self.heartbeat_interval_ms
             );

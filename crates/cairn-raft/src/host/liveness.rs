@@ -3,15 +3,20 @@
 //! Partition groups run without openraft's timers (`enable_tick = false`): an idle group
 //! sends nothing and wakes nothing, so a node can hold thousands of them. Instead every
 //! node runs one liveness loop that, each `heartbeat_interval`:
-//! - sends every other node one `NodeHeartbeat` naming the partition groups it leads, and
-//!   the groups it follows without knowing their leader;
-//! - wakes the groups it leads whose replication to some replica stalled behind the log
-//!   (openraft retries a failed replication stream only when its core wakes), and those a
-//!   peer reported as not knowing their leader;
+//! - sends every other node one `NodeHeartbeat` naming the partition groups it leads, with
+//!   their terms, and the groups it follows without knowing their leader;
+//! - wakes the groups it leads whose replication to a live replica stalled behind the log,
+//!   those a peer reported as not knowing their leader, and those that just went idle:
+//!   the wake-up (an openraft heartbeat) carries the commit index, which openraft sends
+//!   once and does not resend if that message is lost;
 //! - starts an election, pre-vote first, in every group it votes in that no live node
-//!   leads: no node heard from within `election_timeout_min` claims the group. A random
-//!   delay of up to `election_timeout_max - election_timeout_min` keeps replicas from
-//!   splitting the vote; a failed election is retried the same way.
+//!   leads: no node heard from within `election_timeout_min` claims the group at this
+//!   replica's term or later. A random delay of up to `election_timeout_max -
+//!   election_timeout_min` keeps replicas from splitting the vote; a failed election is
+//!   retried, less often each time;
+//! - stops claiming a group whose leadership it started handing over more than the failure
+//!   detection time ago: openraft refuses writes during a transfer and never gives one up,
+//!   so the other replicas must elect.
 //!
 //! A busy group needs none of this to replicate: its replication streams carry entries and
 //! commit indexes as they come. The controller group keeps openraft's own timers.
@@ -35,8 +40,8 @@ use crate::{decode, encode};
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct NodeHeartbeat {
     pub from: NodeId,
-    /// Partition groups the sender leads.
-    pub leads: Vec<GroupId>,
+    /// Partition groups the sender leads, with its term in each.
+    pub leads: Vec<(GroupId, u64)>,
     /// Partition groups the sender votes in but does not know the leader of.
     pub orphans: Vec<GroupId>,
 }
@@ -50,7 +55,7 @@ pub(crate) struct Liveness {
 #[derive(Debug)]
 struct PeerBeat {
     heard_at: Instant,
-    leads: HashSet<GroupId>,
+    leads: HashMap<GroupId, u64>,
     orphans: Vec<GroupId>,
 }
 
@@ -67,14 +72,18 @@ impl Liveness {
         self.peers.lock().is_ok_and(|peers| peers.get(&node).is_some_and(|beat| beat.heard_at.elapsed() < within))
     }
 
-    /// A node heard from within `within` that claims to lead `group`.
-    pub(crate) fn live_leader(&self, group: GroupId, within: Duration) -> Option<NodeId> {
+    /// A node heard from within `within` that claims to lead `group` at `term` or later
+    /// (the claim of the highest term).
+    pub(crate) fn live_leader(&self, group: GroupId, term: u64, within: Duration) -> Option<NodeId> {
         let peers = self.peers.lock().ok()?;
         peers
             .iter()
-            .filter(|(_, beat)| beat.heard_at.elapsed() < within && beat.leads.contains(&group))
-            .map(|(node, _)| *node)
-            .min()
+            .filter_map(|(node, beat)| {
+                let claimed = *beat.leads.get(&group)?;
+                (beat.heard_at.elapsed() < within && claimed >= term).then_some((claimed, *node))
+            })
+            .max()
+            .map(|(_, node)| node)
     }
 
     /// Groups that live peers reported as not knowing their leader.
@@ -91,10 +100,14 @@ impl Liveness {
 /// The liveness loop's memory between passes.
 #[derive(Default)]
 struct Watch {
-    /// Groups without a live leader, and when to start (or retry) an election.
-    elect_at: HashMap<GroupId, Instant>,
+    /// Groups without a live leader: when to start (or retry) an election, and how many
+    /// were started.
+    elect_at: HashMap<GroupId, (Instant, u32)>,
     /// Each led group's replication progress per replica at the previous pass.
     matched: HashMap<(GroupId, NodeId), Option<u64>>,
+    /// Each led group's commit index at the previous pass, and whether the group was
+    /// woken since it last changed.
+    committed: HashMap<GroupId, (Option<u64>, bool)>,
 }
 
 /// What the liveness loop needs of one group's metrics.
@@ -102,6 +115,8 @@ struct GroupView {
     state: ServerState,
     /// False once the group stopped on a fatal error: it then leads nothing.
     running: bool,
+    term: u64,
+    committed: Option<u64>,
     leader: Option<NodeId>,
     voter: bool,
     /// Replicas behind the leader's log, with their progress (leaders only).
@@ -134,7 +149,7 @@ impl Host {
             }
             let replicas = self.partitions();
             let views: Vec<GroupView> = replicas.iter().map(|replica| self.group_view(replica)).collect();
-            self.send_heartbeats(&replicas, &views, period);
+            self.send_heartbeats(&replicas, &views);
             // Until peers had time to say what they lead, no group counts as leaderless.
             let may_elect = started.elapsed() >= self.failure_detection();
             let orphans = self.liveness.orphans(self.failure_detection());
@@ -144,6 +159,16 @@ impl Host {
             let hosted: HashSet<GroupId> = replicas.iter().map(|r| r.group_id).collect();
             watch.elect_at.retain(|group, _| hosted.contains(group));
             watch.matched.retain(|(group, _), _| hosted.contains(group));
+            watch.committed.retain(|group, _| hosted.contains(group));
+            let led: HashSet<GroupId> = replicas
+                .iter()
+                .zip(&views)
+                .filter(|(_, view)| view.state == ServerState::Leader)
+                .map(|(replica, _)| replica.group_id)
+                .collect();
+            if let Ok(mut transfers) = self.transfers.lock() {
+                transfers.retain(|group, _| led.contains(group));
+            }
         }
     }
 
@@ -162,17 +187,27 @@ impl Host {
         GroupView {
             state: metrics.state,
             running: metrics.running_state.is_ok(),
+            term: metrics.current_term,
+            committed: metrics.cluster_committed.as_ref().map(|log_id| log_id.index),
             leader: metrics.current_leader,
             voter: metrics.membership_config.membership().voter_ids().any(|id| id == self.config.node_id),
             behind,
         }
     }
 
-    fn send_heartbeats(&self, replicas: &[Arc<PartitionReplica>], views: &[GroupView], period: Duration) {
+    fn send_heartbeats(&self, replicas: &[Arc<PartitionReplica>], views: &[GroupView]) {
+        let detection = self.failure_detection();
+        let stuck: HashSet<GroupId> = self
+            .transfers
+            .lock()
+            .map(|transfers| {
+                transfers.iter().filter(|(_, started)| started.elapsed() >= detection).map(|(g, _)| *g).collect()
+            })
+            .unwrap_or_default();
         let mut beat = NodeHeartbeat { from: self.config.node_id, leads: Vec::new(), orphans: Vec::new() };
         for (replica, view) in replicas.iter().zip(views) {
-            if view.state == ServerState::Leader && view.running {
-                beat.leads.push(replica.group_id);
+            if view.state == ServerState::Leader && view.running && !stuck.contains(&replica.group_id) {
+                beat.leads.push((replica.group_id, view.term));
             } else if view.voter && view.leader.is_none_or(|leader| leader == self.config.node_id) {
                 beat.orphans.push(replica.group_id);
             }
@@ -190,8 +225,9 @@ impl Host {
             }
             let call = self.transport.call(node, address, CONTROLLER_GROUP_ID, RpcKind::NodeHeartbeat, payload.clone());
             tokio::spawn(async move {
-                // A lost heartbeat is simply not heard: the receiver's timeout is the signal.
-                let _ = tokio::time::timeout(period, call).await;
+                // A lost heartbeat is simply not heard: the receiver's timeout is the signal. A
+                // late one still counts when it arrives.
+                let _ = tokio::time::timeout(detection, call).await;
             });
         }
     }
@@ -205,37 +241,61 @@ impl Host {
         watch: &mut Watch,
     ) {
         let group = replica.group_id;
+        let detection = self.failure_detection();
         if view.state == ServerState::Leader {
             watch.elect_at.remove(&group);
-            // Wake the group when replication to some replica made no progress since the last
-            // pass (a failed stream waits for a wake-up), or when a replica does not know us.
-            let mut stalled = orphans.contains(&group);
+            // Wake the group when replication to some live replica made no progress since the
+            // last pass (a failed stream waits for a wake-up), when a replica does not know
+            // us, or once after its commit index stopped moving.
+            let mut wake = orphans.contains(&group);
             for (node, matched) in &view.behind {
-                stalled |= watch.matched.insert((group, *node), *matched) == Some(*matched);
+                let unchanged = watch.matched.insert((group, *node), *matched) == Some(*matched);
+                wake |= unchanged && self.liveness.is_live(*node, detection);
             }
-            if stalled && let Err(err) = replica.raft.trigger().heartbeat().await {
+            let (committed, woken) = watch.committed.entry(group).or_insert((view.committed, true));
+            if *committed != view.committed {
+                (*committed, *woken) = (view.committed, false);
+            } else if !*woken {
+                *woken = true;
+                wake = true;
+            }
+            if wake && let Err(err) = replica.raft.trigger().heartbeat().await {
                 tracing::warn!(group, error = %err, "cannot wake a partition group");
             }
             return;
         }
-        let detection = self.failure_detection();
-        if !view.voter || !may_elect || self.liveness.live_leader(group, detection).is_some() {
+        if !view.voter || !may_elect || self.liveness.live_leader(group, view.term, detection).is_some() {
             watch.elect_at.remove(&group);
             return;
         }
         let now = Instant::now();
         let jitter_max = self.config.election_timeout_max_ms.saturating_sub(self.config.election_timeout_min_ms).max(1);
         let jitter = Duration::from_millis(rand::rng().random_range(0..jitter_max));
-        let elect_at = *watch.elect_at.entry(group).or_insert(now + jitter);
+        let (elect_at, attempts) = *watch.elect_at.entry(group).or_insert((now + jitter, 0));
         if now < elect_at {
             return;
         }
-        tracing::info!(group, leader = ?view.leader, "no live leader: starting an election");
+        if attempts == 0 {
+            tracing::info!(group, leader = ?view.leader, "no live leader: starting an election");
+        } else {
+            tracing::debug!(group, attempts, "still no live leader: starting another election");
+        }
         if let Err(err) = replica.raft.trigger().elect(true).await {
             tracing::warn!(group, error = %err, "cannot start an election");
         }
-        // Try again if this election does not bring a live leader.
-        let period = Duration::from_millis(self.config.heartbeat_interval_ms.max(1));
-        watch.elect_at.insert(group, now + period + jitter);
+        // Try again if this election does not bring a live leader: soon at first (a split
+        // vote), less often while it keeps failing (no quorum reachable).
+        let retry = detection * (attempts + 1).min(8) + jitter;
+        watch.elect_at.insert(group, (now + retry, attempts.saturating_add(1)));
+    }
+
+    /// Hands the leadership of a group this node leads to `to`. openraft refuses writes
+    /// during the hand-over and never gives it up; if `to` has not taken over within the
+    /// failure detection time, this node stops claiming the group, so the others elect.
+    pub(super) async fn start_transfer(&self, replica: &PartitionReplica, to: NodeId) -> Result<(), HostError> {
+        if let Ok(mut transfers) = self.transfers.lock() {
+            transfers.entry(replica.group_id).or_insert_with(Instant::now);
+        }
+        replica.raft.trigger().transfer_leader(to).await.map_err(|err| HostError::Raft(err.to_string()))
     }
 }

@@ -154,12 +154,7 @@ impl Host {
                     voters.intersection(&current_voters).find(|n| self.caught_up(metrics, **n) && self.is_live(**n))
                 {
                     tracing::info!(group, to = next, "leaving the group: handing over its leadership first");
-                    replica
-                        .raft
-                        .trigger()
-                        .transfer_leader(*next)
-                        .await
-                        .map_err(|err| HostError::Raft(err.to_string()))?;
+                    self.start_transfer(replica, *next).await?;
                     return Ok(false);
                 }
             }
@@ -233,7 +228,7 @@ impl Host {
                 continue;
             }
             tracing::info!(group = replica.group_id, to = preferred, "handing leadership to the preferred replica");
-            if let Err(err) = replica.raft.trigger().transfer_leader(preferred).await {
+            if let Err(err) = self.start_transfer(&replica, preferred).await {
                 tracing::warn!(group = replica.group_id, error = %err, "leader hand-over failed");
             }
         }
