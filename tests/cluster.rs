@@ -426,3 +426,29 @@ fn idle_partitions_fail_over_and_keep_their_leaders_across_a_restart() {
         }
     }
 }
+
+/// openraft's leader transfer is one message, and the leader refuses writes until it loses
+/// leadership: a hand-over to a node that is down must not leave the partition without a
+/// working leader. The old leader stops claiming it, and the live replicas elect.
+#[test]
+fn a_leader_transfer_to_a_dead_node_does_not_stall_the_partition() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut cluster = Cluster::start(dir.path(), 3, &FAST_RAFT);
+    cluster.nodes[0].cli_ok(&["topic", "create", "handover", "--partitions", "1", "--replication-factor", "3"]);
+    cluster.nodes[0].cli_ok(&["produce", "handover", "--value", "before"]);
+    let leader = describe(&cluster.nodes[0], "handover")["partitions"][0]["leader"].as_u64().expect("a leader");
+    let dead = leader % 3 + 1;
+    let survivor = (1..=3u64).find(|n| *n != leader && *n != dead).expect("a third node");
+    cluster.nodes[dead as usize - 1].kill();
+
+    let transfer =
+        cluster.nodes[survivor as usize - 1].cli(&["leader", "transfer", "handover/0", "--to", &dead.to_string()]);
+    assert!(!transfer.status.success(), "a transfer to a dead node cannot complete: {transfer:?}");
+    let through = &cluster.nodes[survivor as usize - 1];
+    wait_until("appends to work again", Duration::from_secs(15), || {
+        through.cli(&["produce", "handover", "--value", "after"]).status.success()
+    });
+    let values: Vec<String> = consume_all(through, "handover").into_values().collect();
+    assert_eq!(values.first().map(String::as_str), Some("before"), "{values:?}");
+    assert!(values.iter().any(|v| v == "after"), "{values:?}");
+}
