@@ -347,7 +347,7 @@ impl Host {
     /// Returns at once when this node does not lead the group, and gives up after the
     /// failure detection time (the write then fails as not led, and is retried).
     pub(crate) async fn renew_lease(&self, replica: &PartitionReplica) {
-        let lease = Duration::from_millis(self.partition_raft_config.election_timeout_max);
+        let lease = self.failure_detection();
         // A lone voter is its own quorum: its lease never lapses.
         let fresh = move |m: &RaftMetrics<TypeConfig>| {
             m.state != ServerState::Leader

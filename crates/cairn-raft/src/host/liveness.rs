@@ -103,8 +103,8 @@ struct Watch {
     /// Groups without a live leader: when to start (or retry) an election, and how many
     /// were started.
     elect_at: HashMap<GroupId, (Instant, u32)>,
-    /// Each led group's replication progress per replica at the previous pass.
-    matched: HashMap<(GroupId, NodeId), Option<u64>>,
+    /// Each led group's replicas behind its log at the previous pass, with their progress.
+    behind: HashMap<GroupId, Vec<(NodeId, Option<u64>)>>,
     /// Each led group's commit index at the previous pass, and whether the group was
     /// woken since it last changed.
     committed: HashMap<GroupId, (Option<u64>, bool)>,
@@ -131,9 +131,10 @@ impl Host {
         Ok(encode(&Ok::<(), String>(()))?)
     }
 
-    /// How long a node may stay silent before its groups count as leaderless.
+    /// How long a node may stay silent before its groups count as leaderless: the partition
+    /// groups' leader lease (see `Host::start`).
     pub(super) fn failure_detection(&self) -> Duration {
-        Duration::from_millis(self.config.election_timeout_min_ms.max(1))
+        Duration::from_millis(self.partition_raft_config.election_timeout_max)
     }
 
     pub(super) async fn liveness_loop(self: Arc<Self>) {
@@ -158,7 +159,7 @@ impl Host {
             }
             let hosted: HashSet<GroupId> = replicas.iter().map(|r| r.group_id).collect();
             watch.elect_at.retain(|group, _| hosted.contains(group));
-            watch.matched.retain(|(group, _), _| hosted.contains(group));
+            watch.behind.retain(|group, _| hosted.contains(group));
             watch.committed.retain(|group, _| hosted.contains(group));
             let led: HashSet<GroupId> = replicas
                 .iter()
@@ -247,11 +248,11 @@ impl Host {
             // Wake the group when replication to some live replica made no progress since the
             // last pass (a failed stream waits for a wake-up), when a replica does not know
             // us, or once after its commit index stopped moving.
-            let mut wake = orphans.contains(&group);
-            for (node, matched) in &view.behind {
-                let unchanged = watch.matched.insert((group, *node), *matched) == Some(*matched);
-                wake |= unchanged && self.liveness.is_live(*node, detection);
-            }
+            let previous = watch.behind.insert(group, view.behind.clone()).unwrap_or_default();
+            let stalled = view.behind.iter().any(|(node, matched)| {
+                previous.contains(&(*node, *matched)) && self.liveness.is_live(*node, detection)
+            });
+            let mut wake = stalled || orphans.contains(&group);
             let (committed, woken) = watch.committed.entry(group).or_insert((view.committed, true));
             if *committed != view.committed {
                 (*committed, *woken) = (view.committed, false);
