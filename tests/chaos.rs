@@ -1,4 +1,5 @@
-//! Chaos: writers append unique values through every node with idempotent producers while a
+//! Chaos: writers append unique values through every node with idempotent producers (one of
+//! them pipelining, several appends per partition in flight) while a
 //! nemesis SIGKILLs the leader of a partition (sometimes the controller's) and restarts it,
 //! ten times (`CAIRN_CHAOS_KILLS`). Then every replica is read with local consistency and checked against the
 //! history: each acknowledged append exactly once at its acknowledged offset, no value
@@ -152,5 +153,11 @@ async fn chaos_leader_kills_lose_and_duplicate_nothing() {
     assert_eq!(verdict.lost, 0, "acknowledged appends lost or moved (seed {seed})");
     assert_eq!(verdict.duplicated, 0, "values stored twice (seed {seed})");
     assert!(history.acknowledged.len() > 100, "the writers made progress");
+    assert!(
+        history.pipelined_failures.is_empty(),
+        "pipelined sends failed (seed {seed}): {:?}",
+        history.pipelined_failures
+    );
+    assert!(history.acknowledged.keys().any(|v| v.starts_with('p')), "the pipelining writer made progress");
     assert_eq!(failover_ms.len(), kills, "the nemesis killed {kills} leaders");
 }

@@ -8,19 +8,23 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use cairn_client::{CairnClient, IdempotentProducer};
+use cairn_client::{BatchingConfig, BatchingProducer, CairnClient, IdempotentProducer};
 use cairn_types::Record;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 /// value → (partition, offset) for acknowledged appends; values never acknowledged; when
-/// each partition's appends were acknowledged.
+/// each partition's appends were acknowledged; sends of the pipelining writer that failed.
 #[derive(Default)]
 pub struct History {
     pub acknowledged: HashMap<String, (u32, u64)>,
     pub indeterminate: Vec<String>,
     pub acknowledged_at: Vec<(u32, Instant)>,
+    pub pipelined_failures: Vec<String>,
 }
+
+/// Concurrent sends of the pipelining writer.
+const PIPELINED_SENDS: usize = 24;
 
 /// What the replicas hold compared with the history.
 #[derive(Debug)]
@@ -47,7 +51,10 @@ pub async fn connect(address: &str) -> CairnClient {
     }
 }
 
-/// One writer per address, appending until `stop` is called.
+/// One writer per address, appending one record at a time until `stop` is called, and one
+/// more through the last address that pipelines: many concurrent sends through a
+/// `BatchingProducer` with small batches, so several appends per partition are in flight
+/// when a leader dies.
 pub struct Writers {
     stop: Arc<AtomicBool>,
     history: Arc<Mutex<History>>,
@@ -58,7 +65,7 @@ impl Writers {
     pub fn start(addresses: &[String], topic: &'static str, partitions: u32, seed: u64) -> Writers {
         let stop = Arc::new(AtomicBool::new(false));
         let history = Arc::new(Mutex::new(History::default()));
-        let tasks = addresses
+        let mut tasks: Vec<_> = addresses
             .iter()
             .enumerate()
             .map(|(id, address)| {
@@ -66,6 +73,10 @@ impl Writers {
                 tokio::spawn(writer(address.clone(), topic, partitions, id, seed, stop, history))
             })
             .collect();
+        if let Some(address) = addresses.last() {
+            let (stop, history) = (Arc::clone(&stop), Arc::clone(&history));
+            tasks.push(tokio::spawn(pipelined_writer(address.clone(), topic, partitions, seed, stop, history)));
+        }
         Writers { stop, history, tasks }
     }
 
@@ -127,6 +138,59 @@ async fn writer(
                 }
             }
         }
+    }
+}
+
+/// Appends `p{task}-{n}` values to random partitions through one `BatchingProducer` from
+/// `PIPELINED_SENDS` tasks. A failed send is indeterminate (the producer retries for 30 s
+/// on its own, so a failover should never fail one) and ends its task.
+async fn pipelined_writer(
+    address: String,
+    topic: &'static str,
+    partitions: u32,
+    seed: u64,
+    stop: Arc<AtomicBool>,
+    history: Arc<Mutex<History>>,
+) {
+    let client = connect(&address).await;
+    let config = BatchingConfig { batch_records_max: 4, ..BatchingConfig::default() };
+    let producer = loop {
+        match BatchingProducer::new(&client, topic, config).await {
+            Ok(producer) => break Arc::new(producer),
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    };
+    let tasks: Vec<_> = (0..PIPELINED_SENDS)
+        .map(|task| {
+            let (producer, stop, history) = (Arc::clone(&producer), Arc::clone(&stop), Arc::clone(&history));
+            tokio::spawn(async move {
+                let mut rng = StdRng::seed_from_u64(seed.wrapping_add(1_000 + task as u64));
+                for n in 0u64.. {
+                    if stop.load(Ordering::Acquire) {
+                        return;
+                    }
+                    let value = format!("p{task}-{n}");
+                    let partition = rng.random_range(0..partitions);
+                    let record = Record { key: None, headers: vec![], value: Bytes::from(value.clone()) };
+                    match producer.send(partition, vec![record]).await {
+                        Ok(offset) => {
+                            let mut history = history.lock().expect("history");
+                            history.acknowledged.insert(value, (partition, offset));
+                            history.acknowledged_at.push((partition, Instant::now()));
+                        }
+                        Err(err) => {
+                            let mut history = history.lock().expect("history");
+                            history.pipelined_failures.push(format!("{value} to partition {partition}: {err}"));
+                            history.indeterminate.push(value);
+                            return;
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.expect("pipelined send task");
     }
 }
 

@@ -1,23 +1,31 @@
 //! A producer that batches on the client, as Kafka's does: concurrent `send` calls to one
-//! partition are collected and sent as one idempotent append, while the previous append of
-//! that partition is in flight. Under load, batches fill by themselves; a lone record goes
+//! partition are collected and sent as one idempotent append, while earlier appends of
+//! that partition are in flight. Under load, batches fill by themselves; a lone record goes
 //! out at once (or after `linger`, if set).
 //!
-//! Each partition has one sender task and at most one append in flight, so sequence
-//! numbers reach the server in order and a retry (same records, same sequence) can never be
-//! applied twice. After an append fails for good having maybe been applied (an attempt's
-//! outcome was unknown), the partition refuses further sends: its next sequence is
-//! unknown, so the producer must be replaced. A definite refusal (a bad record, a limit)
-//! fails only the sends of that batch.
+//! Each partition has one sender task with up to `in_flight_max` appends in flight (at most
+//! the batches a partition remembers per producer, so any of them can be retried without
+//! being applied twice). Their sequences are consecutive; when one fails, the task waits
+//! for the others and sends the failed ones again one at a time, in sequence order (one
+//! that overtook an earlier batch was refused as a gap and is now in order). After an
+//! append fails for good having maybe been applied (an attempt's outcome was unknown), the
+//! partition refuses further sends: its next sequence is unknown, so the producer must be
+//! replaced. A definite refusal (a bad record, a limit) fails only the sends of that batch.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::AtomicU32;
 use std::time::Duration;
 
-use cairn_types::{Offset, PartitionId, Record};
+use cairn_types::{Offset, PRODUCER_BATCHES_REMEMBERED, PartitionId, Record};
+use futures::StreamExt as _;
+use futures::stream::FuturesOrdered;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::convert::record_to_proto;
-use crate::idempotent_producer::{FailedAppend, append_until_answered, route};
+use crate::idempotent_producer::{
+    APPEND_ATTEMPT_TIMEOUT, FailedAppend, append_until_answered, refused_for_good, route,
+};
 use crate::{CairnClient, ClientError, proto};
 
 /// How a `BatchingProducer` groups records.
@@ -33,6 +41,9 @@ pub struct BatchingConfig {
     /// `send` calls waiting per partition before the next one waits for room
     /// (backpressure).
     pub queue_sends_max: usize,
+    /// Appends in flight per partition (Kafka's `max.in.flight.requests.per.connection`),
+    /// from 1 to `PRODUCER_BATCHES_REMEMBERED`.
+    pub in_flight_max: usize,
 }
 
 impl Default for BatchingConfig {
@@ -42,6 +53,7 @@ impl Default for BatchingConfig {
             batch_bytes_max: 1024 * 1024,
             linger: Duration::ZERO,
             queue_sends_max: 10_000,
+            in_flight_max: PRODUCER_BATCHES_REMEMBERED,
         }
     }
 }
@@ -125,7 +137,35 @@ fn stopped(partition: PartitionId) -> ClientError {
     }
 }
 
-/// Sends one partition's batches, one at a time, in order.
+/// A batch on its way: its request (with its sequence) and the sends it answers.
+struct Batch {
+    request: proto::AppendRequest,
+    record_count: u64,
+    /// Each send's record count and answer, in order.
+    answers: Vec<(u64, oneshot::Sender<Result<Offset, ClientError>>)>,
+}
+
+impl Batch {
+    /// Answers every send: offsets follow densely from `base_offset`.
+    fn acknowledge(self, base_offset: Offset) {
+        let mut offset = base_offset;
+        for (count, answer) in self.answers {
+            let _ = answer.send(Ok(offset));
+            offset += count;
+        }
+    }
+
+    fn fail(self, error: &ClientError) {
+        for (_, answer) in self.answers {
+            let _ = answer.send(Err(error.clone()));
+        }
+    }
+}
+
+/// The first attempt of a pipelined append: the batch back with the outcome.
+type Attempt = Pin<Box<dyn Future<Output = (Batch, Result<proto::AppendResponse, tonic::Status>)> + Send>>;
+
+/// Sends one partition's batches in sequence order, up to `in_flight_max` at a time.
 struct PartitionBatcher {
     client: CairnClient,
     topic: String,
@@ -139,26 +179,43 @@ struct PartitionBatcher {
 
 impl PartitionBatcher {
     async fn run(mut self, mut queue: mpsc::Receiver<PendingSend>) {
+        let in_flight_max = self.config.in_flight_max.clamp(1, PRODUCER_BATCHES_REMEMBERED);
+        // First attempts, answered in the order they were sent.
+        let mut in_flight: FuturesOrdered<Attempt> = FuturesOrdered::new();
         loop {
-            let first = match self.carry.take() {
-                Some(first) => first,
-                None => match queue.recv().await {
-                    Some(first) => first,
-                    None => return,
+            let room = in_flight.len() < in_flight_max;
+            tokio::select! {
+                biased;
+                Some((batch, outcome)) = in_flight.next(), if !in_flight.is_empty() => match outcome {
+                    Ok(response) => {
+                        if let Err(error) = answer(batch, &response) {
+                            return self.stop(queue, in_flight, error).await;
+                        }
+                    }
+                    Err(status) => {
+                        if let Err(error) = self.recover(batch, status, &mut in_flight).await {
+                            return self.stop(queue, in_flight, error).await;
+                        }
+                    }
                 },
-            };
-            let batch = self.collect(first, &mut queue).await;
-            if let Err(FailedAppend { error, maybe_applied: true }) = self.send(batch).await {
-                // The batch may have been applied: the next sequence is unknown. Fail
-                // whatever waits and refuse the rest.
-                queue.close();
-                if let Some(pending) = self.carry.take() {
-                    let _ = pending.answer.send(Err(error.clone()));
+                first = next_send(&mut self.carry, &mut queue), if room => {
+                    let Some(first) = first else {
+                        // Every producer handle is gone: finish what is in flight.
+                        while let Some((batch, outcome)) = in_flight.next().await {
+                            match outcome {
+                                Ok(response) => drop(answer(batch, &response)),
+                                Err(status) => {
+                                    if let Err(error) = self.recover(batch, status, &mut in_flight).await {
+                                        return self.stop(queue, in_flight, error).await;
+                                    }
+                                }
+                            }
+                        }
+                        return;
+                    };
+                    let batch = self.collect(first, &mut queue).await;
+                    in_flight.push_back(first_attempt(self.client.clone(), self.seal(batch)));
                 }
-                while let Some(pending) = queue.recv().await {
-                    let _ = pending.answer.send(Err(error.clone()));
-                }
-                return;
             }
         }
     }
@@ -194,12 +251,12 @@ impl PartitionBatcher {
         batch
     }
 
-    /// One idempotent append of the whole batch, retried until answered; answers every send.
-    async fn send(&mut self, batch: Vec<PendingSend>) -> Result<(), FailedAppend> {
-        let record_count: usize = batch.iter().map(|pending| pending.records.len()).sum();
+    /// The sends as one idempotent append request, numbered with the next sequence.
+    fn seal(&mut self, sends: Vec<PendingSend>) -> Batch {
+        let record_count: usize = sends.iter().map(|pending| pending.records.len()).sum();
         let mut records = Vec::with_capacity(record_count);
-        let mut answers = Vec::with_capacity(batch.len());
-        for pending in batch {
+        let mut answers = Vec::with_capacity(sends.len());
+        for pending in sends {
             answers.push((pending.records.len() as u64, pending.answer));
             records.extend(pending.records.into_iter().map(record_to_proto));
         }
@@ -210,28 +267,145 @@ impl PartitionBatcher {
             producer_id: Some(self.producer_id),
             sequence: Some(self.next_sequence),
         };
-        let result = append_until_answered(&self.client, request).await.and_then(|answered| {
-            answered.positions.first().map(|position| position.offset).ok_or_else(|| FailedAppend {
-                error: ClientError::InvalidResponse("append returned no positions".into()),
-                maybe_applied: true,
-            })
-        });
-        match result {
-            Ok(base_offset) => {
-                self.next_sequence += record_count as u64;
-                let mut offset = base_offset;
-                for (count, answer) in answers {
-                    let _ = answer.send(Ok(offset));
-                    offset += count;
+        self.next_sequence += record_count as u64;
+        Batch { request, record_count: record_count as u64, answers }
+    }
+
+    /// A first attempt failed. Later batches may have overtaken it (and been refused as a
+    /// gap), or failed too: wait for every attempt in flight, then send the failed batches
+    /// again one at a time, in sequence order, each until answered (Kafka's producer does
+    /// the same). A batch refused for good (a bad record, a limit) was not applied, and
+    /// neither was anything after it (a gap): later batches are renumbered without it, when
+    /// their first attempts were refused too (a renumbered batch must not meet an attempt
+    /// that may still be on its way).
+    ///
+    /// Returns an error when the partition's next sequence is no longer known.
+    async fn recover(
+        &mut self,
+        failed: Batch,
+        status: tonic::Status,
+        in_flight: &mut FuturesOrdered<Attempt>,
+    ) -> Result<(), ClientError> {
+        let mut outcomes = vec![(failed, Err(status))];
+        while let Some(outcome) = in_flight.next().await {
+            outcomes.push(outcome);
+        }
+        // Records of batches refused for good so far: later sequences move down by this.
+        let mut refused_records = 0;
+        let mut outcomes = outcomes.into_iter();
+        while let Some((mut batch, outcome)) = outcomes.next() {
+            let result = match outcome {
+                Ok(response) if refused_records == 0 => answer(batch, &response),
+                Ok(response) => {
+                    // Applied after an earlier batch was refused: it cannot be, as its
+                    // sequence was a gap. The partition and the producer disagree.
+                    let error = ClientError::InvalidResponse(format!(
+                        "sequence {} was applied after an earlier batch was refused",
+                        batch.request.sequence.unwrap_or_default()
+                    ));
+                    drop(answer(batch, &response));
+                    Err(error)
                 }
-                Ok(())
-            }
-            Err(failed) => {
-                for (_, answer) in answers {
-                    let _ = answer.send(Err(failed.error.clone()));
+                Err(status) if refused_for_good(status.code()) => {
+                    refused_records += batch.record_count;
+                    batch.fail(&status.into());
+                    Ok(())
                 }
-                Err(failed)
+                Err(status) if refused_records > 0 && status.code() != tonic::Code::FailedPrecondition => {
+                    // Renumbered, this batch could meet its first attempt, whose outcome
+                    // is unknown (it may still be on its way), and be applied twice.
+                    let error = ClientError::from(status);
+                    batch.fail(&error);
+                    Err(error)
+                }
+                Err(status) => {
+                    // A sequence refusal applied nothing; any other failure may have.
+                    let first_maybe_applied = status.code() != tonic::Code::FailedPrecondition;
+                    if let Some(sequence) = batch.request.sequence.as_mut() {
+                        *sequence -= refused_records;
+                    }
+                    match append_until_answered(&self.client, batch.request.clone()).await {
+                        Ok(answered) => answer_positions(batch, &answered.positions),
+                        Err(FailedAppend { error, maybe_applied: false }) if !first_maybe_applied => {
+                            refused_records += batch.record_count;
+                            batch.fail(&error);
+                            Ok(())
+                        }
+                        Err(FailedAppend { error, .. }) => {
+                            batch.fail(&error);
+                            Err(error)
+                        }
+                    }
+                }
+            };
+            if let Err(error) = result {
+                for (batch, _) in outcomes {
+                    batch.fail(&error);
+                }
+                return Err(error);
             }
+        }
+        self.next_sequence -= refused_records;
+        Ok(())
+    }
+
+    /// After an append failed having maybe been applied, the next sequence is unknown:
+    /// fail whatever is in flight or waits, and refuse the rest.
+    async fn stop(
+        mut self,
+        mut queue: mpsc::Receiver<PendingSend>,
+        mut in_flight: FuturesOrdered<Attempt>,
+        error: ClientError,
+    ) {
+        queue.close();
+        while let Some((batch, outcome)) = in_flight.next().await {
+            match outcome {
+                Ok(response) => drop(answer(batch, &response)),
+                Err(_) => batch.fail(&error),
+            }
+        }
+        if let Some(pending) = self.carry.take() {
+            let _ = pending.answer.send(Err(error.clone()));
+        }
+        while let Some(pending) = queue.recv().await {
+            let _ = pending.answer.send(Err(error.clone()));
+        }
+    }
+}
+
+/// The carried-over send, else the next one queued (`None` once every handle is gone).
+async fn next_send(carry: &mut Option<PendingSend>, queue: &mut mpsc::Receiver<PendingSend>) -> Option<PendingSend> {
+    match carry.take() {
+        Some(first) => Some(first),
+        None => queue.recv().await,
+    }
+}
+
+/// One attempt at `batch`, answered or not within `APPEND_ATTEMPT_TIMEOUT`.
+fn first_attempt(client: CairnClient, batch: Batch) -> Attempt {
+    Box::pin(async move {
+        let attempt = tokio::time::timeout(APPEND_ATTEMPT_TIMEOUT, client.proto_client().append(batch.request.clone()))
+            .await
+            .unwrap_or_else(|_| Err(tonic::Status::deadline_exceeded("no answer to the append in time")));
+        (batch, attempt.map(tonic::Response::into_inner))
+    })
+}
+
+/// Answers the batch's sends from the append's response.
+fn answer(batch: Batch, response: &proto::AppendResponse) -> Result<(), ClientError> {
+    answer_positions(batch, &response.positions)
+}
+
+fn answer_positions(batch: Batch, positions: &[proto::RecordPosition]) -> Result<(), ClientError> {
+    match positions.first() {
+        Some(position) => {
+            batch.acknowledge(position.offset);
+            Ok(())
+        }
+        None => {
+            let error = ClientError::InvalidResponse("append returned no positions".into());
+            batch.fail(&error);
+            Err(error)
         }
     }
 }

@@ -13,7 +13,7 @@ use crate::{CairnClient, ClientError, proto};
 pub const APPEND_RETRY_TOTAL: Duration = Duration::from_secs(30);
 /// How long one attempt waits for its answer (the server itself answers within ~10 s,
 /// waiting out an election).
-const APPEND_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(15);
+pub(crate) const APPEND_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// Appends that are never duplicated, however often they are retried.
 ///
@@ -172,6 +172,13 @@ pub(crate) async fn append_until_answered(
             }
         }
     }
+}
+
+/// Failures that say the append was not applied, and would not be if sent again (a bad
+/// record, a limit). A sequence refusal is not one: the producer and the partition
+/// disagree, or a pipelined batch overtook an earlier one.
+pub(crate) fn refused_for_good(code: tonic::Code) -> bool {
+    !retryable(code) && code != tonic::Code::FailedPrecondition
 }
 
 /// Failures after which the append may or may not have been applied, or certainly was not:

@@ -15,6 +15,7 @@ use cairn_storage::{PartitionLog, Store};
 use cairn_types::{CONTROLLER_GROUP_ID, GroupId, Limits, NodeId, PartitionId, now_ms};
 use openraft::async_runtime::WatchReceiver;
 use openraft::errors::{ClientWriteError, RaftError};
+use openraft::impls::ProgressResponder;
 use openraft::{BasicNode, ChangeMembers, Instant as _, RaftMetrics, ReadPolicy, ServerState, SnapshotPolicy};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -30,8 +31,10 @@ use crate::{decode, encode};
 
 mod liveness;
 mod mover;
+mod proposal_order;
 
 use liveness::Liveness;
+use proposal_order::ProposalOrder;
 
 /// How long a leader transfer waits for the new leader to take over.
 const LEADER_TRANSFER_TIMEOUT: Duration = Duration::from_secs(10);
@@ -97,6 +100,8 @@ pub struct PartitionReplica {
     pub view: watch::Receiver<PartitionView>,
     /// Bytes streamed to each replica in snapshots (move progress).
     pub streamed: Arc<StreamedBytes>,
+    /// Idempotent appends are proposed in sequence order.
+    order: ProposalOrder,
 }
 
 impl PartitionReplica {
@@ -337,8 +342,28 @@ impl Host {
     ) -> Result<CommandResponse, HostError> {
         let replica = self.partition(group).ok_or(HostError::UnknownGroup(group))?;
         self.renew_lease(&replica).await;
-        let result = replica.raft.client_write(Command::Partition(command)).await;
-        write_result(group, result)
+        let producer = match &command {
+            PartitionCommand::Append { records, producer: Some(producer), .. } => Some((*producer, records.len())),
+            _ => None,
+        };
+        let Some((producer, records)) = producer else {
+            let result = replica.raft.client_write(Command::Partition(command)).await;
+            return write_result(group, result);
+        };
+        // Proposed in sequence order (see `proposal_order`); answered once applied.
+        let (responder, answer) = ProgressResponder::complete_only();
+        let term = replica.raft.metrics().borrow_watched().current_term;
+        let proposal = replica.raft.client_write_ff(Command::Partition(command), Some(responder));
+        replica
+            .order
+            .propose(term, producer, records as u64, proposal)
+            .await
+            .map_err(|fatal| HostError::Raft(fatal.to_string()))?;
+        match answer.await {
+            Ok(result) => write_result(group, result.map_err(RaftError::APIError)),
+            // The group stopped before answering: the entry may or may not commit.
+            Err(_) => Err(HostError::Indeterminate { group }),
+        }
     }
 
     /// openraft accepts a write only while the leader's lease holds: a quorum acknowledged
@@ -621,6 +646,7 @@ impl Host {
             log,
             view,
             streamed,
+            order: ProposalOrder::default(),
         });
         if let Ok(mut partitions) = self.partitions.write() {
             partitions.insert(group, replica);

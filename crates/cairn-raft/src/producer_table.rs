@@ -13,7 +13,7 @@ use cairn_types::Offset;
 use serde::{Deserialize, Serialize};
 
 /// Batches remembered per producer and partition (Kafka keeps 5 in flight).
-pub const RECENT_BATCHES_MAX: usize = 5;
+pub const RECENT_BATCHES_MAX: usize = cairn_types::PRODUCER_BATCHES_REMEMBERED;
 /// Producers remembered per partition; the least recently active is forgotten first.
 pub const PRODUCERS_PER_PARTITION_MAX: usize = 10_000;
 

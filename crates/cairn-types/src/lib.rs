@@ -24,6 +24,11 @@ pub type Offset = u64;
 /// The Raft group that holds cluster metadata (topics, partitions, nodes).
 pub const CONTROLLER_GROUP_ID: GroupId = 0;
 
+/// Batches of each idempotent producer a partition remembers (Kafka's 5): a retry of any
+/// of them is answered with its original offsets. It also bounds the appends a producer
+/// may have in flight per partition, so that every one of them can be retried safely.
+pub const PRODUCER_BATCHES_REMEMBERED: usize = 5;
+
 /// Milliseconds since the Unix epoch, by this machine's clock.
 pub fn now_ms() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)

@@ -38,6 +38,10 @@ pub struct ProduceBench {
     /// idempotence): measures the server's cost per request.
     #[arg(long)]
     pub direct: bool,
+    /// Appends the producer keeps in flight per partition (1 to 5, as Kafka's
+    /// `max.in.flight.requests.per.connection`).
+    #[arg(long, default_value_t = cairn_types::PRODUCER_BATCHES_REMEMBERED)]
+    pub partition_in_flight: usize,
     /// How long the producer waits to fill a batch when nothing is in flight.
     #[arg(long, default_value_t = 0)]
     pub linger_ms: u64,
@@ -97,7 +101,16 @@ impl ProduceBench {
         }
         let partitions = ensure_topic(server, &self.topic).await?;
         // Connect and set up every producer before the clock starts.
-        let batching = BatchingConfig { linger: Duration::from_millis(self.linger_ms), ..BatchingConfig::default() };
+        anyhow::ensure!(
+            (1..=cairn_types::PRODUCER_BATCHES_REMEMBERED).contains(&self.partition_in_flight),
+            "--partition-in-flight must be from 1 to {}",
+            cairn_types::PRODUCER_BATCHES_REMEMBERED
+        );
+        let batching = BatchingConfig {
+            linger: Duration::from_millis(self.linger_ms),
+            in_flight_max: self.partition_in_flight,
+            ..BatchingConfig::default()
+        };
         let mut senders = Vec::new();
         for _ in 0..self.producers {
             let client = CairnClient::connect(server).await?;
