@@ -5,15 +5,18 @@
 //!
 //! Each partition has one sender task with up to `in_flight_max` appends in flight (at most
 //! the batches a partition remembers per producer, so any of them can be retried without
-//! being applied twice). Their sequences are consecutive; when one fails, the task waits
+//! being applied twice), the second and later only when full batches wait: under a
+//! backlog. Their sequences are consecutive; when one fails, the task waits
 //! for the others and sends the failed ones again one at a time, in sequence order (one
 //! that overtook an earlier batch was refused as a gap and is now in order). After an
 //! append fails for good having maybe been applied (an attempt's outcome was unknown), the
 //! partition refuses further sends: its next sequence is unknown, so the producer must be
 //! replaced. A definite refusal (a bad record, a limit) fails only the sends of that batch.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::sync::atomic::AtomicU32;
 use std::time::Duration;
 
@@ -26,7 +29,7 @@ use crate::convert::record_to_proto;
 use crate::idempotent_producer::{
     APPEND_ATTEMPT_TIMEOUT, FailedAppend, append_until_answered, refused_for_good, route,
 };
-use crate::{CairnClient, ClientError, proto};
+use crate::{CairnClient, ClientError, RetryPolicy, proto};
 
 /// How a `BatchingProducer` groups records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,7 +45,8 @@ pub struct BatchingConfig {
     /// (backpressure).
     pub queue_sends_max: usize,
     /// Appends in flight per partition (Kafka's `max.in.flight.requests.per.connection`),
-    /// from 1 to `PRODUCER_BATCHES_REMEMBERED`.
+    /// from 1 to `PRODUCER_BATCHES_REMEMBERED`. Beyond the first, only full batches are
+    /// sent while others are in flight.
     pub in_flight_max: usize,
 }
 
@@ -76,11 +80,19 @@ impl BatchingProducer {
         let producer_id = client.init_producer().await?;
         let partition_count = client.describe_topic(topic).await?.partitions.len() as u32;
         let queue_slots = config.queue_sends_max.max(1);
+        let routes = Arc::new(Routes {
+            bootstrap: client.clone(),
+            topic: topic.to_owned(),
+            connections: tokio::sync::Mutex::new(HashMap::new()),
+        });
+        let mut leaders = routes.leaders().await;
         let partitions = (0..partition_count)
             .map(|partition| {
                 let (sender, receiver) = mpsc::channel(queue_slots);
                 let batcher = PartitionBatcher {
                     client: client.clone(),
+                    route: leaders.remove(&partition).unwrap_or_else(|| client.clone()),
+                    routes: Arc::clone(&routes),
                     topic: topic.to_owned(),
                     partition,
                     producer_id,
@@ -165,9 +177,58 @@ impl Batch {
 /// The first attempt of a pipelined append: the batch back with the outcome.
 type Attempt = Pin<Box<dyn Future<Output = (Batch, Result<proto::AppendResponse, tonic::Status>)> + Send>>;
 
+/// Connections to the nodes that lead the topic's partitions: appends go straight to their
+/// partition's leader (as Kafka's producer sends to the leader broker), instead of through
+/// the node the producer connected to, which would forward them: one hop and one copy less.
+struct Routes {
+    bootstrap: CairnClient,
+    topic: String,
+    /// By node address.
+    connections: tokio::sync::Mutex<HashMap<String, CairnClient>>,
+}
+
+/// How long connecting to a leader may take before its appends go through the bootstrap
+/// node instead.
+const LEADER_CONNECT_RETRY_MS: u64 = 500;
+
+impl Routes {
+    /// A client for each partition whose leader is known and reachable, as the bootstrap
+    /// node sees them now. Partitions left out go through the bootstrap node.
+    async fn leaders(&self) -> HashMap<PartitionId, CairnClient> {
+        let (Ok(topic), Ok(status)) =
+            (self.bootstrap.describe_topic(&self.topic).await, self.bootstrap.cluster_status().await)
+        else {
+            return HashMap::new();
+        };
+        let addresses: HashMap<u64, String> =
+            status.nodes.into_iter().map(|node| (node.node_id, node.address)).collect();
+        let mut connections = self.connections.lock().await;
+        let mut leaders = HashMap::new();
+        for partition in topic.partitions {
+            let Some(address) = partition.leader.and_then(|leader| addresses.get(&leader)) else { continue };
+            let client = match connections.get(address) {
+                Some(client) => client.clone(),
+                None => {
+                    let policy = RetryPolicy { retry_total_ms: LEADER_CONNECT_RETRY_MS, ..RetryPolicy::default() };
+                    let Ok(client) = CairnClient::connect_with(address, policy).await else { continue };
+                    connections.insert(address.clone(), client.clone());
+                    client
+                }
+            };
+            leaders.insert(partition.partition, client);
+        }
+        leaders
+    }
+}
+
 /// Sends one partition's batches in sequence order, up to `in_flight_max` at a time.
 struct PartitionBatcher {
+    /// The node the producer connected to: failed batches are sent again through it (it
+    /// forwards them to whichever node leads by then).
     client: CairnClient,
+    /// Where first attempts go: the partition's leader when known, else `client`.
+    route: CairnClient,
+    routes: Arc<Routes>,
     topic: String,
     partition: PartitionId,
     producer_id: u64,
@@ -183,7 +244,12 @@ impl PartitionBatcher {
         // First attempts, answered in the order they were sent.
         let mut in_flight: FuturesOrdered<Attempt> = FuturesOrdered::new();
         loop {
-            let room = in_flight.len() < in_flight_max;
+            // With nothing in flight a batch goes out at once, however small. While appends
+            // are in flight only a full batch joins them (the last one had to leave sends
+            // behind, or a batch's worth of sends waits): many small appends cost the
+            // cluster more per record than they gain in overlap.
+            let full_batch_waiting = self.carry.is_some() || queue.len() >= self.config.batch_records_max;
+            let room = in_flight.is_empty() || (in_flight.len() < in_flight_max && full_batch_waiting);
             tokio::select! {
                 biased;
                 Some((batch, outcome)) = in_flight.next(), if !in_flight.is_empty() => match outcome {
@@ -214,7 +280,7 @@ impl PartitionBatcher {
                         return;
                     };
                     let batch = self.collect(first, &mut queue).await;
-                    in_flight.push_back(first_attempt(self.client.clone(), self.seal(batch)));
+                    in_flight.push_back(first_attempt(self.route.clone(), self.seal(batch)));
                 }
             }
         }
@@ -346,6 +412,8 @@ impl PartitionBatcher {
             }
         }
         self.next_sequence -= refused_records;
+        // The leader may have changed (or died): look again where to send.
+        self.route = self.routes.leaders().await.remove(&self.partition).unwrap_or_else(|| self.client.clone());
         Ok(())
     }
 
