@@ -38,8 +38,8 @@ pub struct BatchingConfig {
     pub batch_records_max: usize,
     /// Most bytes of record values in one append, roughly.
     pub batch_bytes_max: usize,
-    /// How long a partition waits for more records before sending a batch that is not full
-    /// while nothing is in flight. Zero sends at once.
+    /// How long a partition waits for more records before sending a batch that is not
+    /// full. Zero sends at once.
     pub linger: Duration,
     /// `send` calls waiting per partition before the next one waits for room
     /// (backpressure).
@@ -202,22 +202,34 @@ impl Routes {
         };
         let addresses: HashMap<u64, String> =
             status.nodes.into_iter().map(|node| (node.node_id, node.address)).collect();
-        let mut connections = self.connections.lock().await;
-        let mut leaders = HashMap::new();
-        for partition in topic.partitions {
-            let Some(address) = partition.leader.and_then(|leader| addresses.get(&leader)) else { continue };
-            let client = match connections.get(address) {
-                Some(client) => client.clone(),
-                None => {
-                    let policy = RetryPolicy { retry_total_ms: LEADER_CONNECT_RETRY_MS, ..RetryPolicy::default() };
-                    let Ok(client) = CairnClient::connect_with(address, policy).await else { continue };
-                    connections.insert(address.clone(), client.clone());
-                    client
-                }
-            };
-            leaders.insert(partition.partition, client);
+        let leader_address = |leader: Option<u64>| leader.and_then(|leader| addresses.get(&leader));
+        // Connect to each new leader once, without holding the lock: an unreachable one
+        // costs this call `LEADER_CONNECT_RETRY_MS`, not every partition it leads.
+        let known: HashMap<String, CairnClient> = self.connections.lock().await.clone();
+        let mut connected = HashMap::new();
+        for partition in &topic.partitions {
+            if let Some(address) = leader_address(partition.leader)
+                && !known.contains_key(address)
+                && !connected.contains_key(address)
+            {
+                let policy = RetryPolicy { retry_total_ms: LEADER_CONNECT_RETRY_MS, ..RetryPolicy::default() };
+                connected.insert(address.clone(), CairnClient::connect_with(address, policy).await.ok());
+            }
         }
-        leaders
+        let mut connections = self.connections.lock().await;
+        for (address, client) in connected {
+            if let Some(client) = client {
+                connections.entry(address).or_insert(client);
+            }
+        }
+        topic
+            .partitions
+            .iter()
+            .filter_map(|partition| {
+                let client = connections.get(leader_address(partition.leader)?)?;
+                Some((partition.partition, client.clone()))
+            })
+            .collect()
     }
 }
 

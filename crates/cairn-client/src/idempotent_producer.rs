@@ -166,19 +166,30 @@ pub(crate) async fn append_until_answered(
             }
             Err(status) => {
                 // A sequence refusal means the producer and the partition disagree: treat
-                // the sequence as unknown too.
-                maybe_applied |= retryable(status.code()) || status.code() == tonic::Code::FailedPrecondition;
+                // the sequence as unknown too, as after any failure but a refusal for good.
+                maybe_applied |= !refused_for_good(status.code());
                 return Err(FailedAppend { error: status.into(), maybe_applied });
             }
         }
     }
 }
 
-/// Failures that say the append was not applied, and would not be if sent again (a bad
-/// record, a limit). A sequence refusal is not one: the producer and the partition
-/// disagree, or a pipelined batch overtook an earlier one.
+/// Failures that say the append was not applied, and would not be if sent again: the
+/// server refuses a bad record, a limit or an unknown topic before proposing anything. A
+/// sequence refusal is not one (the producer and the partition disagree, or a pipelined
+/// batch overtook an earlier one), nor is any other code: `INTERNAL`, say, may come from a
+/// stream reset after the append was applied.
 pub(crate) fn refused_for_good(code: tonic::Code) -> bool {
-    !retryable(code) && code != tonic::Code::FailedPrecondition
+    matches!(
+        code,
+        tonic::Code::InvalidArgument
+            | tonic::Code::ResourceExhausted
+            | tonic::Code::NotFound
+            | tonic::Code::OutOfRange
+            | tonic::Code::PermissionDenied
+            | tonic::Code::Unauthenticated
+            | tonic::Code::Unimplemented
+    )
 }
 
 /// Failures after which the append may or may not have been applied, or certainly was not:

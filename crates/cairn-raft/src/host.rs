@@ -358,7 +358,9 @@ impl Host {
             .order
             .propose(term, producer, records as u64, proposal)
             .await
-            .map_err(|fatal| HostError::Raft(fatal.to_string()))?;
+            // The group stopped (this replica is shutting down): nothing was proposed, and
+            // another replica may lead.
+            .map_err(|_| HostError::NotLeader { group, leader: None, leader_address: None })?;
         match answer.await {
             Ok(result) => write_result(group, result.map_err(RaftError::APIError)),
             // The group stopped before answering: the entry may or may not commit.

@@ -54,11 +54,14 @@ impl ProposalOrder {
             // Created before the check, so a proposal made in between still wakes it.
             let proposed = self.proposed.notified();
             let mut state = self.state.lock().await;
-            if state.term != term {
+            if term > state.term {
                 state.term = term;
                 state.next.clear();
             }
-            let ahead = state.next.get(&producer.producer_id).is_some_and(|&next| producer.sequence > next);
+            // A request that saw an older term (it waited across an election) proposes at
+            // once: the table belongs to the newer term.
+            let ahead = term == state.term
+                && state.next.get(&producer.producer_id).is_some_and(|&next| producer.sequence > next);
             if !ahead || tokio::time::Instant::now() >= deadline {
                 break state;
             }
@@ -66,17 +69,17 @@ impl ProposalOrder {
             let _ = tokio::time::timeout_at(deadline, proposed).await;
         };
         let result = propose.await;
-        let end = producer.sequence + records;
-        let known = state.next.get(&producer.producer_id).copied();
-        match known {
-            // A retry of an earlier batch, or a gap that waited in vain: the table stands.
-            Some(next) if producer.sequence != next => {}
-            _ => {
-                if known.is_none() && state.next.len() >= PRODUCERS_PER_PARTITION_MAX {
-                    state.next.clear();
-                }
-                state.next.insert(producer.producer_id, end);
+        if term == state.term {
+            // The table only moves forward: a retry of an earlier batch leaves it, and a
+            // batch proposed after waiting in vain (or refused) moves it past itself. Too
+            // far ahead only means a later batch does not wait; too far behind would make
+            // every one of them wait.
+            let end = producer.sequence + records;
+            if !state.next.contains_key(&producer.producer_id) && state.next.len() >= PRODUCERS_PER_PARTITION_MAX {
+                state.next.clear();
             }
+            let next = state.next.entry(producer.producer_id).or_insert(end);
+            *next = (*next).max(end);
         }
         drop(state);
         self.proposed.notify_waiters();
@@ -140,9 +143,23 @@ mod tests {
         let started = tokio::time::Instant::now();
         order.propose(1, batch(5), 1, async {}).await;
         assert!(started.elapsed() >= WAIT_MAX, "waited {:?}", started.elapsed());
-        // The refused gap did not move the table: the batch that fills it goes at once.
+        // The batches before the gap, and the next one, go at once: the table moved past
+        // the gap rather than staying behind it.
         let started = tokio::time::Instant::now();
         order.propose(1, batch(1), 1, async {}).await;
-        assert!(started.elapsed() < WAIT_MAX);
+        order.propose(1, batch(6), 1, async {}).await;
+        assert_eq!(started.elapsed(), Duration::ZERO);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_request_of_an_older_term_neither_waits_nor_resets_the_table() {
+        let order = ProposalOrder::default();
+        order.propose(2, batch(0), 4, async {}).await;
+        let started = tokio::time::Instant::now();
+        order.propose(1, batch(40), 1, async {}).await;
+        assert_eq!(started.elapsed(), Duration::ZERO);
+        // Term 2's table still stands: a batch ahead of it waits.
+        order.propose(2, batch(9), 1, async {}).await;
+        assert!(started.elapsed() >= WAIT_MAX);
     }
 }
