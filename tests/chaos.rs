@@ -159,5 +159,6 @@ async fn chaos_leader_kills_lose_and_duplicate_nothing() {
         history.pipelined_failures
     );
     assert!(history.acknowledged.keys().any(|v| v.starts_with('p')), "the pipelining writer made progress");
+    assert!(history.pipelined_appends > 0, "the pipelining writer never had two appends of a partition in flight");
     assert_eq!(failover_ms.len(), kills, "the nemesis killed {kills} leaders");
 }

@@ -21,6 +21,8 @@ pub struct History {
     pub indeterminate: Vec<String>,
     pub acknowledged_at: Vec<(u32, Instant)>,
     pub pipelined_failures: Vec<String>,
+    /// Appends the pipelining writer sent while another of their partition was in flight.
+    pub pipelined_appends: u64,
 }
 
 /// Concurrent sends of the pipelining writer.
@@ -192,6 +194,7 @@ async fn pipelined_writer(
     for task in tasks {
         task.await.expect("pipelined send task");
     }
+    history.lock().expect("history").pipelined_appends = producer.pipelined_appends();
 }
 
 /// Every record of `partition` a node serves: offset → (timestamp, value).

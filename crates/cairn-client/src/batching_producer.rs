@@ -17,7 +17,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::AtomicU32;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
 use cairn_types::{Offset, PRODUCER_BATCHES_REMEMBERED, PartitionId, Record};
@@ -26,9 +26,7 @@ use futures::stream::FuturesOrdered;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::convert::record_to_proto;
-use crate::idempotent_producer::{
-    APPEND_ATTEMPT_TIMEOUT, FailedAppend, append_until_answered, refused_for_good, route,
-};
+use crate::idempotent_producer::{FailedAppend, append_until_answered, attempt_append, refused_for_good, route};
 use crate::{CairnClient, ClientError, RetryPolicy, proto};
 
 /// How a `BatchingProducer` groups records.
@@ -72,28 +70,29 @@ pub struct BatchingProducer {
     partitions: Vec<mpsc::Sender<PendingSend>>,
     round_robin: AtomicU32,
     producer_id: u64,
+    routes: Arc<Routes>,
 }
 
 impl BatchingProducer {
     /// A producer for `topic` with a fresh producer id from the cluster.
     pub async fn new(client: &CairnClient, topic: &str, config: BatchingConfig) -> Result<Self, ClientError> {
         let producer_id = client.init_producer().await?;
-        let partition_count = client.describe_topic(topic).await?.partitions.len() as u32;
+        let described = client.describe_topic(topic).await?;
+        let partition_count = described.partitions.len() as u32;
         let queue_slots = config.queue_sends_max.max(1);
         let routes = Arc::new(Routes {
             bootstrap: client.clone(),
             topic: topic.to_owned(),
             connections: tokio::sync::Mutex::new(HashMap::new()),
+            pipelined: AtomicU64::new(0),
         });
-        let mut leaders = routes.leaders().await;
+        let mut leaders = routes.leaders_of(&described).await;
         let partitions = (0..partition_count)
             .map(|partition| {
                 let (sender, receiver) = mpsc::channel(queue_slots);
                 let batcher = PartitionBatcher {
-                    client: client.clone(),
                     route: leaders.remove(&partition).unwrap_or_else(|| client.clone()),
                     routes: Arc::clone(&routes),
-                    topic: topic.to_owned(),
                     partition,
                     producer_id,
                     next_sequence: 0,
@@ -104,7 +103,12 @@ impl BatchingProducer {
                 sender
             })
             .collect();
-        Ok(BatchingProducer { partitions, round_robin: AtomicU32::new(0), producer_id })
+        Ok(BatchingProducer { partitions, round_robin: AtomicU32::new(0), producer_id, routes })
+    }
+
+    /// Appends sent while another append of their partition was in flight (pipelined).
+    pub fn pipelined_appends(&self) -> u64 {
+        self.routes.pipelined.load(Ordering::Relaxed)
     }
 
     pub fn producer_id(&self) -> u64 {
@@ -181,10 +185,14 @@ type Attempt = Pin<Box<dyn Future<Output = (Batch, Result<proto::AppendResponse,
 /// partition's leader (as Kafka's producer sends to the leader broker), instead of through
 /// the node the producer connected to, which would forward them: one hop and one copy less.
 struct Routes {
+    /// The node the producer connected to: failed batches are sent again through it (it
+    /// forwards them to whichever node leads by then).
     bootstrap: CairnClient,
     topic: String,
     /// By node address.
     connections: tokio::sync::Mutex<HashMap<String, CairnClient>>,
+    /// Appends sent while another of their partition was in flight.
+    pipelined: AtomicU64,
 }
 
 /// How long connecting to a leader may take before its appends go through the bootstrap
@@ -195,11 +203,15 @@ impl Routes {
     /// A client for each partition whose leader is known and reachable, as the bootstrap
     /// node sees them now. Partitions left out go through the bootstrap node.
     async fn leaders(&self) -> HashMap<PartitionId, CairnClient> {
-        let (Ok(topic), Ok(status)) =
-            (self.bootstrap.describe_topic(&self.topic).await, self.bootstrap.cluster_status().await)
-        else {
-            return HashMap::new();
-        };
+        match self.bootstrap.describe_topic(&self.topic).await {
+            Ok(topic) => self.leaders_of(&topic).await,
+            Err(_) => HashMap::new(),
+        }
+    }
+
+    /// The same for `topic` as already described.
+    async fn leaders_of(&self, topic: &proto::TopicDescription) -> HashMap<PartitionId, CairnClient> {
+        let Ok(status) = self.bootstrap.cluster_status().await else { return HashMap::new() };
         let addresses: HashMap<u64, String> =
             status.nodes.into_iter().map(|node| (node.node_id, node.address)).collect();
         let leader_address = |leader: Option<u64>| leader.and_then(|leader| addresses.get(&leader));
@@ -235,13 +247,9 @@ impl Routes {
 
 /// Sends one partition's batches in sequence order, up to `in_flight_max` at a time.
 struct PartitionBatcher {
-    /// The node the producer connected to: failed batches are sent again through it (it
-    /// forwards them to whichever node leads by then).
-    client: CairnClient,
-    /// Where first attempts go: the partition's leader when known, else `client`.
+    /// Where first attempts go: the partition's leader when known, else the bootstrap node.
     route: CairnClient,
     routes: Arc<Routes>,
-    topic: String,
     partition: PartitionId,
     producer_id: u64,
     next_sequence: u64,
@@ -255,7 +263,9 @@ impl PartitionBatcher {
         let in_flight_max = self.config.in_flight_max.clamp(1, PRODUCER_BATCHES_REMEMBERED);
         // First attempts, answered in the order they were sent.
         let mut in_flight: FuturesOrdered<Attempt> = FuturesOrdered::new();
-        loop {
+        // False once every producer handle is gone: what is in flight still finishes.
+        let mut open = true;
+        while open || !in_flight.is_empty() {
             // With nothing in flight a batch goes out at once, however small. While appends
             // are in flight only a full batch joins them (the last one had to leave sends
             // behind, or a batch's worth of sends waits): many small appends cost the
@@ -264,36 +274,25 @@ impl PartitionBatcher {
             let room = in_flight.is_empty() || (in_flight.len() < in_flight_max && full_batch_waiting);
             tokio::select! {
                 biased;
-                Some((batch, outcome)) = in_flight.next(), if !in_flight.is_empty() => match outcome {
-                    Ok(response) => {
-                        if let Err(error) = answer(batch, &response) {
-                            return self.stop(queue, in_flight, error).await;
-                        }
-                    }
-                    Err(status) => {
-                        if let Err(error) = self.recover(batch, status, &mut in_flight).await {
-                            return self.stop(queue, in_flight, error).await;
-                        }
-                    }
-                },
-                first = next_send(&mut self.carry, &mut queue), if room => {
-                    let Some(first) = first else {
-                        // Every producer handle is gone: finish what is in flight.
-                        while let Some((batch, outcome)) = in_flight.next().await {
-                            match outcome {
-                                Ok(response) => drop(answer(batch, &response)),
-                                Err(status) => {
-                                    if let Err(error) = self.recover(batch, status, &mut in_flight).await {
-                                        return self.stop(queue, in_flight, error).await;
-                                    }
-                                }
-                            }
-                        }
-                        return;
+                Some((batch, outcome)) = in_flight.next(), if !in_flight.is_empty() => {
+                    let answered = match outcome {
+                        Ok(response) => answer(batch, &response.positions),
+                        Err(status) => self.recover(batch, status, &mut in_flight).await,
                     };
-                    let batch = self.collect(first, &mut queue).await;
-                    in_flight.push_back(first_attempt(self.route.clone(), self.seal(batch)));
+                    if let Err(error) = answered {
+                        return self.stop(queue, in_flight, error).await;
+                    }
                 }
+                first = next_send(&mut self.carry, &mut queue), if open && room => match first {
+                    Some(first) => {
+                        let batch = self.collect(first, &mut queue).await;
+                        if !in_flight.is_empty() {
+                            self.routes.pipelined.fetch_add(1, Ordering::Relaxed);
+                        }
+                        in_flight.push_back(first_attempt(self.route.clone(), self.seal(batch)));
+                    }
+                    None => open = false,
+                },
             }
         }
     }
@@ -339,7 +338,7 @@ impl PartitionBatcher {
             records.extend(pending.records.into_iter().map(record_to_proto));
         }
         let request = proto::AppendRequest {
-            topic: self.topic.clone(),
+            topic: self.routes.topic.clone(),
             partition: Some(self.partition),
             records,
             producer_id: Some(self.producer_id),
@@ -368,12 +367,16 @@ impl PartitionBatcher {
         while let Some(outcome) = in_flight.next().await {
             outcomes.push(outcome);
         }
+        // A sequence refusal says the leader answered; anything else may mean it changed.
+        let leader_in_doubt = outcomes
+            .iter()
+            .any(|(_, outcome)| outcome.as_ref().is_err_and(|status| status.code() != tonic::Code::FailedPrecondition));
         // Records of batches refused for good so far: later sequences move down by this.
         let mut refused_records = 0;
         let mut outcomes = outcomes.into_iter();
         while let Some((mut batch, outcome)) = outcomes.next() {
             let result = match outcome {
-                Ok(response) if refused_records == 0 => answer(batch, &response),
+                Ok(response) if refused_records == 0 => answer(batch, &response.positions),
                 Ok(response) => {
                     // Applied after an earlier batch was refused: it cannot be, as its
                     // sequence was a gap. The partition and the producer disagree.
@@ -381,7 +384,7 @@ impl PartitionBatcher {
                         "sequence {} was applied after an earlier batch was refused",
                         batch.request.sequence.unwrap_or_default()
                     ));
-                    drop(answer(batch, &response));
+                    drop(answer(batch, &response.positions));
                     Err(error)
                 }
                 Err(status) if refused_for_good(status.code()) => {
@@ -402,8 +405,8 @@ impl PartitionBatcher {
                     if let Some(sequence) = batch.request.sequence.as_mut() {
                         *sequence -= refused_records;
                     }
-                    match append_until_answered(&self.client, batch.request.clone()).await {
-                        Ok(answered) => answer_positions(batch, &answered.positions),
+                    match append_until_answered(&self.routes.bootstrap, batch.request.clone()).await {
+                        Ok(answered) => answer(batch, &answered.positions),
                         Err(FailedAppend { error, maybe_applied: false }) if !first_maybe_applied => {
                             refused_records += batch.record_count;
                             batch.fail(&error);
@@ -424,8 +427,11 @@ impl PartitionBatcher {
             }
         }
         self.next_sequence -= refused_records;
-        // The leader may have changed (or died): look again where to send.
-        self.route = self.routes.leaders().await.remove(&self.partition).unwrap_or_else(|| self.client.clone());
+        if leader_in_doubt {
+            // The leader may have changed (or died): look again where to send.
+            let leader = self.routes.leaders().await.remove(&self.partition);
+            self.route = leader.unwrap_or_else(|| self.routes.bootstrap.clone());
+        }
         Ok(())
     }
 
@@ -440,7 +446,7 @@ impl PartitionBatcher {
         queue.close();
         while let Some((batch, outcome)) = in_flight.next().await {
             match outcome {
-                Ok(response) => drop(answer(batch, &response)),
+                Ok(response) => drop(answer(batch, &response.positions)),
                 Err(_) => batch.fail(&error),
             }
         }
@@ -461,22 +467,16 @@ async fn next_send(carry: &mut Option<PendingSend>, queue: &mut mpsc::Receiver<P
     }
 }
 
-/// One attempt at `batch`, answered or not within `APPEND_ATTEMPT_TIMEOUT`.
+/// The first attempt at `batch`, through `client`.
 fn first_attempt(client: CairnClient, batch: Batch) -> Attempt {
     Box::pin(async move {
-        let attempt = tokio::time::timeout(APPEND_ATTEMPT_TIMEOUT, client.proto_client().append(batch.request.clone()))
-            .await
-            .unwrap_or_else(|_| Err(tonic::Status::deadline_exceeded("no answer to the append in time")));
-        (batch, attempt.map(tonic::Response::into_inner))
+        let outcome = attempt_append(&client, batch.request.clone()).await;
+        (batch, outcome)
     })
 }
 
-/// Answers the batch's sends from the append's response.
-fn answer(batch: Batch, response: &proto::AppendResponse) -> Result<(), ClientError> {
-    answer_positions(batch, &response.positions)
-}
-
-fn answer_positions(batch: Batch, positions: &[proto::RecordPosition]) -> Result<(), ClientError> {
+/// Answers the batch's sends from the append's answer.
+fn answer(batch: Batch, positions: &[proto::RecordPosition]) -> Result<(), ClientError> {
     match positions.first() {
         Some(position) => {
             batch.acknowledge(position.offset);

@@ -13,7 +13,7 @@ use crate::{CairnClient, ClientError, proto};
 pub const APPEND_RETRY_TOTAL: Duration = Duration::from_secs(30);
 /// How long one attempt waits for its answer (the server itself answers within ~10 s,
 /// waiting out an election).
-pub(crate) const APPEND_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(15);
+const APPEND_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// Appends that are never duplicated, however often they are retried.
 ///
@@ -131,6 +131,18 @@ pub(crate) struct FailedAppend {
     pub maybe_applied: bool,
 }
 
+/// One append attempt. One that gets no answer within `APPEND_ATTEMPT_TIMEOUT` fails with
+/// `DEADLINE_EXCEEDED`: its outcome is unknown.
+pub(crate) async fn attempt_append(
+    client: &CairnClient,
+    request: proto::AppendRequest,
+) -> Result<proto::AppendResponse, tonic::Status> {
+    match tokio::time::timeout(APPEND_ATTEMPT_TIMEOUT, client.proto_client().append(request)).await {
+        Ok(answer) => answer.map(tonic::Response::into_inner),
+        Err(_) => Err(tonic::Status::deadline_exceeded("no answer to the append in time")),
+    }
+}
+
 /// Sends `request` (which must carry a producer id and sequence, so that a retry is never
 /// applied twice) until the cluster answers, for up to `APPEND_RETRY_TOTAL`.
 pub(crate) async fn append_until_answered(
@@ -143,13 +155,8 @@ pub(crate) async fn append_until_answered(
     let mut maybe_applied = false;
     loop {
         attempts += 1;
-        // An attempt that gets no answer in time counts as failed with an unknown outcome.
-        let attempt = tokio::time::timeout(APPEND_ATTEMPT_TIMEOUT, client.proto_client().append(request.clone()))
-            .await
-            .unwrap_or_else(|_| Err(tonic::Status::deadline_exceeded("no answer to the append in time")));
-        match attempt {
+        match attempt_append(client, request.clone()).await {
             Ok(response) => {
-                let response = response.into_inner();
                 return Ok(AnsweredAppend {
                     positions: response.positions,
                     tokens: response.tokens,

@@ -342,21 +342,18 @@ impl Host {
     ) -> Result<CommandResponse, HostError> {
         let replica = self.partition(group).ok_or(HostError::UnknownGroup(group))?;
         self.renew_lease(&replica).await;
-        let producer = match &command {
-            PartitionCommand::Append { records, producer: Some(producer), .. } => Some((*producer, records.len())),
-            _ => None,
-        };
-        let Some((producer, records)) = producer else {
+        let PartitionCommand::Append { records, producer: Some(producer), .. } = &command else {
             let result = replica.raft.client_write(Command::Partition(command)).await;
             return write_result(group, result);
         };
+        let (producer, records) = (*producer, records.len() as u64);
         // Proposed in sequence order (see `proposal_order`); answered once applied.
         let (responder, answer) = ProgressResponder::complete_only();
         let term = replica.raft.metrics().borrow_watched().current_term;
         let proposal = replica.raft.client_write_ff(Command::Partition(command), Some(responder));
         replica
             .order
-            .propose(term, producer, records as u64, proposal)
+            .propose(term, producer, records, proposal)
             .await
             // The group stopped (this replica is shutting down): nothing was proposed, and
             // another replica may lead.
