@@ -39,10 +39,10 @@ pub struct ProduceBench {
     #[arg(long)]
     pub direct: bool,
     /// Appends the producer keeps in flight per partition (1 to 5, as Kafka's
-    /// `max.in.flight.requests.per.connection`).
+    /// `max.in.flight.requests.per.connection`); beyond the first, only full batches.
     #[arg(long, default_value_t = cairn_types::PRODUCER_BATCHES_REMEMBERED)]
     pub partition_in_flight: usize,
-    /// How long the producer waits to fill a batch when nothing is in flight.
+    /// How long the producer waits to fill a batch that is not full.
     #[arg(long, default_value_t = 0)]
     pub linger_ms: u64,
     /// How long to run, e.g. 30s or 2m.
