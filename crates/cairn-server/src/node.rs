@@ -15,7 +15,7 @@ use tokio::net::TcpListener;
 
 use crate::cluster_identity::ClusterIdentity;
 use crate::config::ServerConfig;
-use crate::raft_transport::{GrpcTransport, RAFT_MESSAGE_BYTES_MAX, RaftTransportService};
+use crate::raft_transport::{GrpcTransport, HostHandler, RAFT_MESSAGE_BYTES_MAX, RaftTransportService};
 use crate::service::CairnService;
 use cairn_proto::v1 as pb;
 
@@ -214,9 +214,14 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
     let cairn = CairnServer::new(CairnService::new(Arc::clone(&host), transport, identity.clone()))
         .max_decoding_message_size(request_bytes_max)
         .max_encoding_message_size(config.limits.read_bytes_max * 2 + 1024 * 1024);
-    let raft = RaftTransportServer::new(RaftTransportService { host: Arc::clone(&host), cluster: identity.clone() })
-        .max_decoding_message_size(RAFT_MESSAGE_BYTES_MAX)
-        .max_encoding_message_size(RAFT_MESSAGE_BYTES_MAX);
+    let stopping = tokio_util::sync::CancellationToken::new();
+    let raft = RaftTransportServer::new(RaftTransportService {
+        handler: Arc::new(HostHandler(Arc::clone(&host))),
+        cluster: identity.clone(),
+        stopping: stopping.clone(),
+    })
+    .max_decoding_message_size(RAFT_MESSAGE_BYTES_MAX)
+    .max_encoding_message_size(RAFT_MESSAGE_BYTES_MAX);
 
     tracing::info!(node_id = config.node_id, %bound, %advertise, data_dir = %config.data_dir.display(), "cairn node serving");
     // A line scripts and tests can wait for.
@@ -231,7 +236,12 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
     tonic::transport::Server::builder()
         .add_service(cairn)
         .add_service(raft)
-        .serve_with_incoming_shutdown(incoming, shutdown_signal())
+        .serve_with_incoming_shutdown(incoming, async move {
+            shutdown_signal().await;
+            // Peers' Raft streams never end on their own: end them, or the graceful
+            // shutdown waits for them.
+            stopping.cancel();
+        })
         .await
         .context("serving gRPC")?;
     tracing::info!("shutting down");
