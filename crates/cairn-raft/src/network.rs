@@ -83,7 +83,7 @@ pub trait Transport: Send + Sync + 'static {
         group: GroupId,
         kind: RpcKind,
         payload: Vec<u8>,
-    ) -> BoxFuture<Result<Vec<u8>, TransportError>>;
+    ) -> BoxFuture<Result<bytes::Bytes, TransportError>>;
 }
 
 /// Part of a partition's records, sent ahead of its snapshot.

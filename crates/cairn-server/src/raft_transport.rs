@@ -69,7 +69,7 @@ pub struct GrpcTransport {
 struct Queued {
     target: NodeId,
     envelope: RaftEnvelope,
-    reply: oneshot::Sender<Result<Vec<u8>, TransportError>>,
+    reply: oneshot::Sender<Result<Bytes, TransportError>>,
 }
 
 impl GrpcTransport {
@@ -129,7 +129,7 @@ impl GrpcTransport {
         group: GroupId,
         kind: RpcKind,
         payload: Vec<u8>,
-    ) -> BoxFuture<Result<Vec<u8>, TransportError>> {
+    ) -> BoxFuture<Result<Bytes, TransportError>> {
         let channel = self.channel(&address);
         let message = RaftMessage {
             group_id: group,
@@ -159,7 +159,7 @@ impl GrpcTransport {
                 RpcKind::NodeHeartbeat => client.node_heartbeat(message).await,
             };
             reply
-                .map(|reply| reply.into_inner().payload.to_vec())
+                .map(|reply| reply.into_inner().payload)
                 .map_err(|status| failure(target, &address, status.code(), status.message()))
         })
     }
@@ -173,7 +173,7 @@ impl Transport for GrpcTransport {
         group: GroupId,
         kind: RpcKind,
         payload: Vec<u8>,
-    ) -> BoxFuture<Result<Vec<u8>, TransportError>> {
+    ) -> BoxFuture<Result<Bytes, TransportError>> {
         let Some(streamed) = streamed_kind(kind).filter(|_| payload.len() <= STREAM_PAYLOAD_MAX) else {
             return self.call_unary(target, address, group, kind, payload);
         };
@@ -367,7 +367,7 @@ async fn read_replies(mut replies: Streaming<RaftFrame>, waiting: Arc<Waiting>) 
 
 struct Waiter {
     target: NodeId,
-    reply: oneshot::Sender<Result<Vec<u8>, TransportError>>,
+    reply: oneshot::Sender<Result<Bytes, TransportError>>,
     _slot: OwnedSemaphorePermit,
 }
 
@@ -407,7 +407,7 @@ impl Waiting {
         // A reply nobody waits for answered a caller that gave up: drop it.
         let Some(waiter) = waiter else { return };
         let result = if envelope.code == tonic::Code::Ok as i32 {
-            Ok(envelope.payload.to_vec())
+            Ok(envelope.payload)
         } else {
             Err(failure(waiter.target, &self.address, tonic::Code::from(envelope.code), &envelope.error))
         };
@@ -697,7 +697,7 @@ mod tests {
         group: GroupId,
         kind: RpcKind,
         payload: Vec<u8>,
-    ) -> BoxFuture<Result<Vec<u8>, TransportError>> {
+    ) -> BoxFuture<Result<Bytes, TransportError>> {
         transport.call(2, server.address.to_string(), group, kind, payload)
     }
 
@@ -711,7 +711,7 @@ mod tests {
         for (i, reply) in (0..300u64).zip(replies) {
             let mut expected = i.to_be_bytes().to_vec();
             expected.reverse();
-            assert_eq!(reply.expect("reply"), expected, "call {i}");
+            assert_eq!(reply.expect("reply").to_vec(), expected, "call {i}");
         }
         let frames = transport.counters().frames.load(Ordering::Relaxed);
         let envelopes = transport.counters().envelopes.load(Ordering::Relaxed);
@@ -729,15 +729,21 @@ mod tests {
 
         // A slow reply holds up no other: later calls are answered while it waits.
         let slow = tokio::spawn(call(&transport, &server, 15, RpcKind::NodeHeartbeat, vec![]));
-        assert_eq!(call(&transport, &server, 1, RpcKind::PreVote, vec![1, 2]).await.expect("reply"), vec![2, 1]);
+        assert_eq!(
+            call(&transport, &server, 1, RpcKind::PreVote, vec![1, 2]).await.expect("reply").to_vec(),
+            vec![2, 1]
+        );
         server.release.notify_one();
-        assert_eq!(slow.await.expect("join").expect("reply"), b"NodeHeartbeat");
+        assert_eq!(slow.await.expect("join").expect("reply").to_vec(), b"NodeHeartbeat");
 
         // Snapshots and large payloads take unary calls, with the same answers.
         let big = vec![7u8; STREAM_PAYLOAD_MAX + 1];
-        assert_eq!(call(&transport, &server, 1, RpcKind::AppendEntries, big.clone()).await.expect("reply"), big);
         assert_eq!(
-            call(&transport, &server, 1, RpcKind::SnapshotChunk, vec![1, 2, 3]).await.expect("reply"),
+            call(&transport, &server, 1, RpcKind::AppendEntries, big.clone()).await.expect("reply").to_vec(),
+            big
+        );
+        assert_eq!(
+            call(&transport, &server, 1, RpcKind::SnapshotChunk, vec![1, 2, 3]).await.expect("reply").to_vec(),
             [3, 2, 1]
         );
         assert_eq!(transport.counters().envelopes.load(Ordering::Relaxed), 304, "only the small ones streamed");
@@ -759,7 +765,7 @@ mod tests {
         let server = serve("127.0.0.1:0".parse().expect("address")).await;
         let address = server.address;
         let transport = GrpcTransport::new(1, ClusterIdentity::new("test-cluster".into()));
-        assert_eq!(call(&transport, &server, 1, RpcKind::Vote, vec![1, 2]).await.expect("reply"), [2, 1]);
+        assert_eq!(call(&transport, &server, 1, RpcKind::Vote, vec![1, 2]).await.expect("reply").to_vec(), [2, 1]);
 
         // A call waiting on the stream when the peer shuts down fails; the shutdown is
         // not held up by the open stream.
@@ -787,6 +793,6 @@ mod tests {
                 Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
             }
         }
-        assert_eq!(answered.expect("the restarted peer answers"), [4, 3]);
+        assert_eq!(answered.expect("the restarted peer answers").to_vec(), [4, 3]);
     }
 }
