@@ -144,9 +144,7 @@ impl GrpcTransport {
                 address: address.clone(),
                 detail,
             })?;
-            let mut client = RaftTransportClient::new(channel)
-                .max_decoding_message_size(RAFT_MESSAGE_BYTES_MAX)
-                .max_encoding_message_size(RAFT_MESSAGE_BYTES_MAX);
+            let mut client = raft_client(channel);
             let reply = match kind {
                 RpcKind::AppendEntries => client.append_entries(message).await,
                 RpcKind::Vote => client.vote(message).await,
@@ -238,6 +236,13 @@ fn failure(target: NodeId, address: &str, code: tonic::Code, message: &str) -> T
     }
 }
 
+/// A client of a peer's Raft service, with the message size limit of Raft messages.
+fn raft_client(channel: Channel) -> RaftTransportClient<Channel> {
+    RaftTransportClient::new(channel)
+        .max_decoding_message_size(RAFT_MESSAGE_BYTES_MAX)
+        .max_encoding_message_size(RAFT_MESSAGE_BYTES_MAX)
+}
+
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
@@ -266,9 +271,7 @@ impl PeerStream {
                 waiting.close("the stream's frame queue refused its first frame");
                 continue;
             }
-            let mut client = RaftTransportClient::new(self.channel.clone())
-                .max_decoding_message_size(RAFT_MESSAGE_BYTES_MAX)
-                .max_encoding_message_size(RAFT_MESSAGE_BYTES_MAX);
+            let mut client = raft_client(self.channel.clone());
             let opened = tokio::time::timeout(
                 STREAM_OPEN_TIMEOUT,
                 client.exchange(tokio_stream::wrappers::ReceiverStream::new(frames_out)),
