@@ -83,6 +83,9 @@ pub enum HostError {
     LeaderTransferTimedOut { group: GroupId, to: NodeId, waited_ms: u64 },
     #[error("membership change of group {group} refused: {detail}")]
     Membership { group: GroupId, detail: String },
+    /// Another membership change of the group has not committed yet: a passing refusal.
+    #[error("group {group} is already changing its membership ({detail}); retry shortly")]
+    MembershipChanging { group: GroupId, detail: String },
     #[error("raft message for node {to} arrived at node {me}")]
     Misrouted { to: NodeId, me: NodeId },
     #[error("raft: {0}")]
@@ -750,6 +753,9 @@ fn write_result(
             leader_address: forward.leader_node.map(|n| n.addr),
         }),
         Err(RaftError::APIError(ClientWriteError::LogEntryDiscarded(_))) => Err(HostError::Indeterminate { group }),
+        Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(
+            err @ openraft::errors::ChangeMembershipError::InProgress(_),
+        ))) => Err(HostError::MembershipChanging { group, detail: err.to_string() }),
         Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(err))) => {
             Err(HostError::Membership { group, detail: err.to_string() })
         }
