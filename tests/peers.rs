@@ -89,7 +89,10 @@ async fn an_append_through_a_node_without_a_replica_outlasts_a_paused_leader_by_
 }
 
 /// Drops the packets between two nodes (matched by their addresses and ports) in a table of
-/// its own, and deletes the table when dropped, whatever the test's outcome.
+/// its own, and deletes the table when dropped, whatever the test's outcome. Packets are
+/// dropped on the way in (the input hook), silently, as a network loses them: a packet
+/// dropped on the way out (the output hook) fails the sender's write at once (EPERM), so
+/// connections fail fast and the cut proves nothing.
 struct Cut {
     table: String,
 }
@@ -104,8 +107,8 @@ impl Cut {
         let cut = Cut { table };
         let rule = |from: (&str, u16), to: (&str, u16)| {
             format!(
-                "add rule inet {table} output ip saddr {} ip daddr {} tcp dport {} drop\n\
-                 add rule inet {table} output ip saddr {} ip daddr {} tcp sport {} drop\n",
+                "add rule inet {table} input ip saddr {} ip daddr {} tcp dport {} drop\n\
+                 add rule inet {table} input ip saddr {} ip daddr {} tcp sport {} drop\n",
                 from.0,
                 to.0,
                 to.1,
@@ -117,7 +120,7 @@ impl Cut {
         };
         let script = format!(
             "add table inet {table}\n\
-             add chain inet {table} output {{ type filter hook output priority 0; policy accept; }}\n{}{}",
+             add chain inet {table} input {{ type filter hook input priority 0; policy accept; }}\n{}{}",
             rule(a, b),
             rule(b, a),
             table = cut.table
