@@ -452,3 +452,50 @@ fn a_leader_transfer_to_a_dead_node_does_not_stall_the_partition() {
     assert_eq!(values.first().map(String::as_str), Some("before"), "{values:?}");
     assert!(values.iter().any(|v| v == "after"), "{values:?}");
 }
+
+/// A node that comes back on another address (a restart on a new port, a rescheduled pod)
+/// rejoins its partition groups: their messages follow the controller's node table, not
+/// the address the group's membership recorded when the node was added.
+#[test]
+fn a_node_back_on_a_new_port_rejoins_its_groups() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cluster = Cluster::start(dir.path(), 3, &FAST_RAFT);
+    let mut args: Vec<String> = vec!["--node-id".into(), "4".into(), "--join".into(), cluster.nodes[1].address.clone()];
+    args.extend(FAST_RAFT.iter().map(|a| a.to_string()));
+    let mut fourth = harness::Node::start_with(&dir.path().join("node4"), args);
+    wait_until("node 4 to be listed", Duration::from_secs(30), || {
+        let nodes: Value =
+            serde_json::from_str(&cluster.nodes[0].cli_ok(&["node", "list", "--output", "json"])).expect("json");
+        nodes.as_array().is_some_and(|n| n.len() == 4)
+    });
+    let first = &cluster.nodes[0];
+    first.cli_ok(&["topic", "create", "moving", "--partitions", "2", "--replication-factor", "4"]);
+    let values: String = (0..20).map(|i| format!("a{i}\n")).collect();
+    harness::assert_success(&["produce"], &first.cli_with_stdin(&["produce", "moving"], Some(values.as_bytes())));
+    wait_until("node 4 to serve every record", Duration::from_secs(30), || consume_all(&fourth, "moving").len() == 20);
+
+    // Node 4 restarts on a new port and joins again; it is sent the records it missed.
+    let old_address = fourth.address.clone();
+    fourth.restart();
+    assert_ne!(fourth.address, old_address, "the harness restarts a node on a new port");
+    let values: String = (0..20).map(|i| format!("b{i}\n")).collect();
+    harness::assert_success(&["produce"], &first.cli_with_stdin(&["produce", "moving"], Some(values.as_bytes())));
+    wait_until("node 4 to serve the records appended after its restart", Duration::from_secs(30), || {
+        consume_all(&fourth, "moving").len() == 40
+    });
+    let nodes: Value = serde_json::from_str(&first.cli_ok(&["node", "list", "--output", "json"])).expect("json");
+    let listed = nodes.as_array().expect("nodes").iter().find(|n| n["node_id"].as_u64() == Some(4)).cloned();
+    assert_eq!(listed.and_then(|n| n["address"].as_str().map(str::to_owned)), Some(fourth.address.clone()));
+
+    // It leads again: appends through another node are forwarded to its new address, and
+    // it replicates them to the others.
+    let moved = first.cli_ok(&["leader", "transfer", "moving/0", "--to", "4"]);
+    assert_eq!(moved.trim(), "node 4 now leads moving/0");
+    harness::assert_success(
+        &["produce"],
+        &cluster.nodes[2].cli(&["produce", "moving", "--partition", "0", "--value", "led-by-4"]),
+    );
+    wait_until("node 2 to serve the append node 4 led", Duration::from_secs(30), || {
+        consume_all(&cluster.nodes[1], "moving").values().any(|v| v == "led-by-4")
+    });
+}

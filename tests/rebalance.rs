@@ -187,6 +187,73 @@ async fn scale_out_under_load_then_decommission_loses_nothing() {
     assert_eq!(&stored[..consumed.len()], &consumed[..], "the consumer's records are a prefix of the log");
 }
 
+/// Nodes started together (a scale-out script, a StatefulSet with parallel pods) join at
+/// once: the controller admits one membership change at a time, and the others must wait
+/// their turn instead of giving up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_nodes_joining_at_once_under_load_all_take_replicas() {
+    let seed = harness::seed();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cluster = tokio::task::block_in_place(|| Cluster::start(dir.path(), 3, &FAST_RAFT));
+    let addresses: Vec<String> = cluster.nodes.iter().map(|n| n.address.clone()).collect();
+    let admin = connect(&addresses[0]).await;
+    let mut options = CreateTopicOptions::new(TOPIC, PARTITIONS);
+    options.replication_factor = 3;
+    admin.create_topic(options).await.expect("create topic");
+    let writers = workload::Writers::start(&addresses[..WRITERS], TOPIC, PARTITIONS, seed);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let before = writers.acknowledged();
+
+    // Nodes 4, 5 and 6 start at the same moment, each joining through another member.
+    let mut joiners: Vec<Node> = tokio::task::block_in_place(|| {
+        let started: Vec<_> = (4..=6u64)
+            .map(|id| {
+                let (dir, via) = (dir.path().to_owned(), addresses[(id as usize) % 3].clone());
+                std::thread::spawn(move || join(&dir, id, &via, &[]))
+            })
+            .collect();
+        started.into_iter().map(|s| s.join().expect("node started")).collect()
+    });
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        for joiner in &mut joiners {
+            if let Some(status) = joiner.exited() {
+                panic!("a joining node gave up ({status}); its log:\n{}", joiner.log());
+            }
+        }
+        let listed = admin.cluster_status().await.map(|s| s.nodes.len()).unwrap_or(0);
+        if listed == 6 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{listed} nodes listed after 60 s");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    let mut node_clients = Vec::new();
+    for address in addresses.iter().chain(joiners.iter().map(|n| &n.address)) {
+        node_clients.push(connect(address).await);
+    }
+    // Automatic balancing spreads the replicas over all six.
+    let all: Vec<&CairnClient> = node_clients.iter().collect();
+    let nodes = [1, 2, 3, 4, 5, 6];
+    let started = Instant::now();
+    loop {
+        let operations = admin.list_operations(false).await.unwrap_or_else(|_| vec![proto::OperationStatus::default()]);
+        let (replicas, leaders) = placement(&admin, &all).await;
+        if operations.is_empty() && within_one(&replicas, &nodes) && nodes.iter().all(|n| replicas.contains_key(n)) {
+            eprintln!("replicas spread over 6 nodes in {:?}: {replicas:?}, leaders {leaders:?}", started.elapsed());
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(180),
+            "replicas not spread over all six nodes: {replicas:?}, operations {operations:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let history = writers.stop().await;
+    assert!(history.acknowledged.len() > before, "appends went on while the nodes joined");
+}
+
 /// The operation with `id`, as the cluster lists it.
 async fn operation(client: &CairnClient, id: u64) -> Option<proto::OperationStatus> {
     client.list_operations(true).await.ok()?.into_iter().find(|op| op.id == id)

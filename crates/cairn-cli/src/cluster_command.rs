@@ -182,7 +182,7 @@ mod tests {
         proto::ClusterStatusResponse {
             node_id: 1,
             cluster: "single-node".to_string(),
-            nodes: vec![proto::NodeStatus { node_id: 1, address: "10.0.0.1:7070".to_string() }],
+            nodes: vec![proto::NodeStatus { node_id: 1, address: "10.0.0.1:7070".to_string(), live: true }],
             groups: vec![
                 proto::GroupStatus {
                     group_id: 0,

@@ -25,6 +25,7 @@ use crate::controller_sm::ControllerStateMachine;
 use crate::controller_state::{ControllerState, PartitionAssignment, TopicMeta};
 use crate::log_store::LogStore;
 use crate::network::{GroupNetworkFactory, RpcKind, SnapshotChunk, StreamedBytes, Throttle, Transport};
+use crate::node_addresses::NodeAddresses;
 use crate::partition_sm::{PartitionStateMachine, PartitionView, Snapshot};
 use crate::type_config::{Raft, TypeConfig, Vote};
 use crate::{decode, encode};
@@ -82,6 +83,9 @@ pub enum HostError {
     LeaderTransferTimedOut { group: GroupId, to: NodeId, waited_ms: u64 },
     #[error("membership change of group {group} refused: {detail}")]
     Membership { group: GroupId, detail: String },
+    /// Another membership change of the group has not committed yet: a passing refusal.
+    #[error("group {group} is already changing its membership ({detail}); retry shortly")]
+    MembershipChanging { group: GroupId, detail: String },
     #[error("raft message for node {to} arrived at node {me}")]
     Misrouted { to: NodeId, me: NodeId },
     #[error("raft: {0}")]
@@ -122,6 +126,8 @@ pub struct Host {
     /// Bumped whenever a local partition group starts or stops.
     partitions_changed: watch::Sender<u64>,
     throttle: Arc<Throttle>,
+    /// Every node's current address, for all groups' messages (see `node_addresses`).
+    addresses: Arc<NodeAddresses>,
     liveness: Liveness,
     /// When this node started handing over the leadership of each group (see `liveness`).
     transfers: std::sync::Mutex<HashMap<GroupId, tokio::time::Instant>>,
@@ -169,12 +175,15 @@ impl Host {
             Arc::new(partition_raft_config.validate().map_err(|err| HostError::Raft(err.to_string()))?);
         let (controller_sm, controller_view) = ControllerStateMachine::open(Arc::clone(&store))?;
         let throttle = Arc::new(Throttle::new(config.move_bytes_per_sec));
+        let addresses = Arc::new(NodeAddresses::default());
+        addresses.replace(controller_view.borrow().all_nodes(&BTreeMap::new()));
         let network = GroupNetworkFactory {
             group: CONTROLLER_GROUP_ID,
             transport: Arc::clone(&transport),
             partition_log: None,
             streamed: Arc::default(),
             throttle: Arc::clone(&throttle),
+            addresses: Arc::clone(&addresses),
         };
         let controller = Raft::new(
             config.node_id,
@@ -206,6 +215,7 @@ impl Host {
             partitions: RwLock::new(HashMap::new()),
             partitions_changed: watch::channel(0).0,
             throttle,
+            addresses,
             liveness: Liveness::default(),
             transfers: std::sync::Mutex::default(),
             shutdown: CancellationToken::new(),
@@ -344,7 +354,7 @@ impl Host {
         self.renew_lease(&replica).await;
         let PartitionCommand::Append { records, producer: Some(producer), .. } = &command else {
             let result = replica.raft.client_write(Command::Partition(command)).await;
-            return write_result(group, result);
+            return write_result(group, result).map_err(|err| self.current_leader_address(err));
         };
         let (producer, records) = (*producer, records.len() as u64);
         // Proposed in sequence order (see `proposal_order`); answered once applied.
@@ -359,9 +369,24 @@ impl Host {
             // another replica may lead.
             .map_err(|_| HostError::NotLeader { group, leader: None, leader_address: None })?;
         match answer.await {
-            Ok(result) => write_result(group, result.map_err(RaftError::APIError)),
+            Ok(result) => {
+                write_result(group, result.map_err(RaftError::APIError)).map_err(|err| self.current_leader_address(err))
+            }
             // The group stopped before answering: the entry may or may not commit.
             Err(_) => Err(HostError::Indeterminate { group }),
+        }
+    }
+
+    /// A "not leader" answer names the leader's current address, not the one in the group's
+    /// membership (see `node_addresses`).
+    fn current_leader_address(&self, err: HostError) -> HostError {
+        match err {
+            HostError::NotLeader { group, leader: Some(leader), leader_address } => HostError::NotLeader {
+                group,
+                leader: Some(leader),
+                leader_address: Some(self.addresses.resolve(leader, leader_address.as_deref().unwrap_or_default())),
+            },
+            err => err,
         }
     }
 
@@ -455,7 +480,7 @@ impl Host {
         let leader =
             metrics.current_leader.or_else(|| self.liveness.live_leader(group, 0, self.failure_detection()))?;
         let address = metrics.membership_config.membership().get_node(&leader)?.addr.clone();
-        Some((leader, address))
+        Some((leader, self.addresses.resolve(leader, &address)))
     }
 
     /// Waits until the controller state holds `topic` (as created) and, for each of its
@@ -560,12 +585,15 @@ impl Host {
     }
 
     async fn reconcile(&self, state: &ControllerState) -> Result<(), HostError> {
+        self.addresses.replace(self.cluster_nodes());
         // The controller leader registers every controller voter it does not know yet.
         let metrics = self.controller_metrics();
         if metrics.current_leader == Some(self.config.node_id) && metrics.state == ServerState::Leader {
             for (id, node) in metrics.membership_config.membership().nodes() {
                 // A removed node may still be a member until its membership change commits.
-                if state.nodes.get(id) != Some(&node.addr) && !state.removed.contains(id) {
+                // A known node keeps the address it registered last: the membership's may
+                // be one it had before a restart (see `node_addresses`).
+                if !state.nodes.contains_key(id) && !state.removed.contains(id) {
                     let register = ControllerCommand::RegisterNode { node_id: *id, address: node.addr.clone() };
                     tokio::time::timeout(BACKGROUND_WRITE_TIMEOUT, self.controller_write(register)).await.map_err(
                         |_| HostError::NoLeader {
@@ -610,6 +638,7 @@ impl Host {
             partition_log: Some(log.clone()),
             streamed: Arc::clone(&streamed),
             throttle: Arc::clone(&self.throttle),
+            addresses: Arc::clone(&self.addresses),
         };
         let raft = Raft::new(
             self.config.node_id,
@@ -724,6 +753,9 @@ fn write_result(
             leader_address: forward.leader_node.map(|n| n.addr),
         }),
         Err(RaftError::APIError(ClientWriteError::LogEntryDiscarded(_))) => Err(HostError::Indeterminate { group }),
+        Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(
+            err @ openraft::errors::ChangeMembershipError::InProgress(_),
+        ))) => Err(HostError::MembershipChanging { group, detail: err.to_string() }),
         Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(err))) => {
             Err(HostError::Membership { group, detail: err.to_string() })
         }

@@ -8,6 +8,7 @@ pub mod controller_state;
 pub mod host;
 pub mod log_store;
 pub mod network;
+pub mod node_addresses;
 pub mod operation;
 pub mod partition_sm;
 pub mod producer_table;

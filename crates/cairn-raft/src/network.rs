@@ -21,6 +21,7 @@ use openraft::raft::{
 use openraft::{BasicNode, RaftNetworkFactory, RaftNetworkV2};
 use serde::{Deserialize, Serialize};
 
+use crate::node_addresses::NodeAddresses;
 use crate::partition_sm::{PartitionSmState, Snapshot, StateSnapshot};
 use crate::type_config::{TypeConfig, Vote};
 use crate::{decode, encode};
@@ -103,6 +104,8 @@ pub struct GroupNetworkFactory {
     pub streamed: Arc<StreamedBytes>,
     /// The node-wide limit on snapshot streaming (replica moves and catch-up).
     pub throttle: Arc<Throttle>,
+    /// Where the members are now (the membership's addresses may be stale).
+    pub addresses: Arc<NodeAddresses>,
 }
 
 /// Bytes of record batches a group has streamed to each target in snapshots.
@@ -181,7 +184,8 @@ impl GroupNetwork {
         timeout: Duration,
     ) -> Result<Resp, RPCError<TypeConfig>> {
         let payload = encode(request).map_err(|err| RPCError::Network(NetworkError::new(&err)))?;
-        let call = self.factory.transport.call(self.target, self.address.clone(), self.factory.group, kind, payload);
+        let address = self.factory.addresses.resolve(self.target, &self.address);
+        let call = self.factory.transport.call(self.target, address, self.factory.group, kind, payload);
         let reply = match tokio::time::timeout(timeout, call).await {
             Err(elapsed) => return Err(RPCError::Unreachable(Unreachable::new(&elapsed))),
             Ok(Err(err @ TransportError::Unreachable { .. })) => {

@@ -4,7 +4,9 @@
 pub mod cluster_identity;
 pub mod config;
 pub mod forward;
+pub mod join;
 pub mod node;
+pub mod peers;
 pub mod raft_transport;
 pub mod service;
 pub mod status;

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use cairn_proto::v1::cairn_server::CairnServer;
@@ -15,20 +16,22 @@ use tokio::net::TcpListener;
 
 use crate::cluster_identity::ClusterIdentity;
 use crate::config::ServerConfig;
+use crate::forward::{Forwarder, LEADER_WAIT};
+use crate::join::Joiner;
+use crate::peers::{PeerSettings, Peers};
 use crate::raft_transport::{GrpcTransport, HostHandler, RAFT_MESSAGE_BYTES_MAX, RaftTransportService};
 use crate::service::CairnService;
-use cairn_proto::v1 as pb;
 
 const IDENTITY_FILE: &str = "cairn-node.toml";
-const DATA_FORMAT_VERSION: u32 = 1;
+pub(crate) const DATA_FORMAT_VERSION: u32 = 1;
 
 /// Written once into a new data directory; checked on every start.
 #[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
-struct NodeIdentity {
-    node_id: u64,
-    data_format_version: u32,
+pub(crate) struct NodeIdentity {
+    pub node_id: u64,
+    pub data_format_version: u32,
     /// The cluster this data belongs to: `single-node` or the canonical initial cluster.
-    cluster: String,
+    pub cluster: String,
 }
 
 /// The canonical description of the cluster a node forms or belongs to.
@@ -90,7 +93,7 @@ fn check_identity(
     }
 }
 
-fn write_identity(data_dir: &Path, identity: &NodeIdentity) -> anyhow::Result<()> {
+pub(crate) fn write_identity(data_dir: &Path, identity: &NodeIdentity) -> anyhow::Result<()> {
     let text = toml::to_string(identity).context("encoding node identity")?;
     let temporary = data_dir.join(format!("{IDENTITY_FILE}.tmp"));
     std::fs::write(&temporary, text).with_context(|| format!("writing {}", temporary.display()))?;
@@ -98,77 +101,6 @@ fn write_identity(data_dir: &Path, identity: &NodeIdentity) -> anyhow::Result<()
     std::fs::rename(&temporary, data_dir.join(IDENTITY_FILE))?;
     std::fs::File::open(data_dir)?.sync_all()?;
     Ok(())
-}
-
-/// Asks `target` (any member) to add this node to its cluster, until it answers; records
-/// the cluster in the data directory. Exits the process if the data directory belongs to
-/// another cluster.
-async fn join_cluster(
-    target: String,
-    data_dir: std::path::PathBuf,
-    node_id: u64,
-    address: String,
-    identity: ClusterIdentity,
-) {
-    let cluster = identity.get();
-    let request = pb::JoinClusterRequest { node_id, address, cluster: cluster.clone() };
-    loop {
-        let endpoint = format!("http://{target}");
-        let answer = match pb::cairn_client::CairnClient::connect(endpoint).await {
-            Ok(mut client) => {
-                // Learn the cluster before becoming part of it, so that this node stamps
-                // and checks it from the first Raft message on.
-                if identity.get().is_empty() {
-                    match client.cluster_status(pb::ClusterStatusRequest {}).await {
-                        Ok(status) if !status.get_ref().cluster.is_empty() => {
-                            identity.set(status.into_inner().cluster);
-                        }
-                        Ok(_) => {
-                            tracing::warn!(via = %target, "the member asked is still joining itself; retrying");
-                            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-                            continue;
-                        }
-                        Err(status) => {
-                            tracing::warn!(via = %target, message = status.message(), "join failed; retrying");
-                            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-                            continue;
-                        }
-                    }
-                }
-                client.join_cluster(request.clone()).await.map(|r| r.into_inner())
-            }
-            Err(err) => Err(tonic::Status::unavailable(err.to_string())),
-        };
-        match answer {
-            Ok(joined) => {
-                if cluster.is_empty() {
-                    let recorded = NodeIdentity {
-                        node_id,
-                        data_format_version: DATA_FORMAT_VERSION,
-                        cluster: joined.cluster.clone(),
-                    };
-                    if let Err(err) = write_identity(&data_dir, &recorded) {
-                        tracing::error!(error = %err, "cannot record the cluster joined");
-                    }
-                }
-                identity.set(joined.cluster.clone());
-                tracing::info!(via = %target, cluster = %joined.cluster, "joined the cluster");
-                return;
-            }
-            Err(status)
-                if status.code() == tonic::Code::FailedPrecondition
-                    || status.code() == tonic::Code::InvalidArgument =>
-            {
-                tracing::error!(message = status.message(), "the cluster refused this node");
-                eprintln!("cairn: cannot join through {target}: {}", status.message());
-                std::process::exit(2);
-            }
-            Err(status) => {
-                tracing::warn!(via = %target, message = status.message(), "join failed; retrying");
-                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-            }
-        }
-    }
 }
 
 pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
@@ -206,14 +138,22 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
         move_bytes_per_sec: config.move_bytes_per_sec,
     };
     let identity = ClusterIdentity::new(cluster);
-    let transport = Arc::new(GrpcTransport::new(config.node_id, identity.clone()));
+    let peer_settings = PeerSettings::from_failure_detection(
+        Duration::from_millis(config.election_timeout_min_ms),
+        Duration::from_millis(config.election_timeout_max_ms),
+        LEADER_WAIT,
+        bound.ip(),
+    );
+    let peers = Arc::new(Peers::new(peer_settings.clone()));
+    let transport = Arc::new(GrpcTransport::new(config.node_id, identity.clone(), Arc::clone(&peers)));
     let host = Host::start(host_config, store, transport.clone()).await.context("starting raft")?;
 
     // Room for a full request plus protobuf framing; our own checks answer first.
     let request_bytes_max = config.limits.request_bytes_max * 2 + 1024 * 1024;
-    let cairn = CairnServer::new(CairnService::new(Arc::clone(&host), transport, identity.clone()))
-        .max_decoding_message_size(request_bytes_max)
-        .max_encoding_message_size(config.limits.read_bytes_max * 2 + 1024 * 1024);
+    let cairn =
+        CairnServer::new(CairnService::new(Arc::clone(&host), transport, Forwarder::new(peers), identity.clone()))
+            .max_decoding_message_size(request_bytes_max)
+            .max_encoding_message_size(config.limits.read_bytes_max * 2 + 1024 * 1024);
     let stopping = tokio_util::sync::CancellationToken::new();
     let raft = RaftTransportServer::new(RaftTransportService {
         handler: Arc::new(HostHandler(Arc::clone(&host))),
@@ -227,7 +167,15 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
     // A line scripts and tests can wait for.
     println!("cairn node {} listening on {bound}", config.node_id);
     if let Some(target) = config.join.clone() {
-        tokio::spawn(join_cluster(target, config.data_dir.clone(), config.node_id, advertise.clone(), identity));
+        let joiner = Joiner {
+            target,
+            data_dir: config.data_dir.clone(),
+            node_id: config.node_id,
+            address: advertise.clone(),
+            identity,
+            peers: peer_settings,
+        };
+        tokio::spawn(joiner.run());
     }
     // Nagle's algorithm must be off on accepted connections too (the builder's
     // `tcp_nodelay` does not reach a listener we bind ourselves): with it on, a response's

@@ -1,6 +1,6 @@
 //! Node-to-node Raft traffic over gRPC.
 //!
-//! Client side, `GrpcTransport`: one reused channel per peer address. The small messages of
+//! Client side, `GrpcTransport`: the node's peer channel per address (`peers`). The small messages of
 //! every group (AppendEntries up to `STREAM_PAYLOAD_MAX`, votes, heartbeats, read indexes)
 //! share one long-lived `Exchange` stream per peer: a writer task sends whatever callers
 //! queued since its previous frame as one frame, and a reader task hands each reply back to
@@ -25,10 +25,11 @@ use cairn_types::{GroupId, NodeId};
 use futures::Stream;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::cluster_identity::ClusterIdentity;
+use crate::peers::Peers;
 
 /// Raft messages carry batches: allow up to this much per message.
 pub const RAFT_MESSAGE_BYTES_MAX: usize = 64 * 1024 * 1024;
@@ -60,7 +61,7 @@ pub struct StreamCounters {
 pub struct GrpcTransport {
     node_id: NodeId,
     cluster: ClusterIdentity,
-    channels: Mutex<HashMap<String, Channel>>,
+    channels: Arc<Peers>,
     peers: Mutex<HashMap<String, mpsc::Sender<Queued>>>,
     counters: Arc<StreamCounters>,
 }
@@ -73,14 +74,8 @@ struct Queued {
 }
 
 impl GrpcTransport {
-    pub fn new(node_id: NodeId, cluster: ClusterIdentity) -> GrpcTransport {
-        GrpcTransport {
-            node_id,
-            cluster,
-            channels: Mutex::new(HashMap::new()),
-            peers: Mutex::new(HashMap::new()),
-            counters: Arc::default(),
-        }
+    pub fn new(node_id: NodeId, cluster: ClusterIdentity, channels: Arc<Peers>) -> GrpcTransport {
+        GrpcTransport { node_id, cluster, channels, peers: Mutex::new(HashMap::new()), counters: Arc::default() }
     }
 
     pub fn counters(&self) -> &StreamCounters {
@@ -88,17 +83,7 @@ impl GrpcTransport {
     }
 
     fn channel(&self, address: &str) -> Result<Channel, String> {
-        let mut channels = lock(&self.channels);
-        if let Some(channel) = channels.get(address) {
-            return Ok(channel.clone());
-        }
-        let endpoint = Endpoint::from_shared(format!("http://{address}"))
-            .map_err(|err| err.to_string())?
-            .connect_timeout(Duration::from_secs(2))
-            .tcp_nodelay(true);
-        let channel = endpoint.connect_lazy();
-        channels.insert(address.to_owned(), channel.clone());
-        Ok(channel)
+        self.channels.channel(address).map_err(|err| err.to_string())
     }
 
     /// The queue of `address`'s stream writer, started on first use.
@@ -630,6 +615,7 @@ mod tests {
     use futures::future::join_all;
 
     use super::*;
+    use crate::peers::PeerSettings;
 
     /// Answers with the payload reversed; group 13 is refused as not found, group 14 as
     /// unavailable, group 15 after `release` is notified.
@@ -694,6 +680,12 @@ mod tests {
         Server { address, stopping, served, release }
     }
 
+    fn peers() -> Arc<Peers> {
+        let ms = Duration::from_millis;
+        let loopback = "127.0.0.1".parse().expect("ip");
+        Arc::new(Peers::new(PeerSettings::from_failure_detection(ms(600), ms(900), ms(10_000), loopback)))
+    }
+
     fn call(
         transport: &GrpcTransport,
         server: &Server,
@@ -707,7 +699,7 @@ mod tests {
     #[tokio::test]
     async fn queued_messages_share_frames_and_each_reply_finds_its_caller() {
         let server = serve("127.0.0.1:0".parse().expect("address")).await;
-        let transport = GrpcTransport::new(1, ClusterIdentity::new("test-cluster".into()));
+        let transport = GrpcTransport::new(1, ClusterIdentity::new("test-cluster".into()), peers());
         let calls =
             (0..300u64).map(|i| call(&transport, &server, 100 + i, RpcKind::AppendEntries, i.to_be_bytes().to_vec()));
         let replies = join_all(calls).await;
@@ -755,7 +747,7 @@ mod tests {
     #[tokio::test]
     async fn another_clusters_messages_are_refused_on_the_stream() {
         let server = serve("127.0.0.1:0".parse().expect("address")).await;
-        let stranger = GrpcTransport::new(1, ClusterIdentity::new("other-cluster".into()));
+        let stranger = GrpcTransport::new(1, ClusterIdentity::new("other-cluster".into()), peers());
         let refused = call(&stranger, &server, 1, RpcKind::AppendEntries, vec![1]).await;
         assert!(
             matches!(&refused, Err(TransportError::Failed { detail, .. }) if detail.contains("refused")),
@@ -767,7 +759,7 @@ mod tests {
     async fn a_stopped_peer_fails_calls_at_once_and_a_restarted_one_is_used_again() {
         let server = serve("127.0.0.1:0".parse().expect("address")).await;
         let address = server.address;
-        let transport = GrpcTransport::new(1, ClusterIdentity::new("test-cluster".into()));
+        let transport = GrpcTransport::new(1, ClusterIdentity::new("test-cluster".into()), peers());
         assert_eq!(call(&transport, &server, 1, RpcKind::Vote, vec![1, 2]).await.expect("reply").to_vec(), [2, 1]);
 
         // A call waiting on the stream when the peer shuts down fails; the shutdown is

@@ -23,7 +23,7 @@ use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 
 use crate::cluster_identity::ClusterIdentity;
-use crate::forward::{Forwarder, HOPS_MAX, LEADER_WAIT, hops, is_not_leader, not_leader};
+use crate::forward::{self, Forwarder, HOPS_MAX, LEADER_WAIT, hops, is_not_leader, not_leader};
 use crate::status;
 
 /// How long CreateTopic waits for the new partitions to elect leaders.
@@ -48,14 +48,19 @@ pub struct CairnService {
 }
 
 impl CairnService {
-    pub fn new(host: Arc<Host>, transport: Arc<dyn Transport>, cluster: ClusterIdentity) -> CairnService {
+    pub fn new(
+        host: Arc<Host>,
+        transport: Arc<dyn Transport>,
+        forwarder: Forwarder,
+        cluster: ClusterIdentity,
+    ) -> CairnService {
         CairnService {
             host,
             cluster,
             transport,
             round_robin: AtomicU32::new(0),
             subscriptions: Arc::new(AtomicUsize::new(0)),
-            forwarder: Forwarder::default(),
+            forwarder,
         }
     }
 
@@ -127,7 +132,7 @@ impl CairnService {
         }
         let mut last = None;
         for address in &addresses {
-            match call(self.forwarder.client(address)?, Forwarder::request(request.clone(), hops)).await {
+            match call(self.forwarder.client(address)?, self.forwarder.request(request.clone(), hops)).await {
                 // A replica still starting, or one whose view of the controller lags (it
                 // does not know the topic yet): ask the next one.
                 Err(status) if matches!(status.code(), tonic::Code::Unavailable | tonic::Code::NotFound) => {
@@ -252,9 +257,15 @@ impl CairnService {
                     Err(err) => return Err(status::from_host(err)),
                 }
             } else {
-                // No replica here: a replica knows its leader.
-                let replica = assignment.replicas[attempt % assignment.replicas.len()];
-                self.host.cluster_nodes().get(&replica).cloned()
+                // No replica here: the live node that claims to lead the group, else a live
+                // replica (a replica knows its leader), else any replica.
+                self.host.claimed_leader(group).map(|(_, address)| address).or_else(|| {
+                    let live: Vec<cairn_types::NodeId> =
+                        assignment.replicas.iter().copied().filter(|node| self.host.is_node_live(*node)).collect();
+                    let candidates = if live.is_empty() { &assignment.replicas } else { &live };
+                    let replica = candidates[attempt % candidates.len()];
+                    self.host.cluster_nodes().get(&replica).cloned()
+                })
             };
             if let Some(address) = target.filter(|_| hops < HOPS_MAX) {
                 let request = pb::AppendRequest {
@@ -264,7 +275,8 @@ impl CairnService {
                     producer_id: producer.map(|p| p.producer_id),
                     sequence: producer.map(|p| p.sequence),
                 };
-                match self.forwarder.append(&address, request, hops).await {
+                let within = deadline.saturating_duration_since(tokio::time::Instant::now());
+                match self.forwarder.append(&address, request, hops, within).await {
                     Ok(response) => {
                         let base = response.positions.first().map(|p| p.offset);
                         let applied = response.tokens.first().map_or(0, |t| t.applied_index);
@@ -274,6 +286,13 @@ impl CairnService {
                     }
                     // Not proposed there: safe to try again.
                     Err(status) if is_not_leader(&status).is_some() => {}
+                    // The peer went silent (its connection was closed for an unanswered
+                    // ping) or did not answer in time: the append may have been proposed
+                    // there, so only one with a producer sequence, which cannot be applied
+                    // twice, is tried again, at the leader the others elect meanwhile.
+                    Err(status) if producer.is_some() && forward::peer_failed(&status) => {
+                        tracing::debug!(%address, message = status.message(), "forwarded append failed; retrying");
+                    }
                     Err(status) => return Err(status),
                 }
             }
@@ -716,7 +735,7 @@ impl pb::cairn_server::Cairn for CairnService {
             Ok(CommandResponse::ProducerId(producer_id)) => Ok(Response::new(pb::InitProducerResponse { producer_id })),
             Ok(other) => Err(Status::internal(format!("unexpected controller outcome {other:?}"))),
             Err(leader) => {
-                let forwarded = Forwarder::request(pb::InitProducerRequest {}, hops);
+                let forwarded = self.forwarder.request(pb::InitProducerRequest {}, hops);
                 self.forwarder.client(&leader)?.init_producer(forwarded).await
             }
         }
@@ -745,7 +764,7 @@ impl pb::cairn_server::Cairn for CairnService {
         };
         match self.write_topic(command, hops).await? {
             Ok(topic) => Ok(Response::new(pb::CreateTopicResponse { topic: Some(topic) })),
-            Err(leader) => self.forwarder.client(&leader)?.create_topic(Forwarder::request(request, hops)).await,
+            Err(leader) => self.forwarder.client(&leader)?.create_topic(self.forwarder.request(request, hops)).await,
         }
     }
 
@@ -762,7 +781,7 @@ impl pb::cairn_server::Cairn for CairnService {
             ControllerCommand::AddPartitions { name: request.name.clone(), partition_count: request.partitions };
         match self.write_topic(command, hops).await? {
             Ok(topic) => Ok(Response::new(pb::AlterTopicResponse { topic: Some(topic) })),
-            Err(leader) => self.forwarder.client(&leader)?.alter_topic(Forwarder::request(request, hops)).await,
+            Err(leader) => self.forwarder.client(&leader)?.alter_topic(self.forwarder.request(request, hops)).await,
         }
     }
 
@@ -777,7 +796,7 @@ impl pb::cairn_server::Cairn for CairnService {
             Ok(CommandResponse::TopicDeleted(result)) => result.map_err(status::from_controller)?,
             Ok(other) => return Err(Status::internal(format!("unexpected controller outcome {other:?}"))),
             Err(leader) => {
-                let forwarded = Forwarder::request(pb::DeleteTopicRequest { name }, hops);
+                let forwarded = self.forwarder.request(pb::DeleteTopicRequest { name }, hops);
                 return self.forwarder.client(&leader)?.delete_topic(forwarded).await;
             }
         }
@@ -829,7 +848,7 @@ impl pb::cairn_server::Cairn for CairnService {
                     .ok_or_else(|| Status::unavailable("no replica of the partition is reachable; retry"))?
             }
         };
-        self.forwarder.client(&address)?.transfer_leader(Forwarder::request(request, hops)).await
+        self.forwarder.client(&address)?.transfer_leader(self.forwarder.request(request, hops)).await
     }
 
     async fn remove_node(
@@ -848,7 +867,7 @@ impl pb::cairn_server::Cairn for CairnService {
                 Ok(Response::new(pb::RemoveNodeResponse { replicas_left }))
             }
             Err(leader) => {
-                let forwarded = Forwarder::request(request, hops);
+                let forwarded = self.forwarder.request(request, hops);
                 self.forwarder.client(&leader)?.remove_node(forwarded).await
             }
         }
@@ -874,7 +893,7 @@ impl pb::cairn_server::Cairn for CairnService {
         };
         match self.controller_write(command, hops).await? {
             Ok(response) => Ok(Response::new(pb::OperationsResponse { operation_ids: operation_ids(response)? })),
-            Err(leader) => self.forwarder.client(&leader)?.move_partition(Forwarder::request(request, hops)).await,
+            Err(leader) => self.forwarder.client(&leader)?.move_partition(self.forwarder.request(request, hops)).await,
         }
     }
 
@@ -897,7 +916,7 @@ impl pb::cairn_server::Cairn for CairnService {
                 Ok(Response::new(rebalance_response(&plan, operations)))
             }
             Ok(other) => Err(Status::internal(format!("unexpected controller outcome {other:?}"))),
-            Err(leader) => self.forwarder.client(&leader)?.rebalance(Forwarder::request(request, hops)).await,
+            Err(leader) => self.forwarder.client(&leader)?.rebalance(self.forwarder.request(request, hops)).await,
         }
     }
 
@@ -917,7 +936,9 @@ impl pb::cairn_server::Cairn for CairnService {
         };
         match self.controller_write(command, hops).await? {
             Ok(response) => Ok(Response::new(pb::OperationsResponse { operation_ids: operation_ids(response)? })),
-            Err(leader) => self.forwarder.client(&leader)?.decommission_node(Forwarder::request(request, hops)).await,
+            Err(leader) => {
+                self.forwarder.client(&leader)?.decommission_node(self.forwarder.request(request, hops)).await
+            }
         }
     }
 
@@ -999,7 +1020,7 @@ impl pb::cairn_server::Cairn for CairnService {
         match self.at_controller_leader(hops, || self.host.add_node(node_id, address.clone())).await? {
             Ok(()) => Ok(Response::new(pb::JoinClusterResponse { cluster })),
             Err(leader) => {
-                let forwarded = Forwarder::request(request, hops);
+                let forwarded = self.forwarder.request(request, hops);
                 self.forwarder.client(&leader)?.join_cluster(forwarded).await
             }
         }
@@ -1013,7 +1034,7 @@ impl pb::cairn_server::Cairn for CairnService {
             .host
             .cluster_nodes()
             .into_iter()
-            .map(|(node_id, address)| pb::NodeStatus { node_id, address })
+            .map(|(node_id, address)| pb::NodeStatus { node_id, address, live: self.host.is_node_live(node_id) })
             .collect();
         let controller = self.host.controller_metrics();
         let mut groups = vec![group_status(cairn_types::CONTROLLER_GROUP_ID, &controller, String::new(), 0, 0)];

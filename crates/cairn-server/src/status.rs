@@ -21,9 +21,9 @@ pub fn from_host(err: HostError) -> Status {
         HostError::NoLeader { group, waited_ms } => {
             Status::unavailable(format!("group {group} had no leader within {waited_ms} ms; retry shortly"))
         }
-        err @ (HostError::Indeterminate { .. } | HostError::LeaderTransferTimedOut { .. }) => {
-            Status::unavailable(err.to_string())
-        }
+        err @ (HostError::Indeterminate { .. }
+        | HostError::LeaderTransferTimedOut { .. }
+        | HostError::MembershipChanging { .. }) => Status::unavailable(err.to_string()),
         err @ HostError::UnknownGroup(_) => Status::not_found(err.to_string()),
         err @ (HostError::Misrouted { .. } | HostError::Membership { .. }) => {
             Status::failed_precondition(err.to_string())

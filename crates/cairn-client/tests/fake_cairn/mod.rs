@@ -318,7 +318,7 @@ impl Cairn for FakeCairn {
         let _state = self.enter("cluster_status")?;
         Ok(Response::new(proto::ClusterStatusResponse {
             node_id: 1,
-            nodes: vec![proto::NodeStatus { node_id: 1, address: "127.0.0.1:7070".to_string() }],
+            nodes: vec![proto::NodeStatus { node_id: 1, address: "127.0.0.1:7070".to_string(), live: true }],
             groups: Vec::new(),
             cluster: "single-node".to_string(),
             operations: Vec::new(),

@@ -131,6 +131,19 @@ impl Host {
         Ok(encode(&Ok::<(), String>(()))?)
     }
 
+    /// Whether `node` is this node or was heard from within the failure detection time.
+    pub fn is_node_live(&self, node: NodeId) -> bool {
+        node == self.config.node_id || self.liveness.is_live(node, self.failure_detection())
+    }
+
+    /// The live node that claims to lead `group` in its heartbeats, with its address: where
+    /// a node without a replica of the group sends its writes.
+    pub fn claimed_leader(&self, group: GroupId) -> Option<(NodeId, String)> {
+        let leader = self.liveness.live_leader(group, 0, self.failure_detection())?;
+        let address = self.cluster_nodes().get(&leader)?.clone();
+        Some((leader, address))
+    }
+
     /// How long a node may stay silent before its groups count as leaderless: the partition
     /// groups' leader lease (see `Host::start`).
     pub(super) fn failure_detection(&self) -> Duration {

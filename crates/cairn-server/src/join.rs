@@ -1,0 +1,153 @@
+//! Joining a cluster: a new node asks a member to add it, until it is admitted.
+//!
+//! A refusal passes or stands. It passes when the member asked is unreachable or still
+//! joining itself, when the controller is electing, or when another node is joining at the
+//! same moment (openraft admits one membership change at a time, so of nodes started
+//! together all but one are refused for a moment): such a refusal (`UNAVAILABLE`, or any
+//! failure to get an answer) is retried for as long as it takes, each attempt bounded by
+//! `ATTEMPT_TIMEOUT`, with an exponential backoff and jitter, so that nodes started together
+//! do not retry in lockstep. It stands when this data directory belongs to another cluster,
+//! the node id was removed or is another voter's, or the request is malformed
+//! (`FAILED_PRECONDITION`, `INVALID_ARGUMENT`): the process then ends with the cluster's
+//! message.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use cairn_proto::v1 as pb;
+use cairn_proto::v1::cairn_client::CairnClient;
+use rand::{Rng, SeedableRng};
+use tonic::Status;
+
+use crate::cluster_identity::ClusterIdentity;
+use crate::node::{DATA_FORMAT_VERSION, NodeIdentity, write_identity};
+use crate::peers::PeerSettings;
+
+/// How long one attempt (connect, learn the cluster, ask to join) may take.
+const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
+const BACKOFF_INITIAL: Duration = Duration::from_millis(100);
+const BACKOFF_MAX: Duration = Duration::from_secs(5);
+
+/// Whether a refusal stands: asking again would be refused again.
+pub fn refused_for_good(status: &Status) -> bool {
+    matches!(status.code(), tonic::Code::FailedPrecondition | tonic::Code::InvalidArgument)
+}
+
+/// The wait before the attempt after `failures` failed ones: doubling from
+/// `BACKOFF_INITIAL` up to `BACKOFF_MAX`, a random part of it (between half and all).
+pub fn backoff(failures: u32, rng: &mut impl Rng) -> Duration {
+    let ceiling = BACKOFF_INITIAL.saturating_mul(1 << failures.min(16)).min(BACKOFF_MAX);
+    rng.random_range(ceiling / 2..=ceiling)
+}
+
+/// What a new node needs to join.
+pub struct Joiner {
+    /// Any member of the cluster (`host:port`).
+    pub target: String,
+    pub data_dir: PathBuf,
+    pub node_id: u64,
+    /// Where the others reach this node.
+    pub address: String,
+    pub identity: ClusterIdentity,
+    pub peers: PeerSettings,
+}
+
+impl Joiner {
+    /// Asks `target` to add this node until it is admitted; records the cluster in the data
+    /// directory. Exits the process when the cluster refuses this node for good.
+    pub async fn run(self) {
+        let mut rng = rand::rngs::StdRng::from_os_rng();
+        let mut failures = 0u32;
+        let recorded = !self.identity.get().is_empty();
+        loop {
+            let answer = match tokio::time::timeout(ATTEMPT_TIMEOUT, self.attempt()).await {
+                Ok(answer) => answer,
+                Err(_) => Err(Status::unavailable(format!("no answer within {ATTEMPT_TIMEOUT:?}"))),
+            };
+            match answer {
+                Ok(joined) => {
+                    self.record(joined.cluster, recorded);
+                    return;
+                }
+                Err(status) if refused_for_good(&status) => {
+                    tracing::error!(message = status.message(), "the cluster refused this node");
+                    eprintln!("cairn: cannot join through {}: {}", self.target, status.message());
+                    std::process::exit(2);
+                }
+                Err(status) => {
+                    let wait = backoff(failures, &mut rng);
+                    failures = failures.saturating_add(1);
+                    tracing::warn!(
+                        via = %self.target,
+                        message = status.message(),
+                        failures,
+                        retry_in_ms = wait.as_millis() as u64,
+                        "join not admitted yet; retrying"
+                    );
+                    tokio::time::sleep(wait).await;
+                }
+            }
+        }
+    }
+
+    async fn attempt(&self) -> Result<pb::JoinClusterResponse, Status> {
+        let endpoint = self.peers.endpoint(&self.target).map_err(|err| Status::invalid_argument(err.to_string()))?;
+        let channel = endpoint.connect().await.map_err(|err| Status::unavailable(err.to_string()))?;
+        let mut client = CairnClient::new(channel);
+        // Learn the cluster before becoming part of it, so that this node stamps and checks
+        // it from the first Raft message on.
+        if self.identity.get().is_empty() {
+            let status = client.cluster_status(pb::ClusterStatusRequest {}).await?.into_inner();
+            if status.cluster.is_empty() {
+                return Err(Status::unavailable("the member asked is still joining the cluster itself"));
+            }
+            self.identity.set(status.cluster);
+        }
+        let request = pb::JoinClusterRequest {
+            node_id: self.node_id,
+            address: self.address.clone(),
+            cluster: self.identity.get(),
+        };
+        Ok(client.join_cluster(request).await?.into_inner())
+    }
+
+    /// Records the cluster joined in the data directory, unless it was `recorded` already.
+    fn record(&self, cluster: String, recorded: bool) {
+        let identity =
+            NodeIdentity { node_id: self.node_id, data_format_version: DATA_FORMAT_VERSION, cluster: cluster.clone() };
+        if !recorded && let Err(err) = write_identity(&self.data_dir, &identity) {
+            tracing::error!(error = %err, "cannot record the cluster joined");
+        }
+        self.identity.set(cluster.clone());
+        tracing::info!(via = %self.target, %cluster, "joined the cluster");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_to_a_cap_with_jitter() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        for failures in 0..40 {
+            let ceiling = BACKOFF_INITIAL.saturating_mul(1 << failures.min(16)).min(BACKOFF_MAX);
+            let waits: Vec<Duration> = (0..50).map(|_| backoff(failures, &mut rng)).collect();
+            assert!(waits.iter().all(|w| *w >= ceiling / 2 && *w <= ceiling), "{failures}: {waits:?}");
+            assert!(waits.windows(2).any(|w| w[0] != w[1]), "jitter spreads the waits");
+        }
+        assert_eq!(BACKOFF_INITIAL.saturating_mul(1 << 16).min(BACKOFF_MAX), BACKOFF_MAX);
+    }
+
+    #[test]
+    fn only_a_refusal_for_good_stands() {
+        let changing = Status::unavailable(
+            "group 0 is already changing its membership (the cluster is already undergoing a configuration change)",
+        );
+        assert!(!refused_for_good(&changing));
+        assert!(!refused_for_good(&Status::deadline_exceeded("slow")));
+        assert!(!refused_for_good(&Status::internal("stream reset")));
+        assert!(refused_for_good(&Status::failed_precondition("data directory belongs to cluster [x]")));
+        assert!(refused_for_good(&Status::invalid_argument("node id 0")));
+    }
+}
