@@ -340,6 +340,9 @@ async fn wait_for_leader(client: &CairnClient, topic: &str, partition: u32, lead
 /// A pipelining producer's appends after idle spells: the leader renews its lease (a
 /// heartbeat round) before proposing each burst, and every batch overtook the ones before
 /// it on the way. The leader proposes them in sequence order: none is refused as a gap.
+/// (End to end on an idle loopback cluster, where a heartbeat round is quick. The cases a
+/// slow renewal brings, an earlier batch held up longer than the wait for it and a
+/// proposal refused for a lapsed lease, are `host::proposal_order`'s unit tests.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pipelined_appends_after_an_idle_spell_are_not_refused() {
     const ROUNDS: u64 = 3;
