@@ -72,7 +72,9 @@ impl CairnClient {
 
     /// Appends `records` to `topic`, to `partition` when given, else by key (or round
     /// robin for keyless records). Returns each record's (partition, offset), in order.
-    /// Never retried: a lost answer would otherwise duplicate records.
+    /// Never retried: a lost answer would otherwise duplicate records. Records bound for
+    /// several partitions are not written atomically: when some partitions fail, the error
+    /// is `ClientError::PartlyWritten`, which says which records were stored.
     pub async fn append(
         &self,
         topic: &str,
@@ -87,7 +89,10 @@ impl CairnClient {
             producer_id: None,
             sequence: None,
         };
-        let response = self.inner.clone().append(request).await?.into_inner();
+        let response = match self.inner.clone().append(request).await {
+            Ok(response) => response.into_inner(),
+            Err(status) => return Err(crate::client_error::from_append_status(status)),
+        };
         if response.positions.len() != record_count {
             return Err(ClientError::InvalidResponse(format!(
                 "append of {record_count} records returned {} positions",

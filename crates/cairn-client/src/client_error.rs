@@ -1,5 +1,10 @@
 use std::error::Error as _;
 
+use cairn_proto::Message as _;
+use cairn_types::{Offset, PartitionId};
+
+use crate::proto;
+
 /// Why a client call failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ClientError {
@@ -15,13 +20,24 @@ pub enum ClientError {
     /// The server's answer broke the API contract (a missing field, a count mismatch).
     #[error("invalid response from server: {0}")]
     InvalidResponse(String),
+    /// An append whose records went to several partitions was written to some of them and
+    /// failed for others (see `proto::AppendOutcomes`). `written` holds each stored
+    /// record's index in the request, partition and offset: sending those again would
+    /// store them twice. `unwritten` holds the indexes of the others: send only those again.
+    #[error("{message} ({code:?})")]
+    PartlyWritten {
+        code: tonic::Code,
+        message: String,
+        written: Vec<(usize, PartitionId, Offset)>,
+        unwritten: Vec<usize>,
+    },
 }
 
 impl ClientError {
     /// The gRPC code, when the error is a status from the server or transport.
     pub fn code(&self) -> Option<tonic::Code> {
         match self {
-            ClientError::Status { code, .. } => Some(*code),
+            ClientError::Status { code, .. } | ClientError::PartlyWritten { code, .. } => Some(*code),
             _ => None,
         }
     }
@@ -29,18 +45,45 @@ impl ClientError {
 
 impl From<tonic::Status> for ClientError {
     fn from(status: tonic::Status) -> Self {
-        let mut message = status.message().to_string();
-        if let Some(source) = status.source() {
-            let detail = error_chain(source);
-            if !message.contains(&detail) {
-                message = if message.is_empty() { detail } else { format!("{message}: {detail}") };
-            }
-        }
-        if message.is_empty() {
-            message = status.code().description().to_string();
-        }
-        ClientError::Status { code: status.code(), message }
+        ClientError::Status { code: status.code(), message: message_of(&status) }
     }
+}
+
+/// The status's message with its sources, or its code's description when it has none.
+fn message_of(status: &tonic::Status) -> String {
+    let mut message = status.message().to_string();
+    if let Some(source) = status.source() {
+        let detail = error_chain(source);
+        if !message.contains(&detail) {
+            message = if message.is_empty() { detail } else { format!("{message}: {detail}") };
+        }
+    }
+    if message.is_empty() {
+        message = status.code().description().to_string();
+    }
+    message
+}
+
+/// The error of an append: `PartlyWritten` when the status details say which partitions
+/// of a multi-partition append were written, else the status as it is.
+pub(crate) fn from_append_status(status: tonic::Status) -> ClientError {
+    let Ok(outcomes) = proto::AppendOutcomes::decode(status.details()) else { return status.into() };
+    if outcomes.partitions.is_empty() {
+        return status.into();
+    }
+    let (mut written, mut unwritten) = (Vec::new(), Vec::new());
+    for outcome in outcomes.partitions {
+        let indexes = outcome.record_indexes.iter().map(|&index| index as usize);
+        match outcome.base_offset {
+            Some(base_offset) => {
+                written.extend(indexes.zip(base_offset..).map(|(index, offset)| (index, outcome.partition, offset)))
+            }
+            None => unwritten.extend(indexes),
+        }
+    }
+    written.sort_unstable();
+    unwritten.sort_unstable();
+    ClientError::PartlyWritten { code: status.code(), message: message_of(&status), written, unwritten }
 }
 
 /// An error and its sources, joined with ": ", skipping sources its message repeats.

@@ -5,3 +5,6 @@
 pub mod v1 {
     tonic::include_proto!("cairn.v1");
 }
+
+/// To encode and decode messages carried in status details (`AppendOutcomes`).
+pub use prost::Message;

@@ -20,7 +20,9 @@ use openraft::{BasicNode, ChangeMembers, Instant as _, RaftMetrics, ReadPolicy, 
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use crate::command::{Command, CommandResponse, ControllerCommand, ControllerError, PartitionCommand};
+use crate::command::{
+    Command, CommandResponse, ControllerCommand, ControllerError, PartitionCommand, ProducerSequence,
+};
 use crate::controller_sm::ControllerStateMachine;
 use crate::controller_state::{ControllerState, PartitionAssignment, TopicMeta};
 use crate::log_store::LogStore;
@@ -35,6 +37,7 @@ mod mover;
 mod proposal_order;
 
 use liveness::Liveness;
+pub use proposal_order::ProducerArrival;
 use proposal_order::ProposalOrder;
 
 /// How long a leader transfer waits for the new leader to take over.
@@ -344,6 +347,13 @@ impl Host {
         Ok(Ok(replicas))
     }
 
+    /// Registers an idempotent append that reached this node, when it holds a replica of
+    /// `group`: until the arrival is dropped, the producer's later batches wait for it
+    /// (see `proposal_order`). Hold it across the attempts at writing it.
+    pub fn arrive(&self, group: GroupId, producer: ProducerSequence) -> Option<ProducerArrival> {
+        Some(self.partition(group)?.order.arrive(producer))
+    }
+
     /// Proposes a partition command; this node must lead the partition.
     pub async fn partition_write(
         &self,
@@ -351,23 +361,30 @@ impl Host {
         command: PartitionCommand,
     ) -> Result<CommandResponse, HostError> {
         let replica = self.partition(group).ok_or(HostError::UnknownGroup(group))?;
-        self.renew_lease(&replica).await;
         let PartitionCommand::Append { records, producer: Some(producer), .. } = &command else {
+            self.renew_lease(&replica).await;
             let result = replica.raft.client_write(Command::Partition(command)).await;
             return write_result(group, result).map_err(|err| self.current_leader_address(err));
         };
         let (producer, records) = (*producer, records.len() as u64);
+        // Later batches of the producer wait for this one while it renews the lease.
+        let _arrival = replica.order.arrive(producer);
+        self.renew_lease(&replica).await;
         // Proposed in sequence order (see `proposal_order`); answered once applied.
         let (responder, answer) = ProgressResponder::complete_only();
         let term = replica.raft.metrics().borrow_watched().current_term;
-        let proposal = replica.raft.client_write_ff(Command::Partition(command), Some(responder));
-        replica
-            .order
-            .propose(term, producer, records, proposal)
-            .await
-            // The group stopped (this replica is shutting down): nothing was proposed, and
-            // another replica may lead.
-            .map_err(|_| HostError::NotLeader { group, leader: None, leader_address: None })?;
+        let not_proposed = || HostError::NotLeader { group, leader: None, leader_address: None };
+        let proposal = async {
+            // openraft would refuse the write: propose nothing, so the order stays as it is
+            // for when this batch is sent again.
+            if !self.lease_holds(&replica) {
+                return Err(not_proposed());
+            }
+            // An error: the group stopped (this replica is shutting down), and another
+            // replica may lead.
+            replica.raft.client_write_ff(Command::Partition(command), Some(responder)).await.map_err(|_| not_proposed())
+        };
+        replica.order.propose(term, producer, records, proposal).await?;
         match answer.await {
             Ok(result) => {
                 write_result(group, result.map_err(RaftError::APIError)).map_err(|err| self.current_leader_address(err))
@@ -410,6 +427,17 @@ impl Host {
             return;
         }
         let _ = replica.raft.wait(Some(self.failure_detection())).metrics(fresh, "leader lease renewed").await;
+    }
+
+    /// Whether openraft would take a write in `replica` now, as far as its lease goes: it
+    /// does not lead (openraft then names the leader), or its lease holds (with a margin
+    /// for the clocks of the metrics and of openraft).
+    fn lease_holds(&self, replica: &PartitionReplica) -> bool {
+        let lease = self.failure_detection();
+        let metrics = replica.raft.metrics().borrow_watched().clone();
+        metrics.state != ServerState::Leader
+            || metrics.membership_config.membership().voter_ids().nth(1).is_none()
+            || metrics.last_quorum_acked.as_ref().is_some_and(|at| at.elapsed() < lease * 9 / 10)
     }
 
     /// The log index a linearizable read of `group` must see applied: the leader confirms
@@ -674,7 +702,8 @@ impl Host {
             log,
             view,
             streamed,
-            order: ProposalOrder::default(),
+            // Longer than a lease renewal (see `renew_lease`).
+            order: ProposalOrder::new(self.failure_detection() * 2),
         });
         if let Ok(mut partitions) = self.partitions.write() {
             partitions.insert(group, replica);

@@ -1,6 +1,7 @@
 //! The Cairn server: configuration, the gRPC services (public API and node-to-node Raft
 //! transport) and the process lifecycle. The only crate, with cairn-client, that knows gRPC.
 
+pub mod append_outcomes;
 pub mod cluster_identity;
 pub mod config;
 pub mod forward;

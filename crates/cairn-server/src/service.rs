@@ -22,6 +22,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 
+use crate::append_outcomes::{self, PartitionWrite, Written};
 use crate::cluster_identity::ClusterIdentity;
 use crate::forward::{self, Forwarder, HOPS_MAX, LEADER_WAIT, hops, is_not_leader, not_leader};
 use crate::status;
@@ -235,6 +236,10 @@ impl CairnService {
         let group = assignment.group_id;
         let deadline = tokio::time::Instant::now() + LEADER_WAIT;
         let mut backoff = Duration::from_millis(20);
+        // The leader a forwarded attempt's "not leader" answer named: tried next.
+        let mut named_leader = None;
+        // The producer's later batches wait for this one while it is tried here.
+        let _arrival = producer.and_then(|producer| self.host.arrive(group, producer));
         for attempt in 0usize.. {
             let target = if self.host.partition(group).is_some() {
                 let command = PartitionCommand::Append { records: records.clone(), timestamp_ms: now_ms(), producer };
@@ -250,12 +255,21 @@ impl CairnService {
                         )));
                     }
                     Ok(other) => return Err(Status::internal(format!("unexpected append outcome {other:?}"))),
+                    // The last hop cannot forward: it names the leader at once (nothing was
+                    // proposed), and the hop before it or the client goes there.
+                    Err(err @ HostError::NotLeader { leader: Some(leader), leader_address: Some(_), .. })
+                        if hops >= HOPS_MAX && leader != self.host.node_id() =>
+                    {
+                        return Err(status::from_host(err));
+                    }
                     Err(HostError::NotLeader { leader, leader_address, .. }) if leader != Some(self.host.node_id()) => {
                         leader_address
                     }
                     Err(HostError::NotLeader { .. }) => None,
                     Err(err) => return Err(status::from_host(err)),
                 }
+            } else if hops >= HOPS_MAX {
+                return Err(status::last_hop_without_replica(self.host.node_id(), &topic.name, partition, hops));
             } else {
                 // No replica here: the live node that claims to lead the group, else a live
                 // replica (a replica knows its leader), else any replica.
@@ -267,7 +281,7 @@ impl CairnService {
                     self.host.cluster_nodes().get(&replica).cloned()
                 })
             };
-            if let Some(address) = target.filter(|_| hops < HOPS_MAX) {
+            if let Some(address) = named_leader.take().or(target).filter(|_| hops < HOPS_MAX) {
                 let request = pb::AppendRequest {
                     topic: topic.name.clone(),
                     partition: Some(partition),
@@ -284,8 +298,11 @@ impl CairnService {
                             .map(|b| (b, applied, response.duplicate))
                             .ok_or_else(|| Status::internal("forwarded append returned no offsets"));
                     }
-                    // Not proposed there: safe to try again.
-                    Err(status) if is_not_leader(&status).is_some() => {}
+                    // "Not leader": not proposed there, so safe to try again, at the leader
+                    // it named.
+                    Err(status) if is_not_leader(&status).is_some() => {
+                        named_leader = is_not_leader(&status).flatten();
+                    }
                     // The peer went silent (its connection was closed for an unanswered
                     // ping) or did not answer in time: the append may have been proposed
                     // there, so only one with a producer sequence, which cannot be applied
@@ -359,6 +376,12 @@ impl CairnService {
                 {
                     return Ok(Err(address));
                 }
+                // The last hop names the leader at once instead of waiting here.
+                Err(err @ HostError::NotLeader { leader: Some(leader), leader_address: Some(_), .. })
+                    if leader != self.host.node_id() =>
+                {
+                    return Err(status::from_host(err));
+                }
                 Err(HostError::NotLeader { .. } | HostError::NoLeader { .. }) => {}
                 Err(err) => return Err(status::from_host(err)),
             }
@@ -420,14 +443,13 @@ impl CairnService {
     }
 
     /// Refuses producer ids the controller never handed out. This node's view of the
-    /// controller may lag the leader that allocated the id: wait for it briefly.
+    /// controller may lag the leader that allocated the id: wait for it briefly, then
+    /// answer that it is not known yet (retryable).
     async fn check_producer(&self, producer_id: u64) -> Result<(), Status> {
         let deadline = tokio::time::Instant::now() + PRODUCER_CHECK_WAIT;
         while !self.host.controller_state().knows_producer(producer_id) {
             if tokio::time::Instant::now() >= deadline {
-                return Err(Status::failed_precondition(format!(
-                    "unknown producer id {producer_id}: get one from InitProducer"
-                )));
+                return Err(status::unknown_producer(producer_id, self.host.controller_state().next_producer_id));
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
@@ -570,24 +592,20 @@ impl pb::cairn_server::Cairn for CairnService {
         let record_count: usize = by_partition.values().map(Vec::len).sum();
         let topic = &topic;
         let writes = by_partition.into_iter().map(|(partition, records)| {
-            let (indexes, records): (Vec<usize>, Vec<Record>) = records.into_iter().unzip();
+            let (record_indexes, records): (Vec<usize>, Vec<Record>) = records.into_iter().unzip();
             async move {
-                let (base_offset, applied_index, duplicate) =
-                    self.append_partition(topic, partition, records, producer, hops).await?;
-                Ok::<_, Status>((partition, indexes, base_offset, applied_index, duplicate))
+                let result = self.append_partition(topic, partition, records, producer, hops).await;
+                let result = result.map(|(base_offset, applied_index, duplicate)| Written {
+                    base_offset,
+                    applied_index,
+                    duplicate,
+                });
+                PartitionWrite { partition, record_indexes, result }
             }
         });
-        let outcomes = futures::future::try_join_all(writes).await?;
-        let mut positions = vec![pb::RecordPosition::default(); record_count];
-        let mut tokens = Vec::with_capacity(outcomes.len());
-        let duplicate = outcomes.iter().any(|o| o.4);
-        for (partition, indexes, base_offset, applied_index, _) in outcomes {
-            for (n, i) in indexes.into_iter().enumerate() {
-                positions[i] = pb::RecordPosition { partition, offset: base_offset + n as u64 };
-            }
-            tokens.push(pb::PartitionToken { partition, applied_index });
-        }
-        Ok(Response::new(pb::AppendResponse { positions, tokens, duplicate }))
+        // Every partition's write runs to its end, so the answer can say what was written.
+        let writes = futures::future::join_all(writes).await;
+        append_outcomes::combine(record_count, writes).map(Response::new)
     }
 
     async fn read(&self, request: Request<pb::ReadRequest>) -> Result<Response<pb::ReadResponse>, Status> {
@@ -661,12 +679,13 @@ impl pb::cairn_server::Cairn for CairnService {
                     .unwrap_or(state.next_offset)
             }
         };
-        if from < state.log_start_offset || from > state.next_offset {
-            return Err(Status::out_of_range(format!(
-                "offset {from} is outside the partition's [{}, {}]",
-                state.log_start_offset, state.next_offset
-            )));
+        if from < state.log_start_offset {
+            return Err(status::offset_outside(from, &state));
         }
+        // A start past the high watermark (a subscription resumed at a replica that lags,
+        // say after a failover) waits for the replica to get there, as a read does, for up
+        // to `read_wait_ms_max`.
+        let start_deadline = tokio::time::Instant::now() + Duration::from_millis(self.host.limits().read_wait_ms_max);
         let limits = self.read_limits(0, request.max_bytes_per_message);
         let (sender, receiver) = mpsc::channel(SUBSCRIPTION_BUFFER);
         tokio::spawn(async move {
@@ -696,6 +715,10 @@ impl pb::cairn_server::Cairn for CairnService {
                         break;
                     },
                     () = sender.closed() => break,
+                    () = tokio::time::sleep_until(start_deadline), if from > state.next_offset => {
+                        let _ = sender.send(Err(status::offset_outside(from, &state))).await;
+                        break;
+                    }
                 }
             }
         });

@@ -91,3 +91,36 @@ pub fn topic_not_found(topic: &str) -> Status {
 pub fn partition_not_found(topic: &str, partition: u32, count: u32) -> Status {
     Status::not_found(format!("topic {topic:?} has partitions 0..{count}; partition {partition} does not exist"))
 }
+
+/// A request forwarded `hops` times already reached a node without a replica of the
+/// partition: it cannot be forwarded again. Nothing was proposed, so it is safe to retry.
+pub fn last_hop_without_replica(node: u64, topic: &str, partition: u32, hops: u32) -> Status {
+    crate::forward::not_leader(
+        Status::unavailable(format!(
+            "node {node} holds no replica of {topic}/{partition} and the request was forwarded {hops} times \
+             already; retry shortly"
+        )),
+        None,
+    )
+}
+
+/// `offset` is below the partition's log start, or still past its high watermark.
+pub fn offset_outside(offset: u64, state: &cairn_storage::PartitionLogState) -> Status {
+    Status::out_of_range(format!(
+        "offset {offset} is outside the partition's [{}, {}]",
+        state.log_start_offset, state.next_offset
+    ))
+}
+
+/// A producer id this node's view of the controller does not know. Ids start at 1, so 0
+/// was never handed out; an id at or above `next_producer_id` may have been, by a
+/// controller leader this node has not caught up with yet: retryable.
+pub fn unknown_producer(producer_id: u64, next_producer_id: u64) -> Status {
+    if producer_id == 0 {
+        return Status::failed_precondition("producer id 0 is never handed out: get one from InitProducer");
+    }
+    Status::unavailable(format!(
+        "producer id {producer_id} is not known on this node yet (its view of the controller has ids below \
+         {next_producer_id}): retry shortly; an id that did not come from InitProducer is never accepted"
+    ))
+}
