@@ -290,6 +290,6 @@ fn no_sync_counts_as_running_once_the_syncs_completed() {
     store.raft_log_put(&mut batch, 1, 1, b"entry");
     store.write(batch).expect("write");
     store.sync_then(Box::new(move |result| sender.send(result.is_ok()).expect("send")));
-    assert_eq!(receiver.recv().expect("completed"), true);
+    assert!(receiver.recv().expect("completed"), "the sync succeeded");
     assert_eq!(store.wal_sync_running_for(), None, "a completed sync no longer runs");
 }
