@@ -142,11 +142,13 @@ impl State {
     }
 
     fn dirty_entry(&mut self, ino: u64, backing: &Arc<File>) -> io::Result<&mut Dirty> {
-        if !self.dirty.contains_key(&ino) {
-            let size = backing.metadata()?.len();
-            self.dirty.insert(ino, Dirty { overlay: Overlay::new(size), backing: Arc::clone(backing) });
+        match self.dirty.entry(ino) {
+            std::collections::hash_map::Entry::Occupied(entry) => Ok(entry.into_mut()),
+            std::collections::hash_map::Entry::Vacant(entry) => {
+                let size = backing.metadata()?.len();
+                Ok(entry.insert(Dirty { overlay: Overlay::new(size), backing: Arc::clone(backing) }))
+            }
         }
-        self.dirty.get_mut(&ino).ok_or_else(not_found)
     }
 
     /// Changes a file's overlay, keeping the dirty byte count.

@@ -86,6 +86,12 @@ impl Store {
         self.syncer.submit(callback);
     }
 
+    /// How long the WAL sync under way has been running (`None` between syncs): the disk
+    /// has made no progress for that long.
+    pub fn wal_sync_running_for(&self) -> Option<std::time::Duration> {
+        self.syncer.running_for()
+    }
+
     // ---- Raft log: opaque entries by (group, index) ----
 
     pub fn raft_log_put(&self, batch: &mut WriteBatch, group: GroupId, index: u64, entry: &[u8]) {

@@ -279,3 +279,17 @@ fn sync_callbacks_complete_in_order() {
     let completed: Vec<(u64, bool)> = receiver.iter().take(100).collect();
     assert_eq!(completed, (0..100).map(|i| (i, true)).collect::<Vec<_>>());
 }
+
+#[test]
+fn no_sync_counts_as_running_once_the_syncs_completed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = open(dir.path());
+    assert_eq!(store.wal_sync_running_for(), None, "nothing to sync yet");
+    let (sender, receiver) = std::sync::mpsc::channel();
+    let mut batch = WriteBatch::default();
+    store.raft_log_put(&mut batch, 1, 1, b"entry");
+    store.write(batch).expect("write");
+    store.sync_then(Box::new(move |result| sender.send(result.is_ok()).expect("send")));
+    assert!(receiver.recv().expect("completed"), "the sync succeeded");
+    assert_eq!(store.wal_sync_running_for(), None, "a completed sync no longer runs");
+}

@@ -16,12 +16,16 @@
 //!   retried, less often each time;
 //! - stops claiming a group whose leadership it started handing over more than the failure
 //!   detection time ago: openraft refuses writes during a transfer and never gives one up,
-//!   so the other replicas must elect.
+//!   so the other replicas must elect;
+//! - stops claiming every group while its disk makes no progress: a WAL sync that has run
+//!   for the failure detection time (a fail-slow disk) commits nothing meanwhile, and
+//!   openraft would keep the leadership while its replication streams still answer.
 //!
 //! A busy group needs none of this to replicate: its replication streams carry entries and
 //! commit indexes as they come. The controller group keeps openraft's own timers.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -50,6 +54,8 @@ pub(crate) struct NodeHeartbeat {
 #[derive(Debug, Default)]
 pub(crate) struct Liveness {
     peers: Mutex<HashMap<NodeId, PeerBeat>>,
+    /// Whether this node's disk was stalled at the last heartbeat (to log changes once).
+    storage_stalled: AtomicBool,
 }
 
 #[derive(Debug)]
@@ -209,8 +215,24 @@ impl Host {
         }
     }
 
+    /// Whether this node's disk has made no progress for the failure detection time: its
+    /// WAL sync has been running that long. Logged when it changes.
+    fn storage_stalled(&self, detection: Duration) -> bool {
+        let running = self.store.wal_sync_running_for();
+        let stalled = running.is_some_and(|running| running >= detection);
+        if self.liveness.storage_stalled.swap(stalled, Ordering::Relaxed) != stalled {
+            if stalled {
+                tracing::warn!(running = ?running, "the WAL sync makes no progress: this node stops claiming the groups it leads");
+            } else {
+                tracing::info!("the WAL sync completes again: this node claims the groups it leads");
+            }
+        }
+        stalled
+    }
+
     fn send_heartbeats(&self, replicas: &[Arc<PartitionReplica>], views: &[GroupView]) {
         let detection = self.failure_detection();
+        let storage_stalled = self.storage_stalled(detection);
         let stuck: HashSet<GroupId> = self
             .transfers
             .lock()
@@ -220,7 +242,11 @@ impl Host {
             .unwrap_or_default();
         let mut beat = NodeHeartbeat { from: self.config.node_id, leads: Vec::new(), orphans: Vec::new() };
         for (replica, view) in replicas.iter().zip(views) {
-            if view.state == ServerState::Leader && view.running && !stuck.contains(&replica.group_id) {
+            if view.state == ServerState::Leader
+                && view.running
+                && !storage_stalled
+                && !stuck.contains(&replica.group_id)
+            {
                 beat.leads.push((replica.group_id, view.term));
             } else if view.voter && view.leader.is_none_or(|leader| leader == self.config.node_id) {
                 beat.orphans.push(replica.group_id);
