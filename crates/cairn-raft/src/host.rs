@@ -358,8 +358,8 @@ impl Host {
             let matched = m.replication.as_ref().and_then(|r| r.get(&node_id).cloned().flatten());
             matched.is_some_and(|log_id| log_id.index >= removal)
         };
-        let waited = self.controller.wait(Some(REMOVED_NODE_CATCH_UP_TIMEOUT)).metrics(caught_up, "removed node caught up");
-        if waited.await.is_err() {
+        let wait = self.controller.wait(Some(REMOVED_NODE_CATCH_UP_TIMEOUT));
+        if wait.metrics(caught_up, "removed node caught up").await.is_err() {
             tracing::warn!(node_id, "the removed node did not receive its removal in time; removing it anyway");
         }
     }
@@ -591,7 +591,7 @@ impl Host {
             // Wake on a new controller state, or on a leadership or membership change (the
             // controller leader registers voters); metrics also tick on every heartbeat.
             // Replicas kept until they have left their group are looked at again.
-            let recheck = async {
+            let recheck = async move {
                 match departing {
                     true => tokio::time::sleep(DEPARTURE_CHECK_INTERVAL).await,
                     false => std::future::pending().await,
@@ -650,11 +650,12 @@ impl Host {
         let running: BTreeSet<GroupId> =
             self.partitions.read().map(|p| p.keys().copied().collect()).unwrap_or_default();
         let unwanted: Vec<GroupId> = running.difference(&wanted.keys().copied().collect()).copied().collect();
-        let mut departures = futures::stream::iter(unwanted)
-            .map(|group| async move { (group, self.depart(state, group).await) })
-            .buffer_unordered(DEPARTURES_AT_ONCE);
+        let mut unwanted = unwanted.into_iter();
+        let mut departures = futures::stream::FuturesUnordered::new();
+        departures.extend(unwanted.by_ref().take(DEPARTURES_AT_ONCE).map(|group| self.depart_boxed(state, group)));
         let mut departing = false;
         while let Some((group, departed)) = departures.next().await {
+            departures.extend(unwanted.next().map(|group| self.depart_boxed(state, group)));
             match departed {
                 Ok(kept) => departing |= kept,
                 Err(err) => {

@@ -35,7 +35,7 @@ use cairn_types::{CONTROLLER_GROUP_ID, GroupId, NodeId};
 use serde::{Deserialize, Serialize};
 
 use super::{Host, HostError, PartitionReplica, RpcKind};
-use crate::controller_state::ControllerState;
+use crate::controller_state::{ControllerState, PartitionAssignment, TopicMeta};
 use crate::type_config::{LogId, StoredMembership};
 use crate::{decode, encode};
 
@@ -89,9 +89,8 @@ impl Host {
             let latest = KnownMembership::of(&stopped.metrics().membership_config);
             if !proof.proves_departure(self.config.node_id, &latest) {
                 tracing::warn!(group, ?proof, ?latest, "added back to the group while leaving it: starting it again");
-                let assignment = state.topics.values().flat_map(|t| t.partitions.iter().map(move |p| (t, p)));
-                if let Some((topic, assignment)) = assignment.into_iter().find(|(_, p)| p.group_id == group) {
-                    self.start_partition(topic, assignment).await?;
+                if let Some((topic, assignment)) = listing(state, group) {
+                    self.start_partition(&topic, &assignment).await?;
                 }
                 return Ok(true);
             }
@@ -114,11 +113,10 @@ impl Host {
             if group == CONTROLLER_GROUP_ID || self.partition(group).is_some() {
                 continue;
             }
-            let mut listed = state.topics.values().flat_map(|t| t.partitions.iter().map(move |p| (t, p)));
-            match listed.find(|(_, p)| p.group_id == group) {
+            match listing(state, group) {
                 Some((topic, assignment)) => {
                     tracing::info!(group, topic = %topic.name, "data of a group not assigned here: starting it until it leaves");
-                    self.start_partition(topic, assignment).await?;
+                    self.start_partition(&topic, &assignment).await?;
                     started = true;
                 }
                 None if group < state.next_group_id => {
@@ -131,11 +129,19 @@ impl Host {
         Ok(started)
     }
 
+    /// `depart`, boxed, for the reconciler to run several at once.
+    pub(super) fn depart_boxed<'a>(
+        &'a self,
+        state: &'a ControllerState,
+        group: GroupId,
+    ) -> futures::future::BoxFuture<'a, (GroupId, Result<bool, HostError>)> {
+        Box::pin(async move { (group, self.depart(state, group).await) })
+    }
+
     /// Why `replica` may be deleted, if it may.
     async fn departure(&self, state: &ControllerState, replica: &PartitionReplica) -> Option<Departure> {
         let group = replica.group_id;
-        let listed = state.topics.values().flat_map(|t| t.partitions.iter()).find(|p| p.group_id == group);
-        let Some(assignment) = listed else { return Some(Departure::TopicDeleted) };
+        let Some((_, assignment)) = listing(state, group) else { return Some(Departure::TopicDeleted) };
         let me = self.config.node_id;
         let metrics = replica.metrics();
         let latest = KnownMembership::of(&metrics.membership_config);
@@ -171,6 +177,14 @@ impl Host {
         let known = self.partition(group).map(|replica| KnownMembership::of(&replica.metrics().committed_membership_config));
         Ok(encode(&Ok::<_, String>(known))?)
     }
+}
+
+/// The topic and assignment of `group` in `state`, if a topic has it.
+fn listing(state: &ControllerState, group: GroupId) -> Option<(TopicMeta, PartitionAssignment)> {
+    state.topics.values().find_map(|topic| {
+        let assignment = topic.partitions.iter().find(|p| p.group_id == group)?;
+        Some((topic.clone(), assignment.clone()))
+    })
 }
 
 #[cfg(test)]
