@@ -1183,7 +1183,10 @@ mod tests {
         assert_eq!(state.projected_replicas(assignment), vec![from]);
         assert!(state.serves_reads(assignment, from) && !state.serves_reads(assignment, to));
         assert!(matches!(
-            state.apply(&ControllerCommand::MoveProgress { id, phase: Phase::Promoting, bytes_copied: 1, bytes_total: 1 }, &members),
+            state.apply(
+                &ControllerCommand::MoveProgress { id, phase: Phase::Promoting, bytes_copied: 1, bytes_total: 1 },
+                &members
+            ),
             ControllerOutcome::OperationUpdated(Err(ControllerError::OperationPhase { .. }))
         ));
 

@@ -175,7 +175,11 @@ impl Store {
             while let Some(key) = iter.key() {
                 let Some(group) = key.get(..8).and_then(|prefix| prefix.try_into().ok()).map(GroupId::from_be_bytes)
                 else {
-                    return Err(StorageError::CorruptMeta { group: 0, what: "key", detail: format!("{} bytes", key.len()) });
+                    return Err(StorageError::CorruptMeta {
+                        group: 0,
+                        what: "key",
+                        detail: format!("{} bytes", key.len()),
+                    });
                 };
                 groups.insert(group);
                 let Some(next) = group.checked_add(1) else { break };

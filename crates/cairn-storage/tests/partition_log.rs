@@ -295,7 +295,11 @@ fn group_ids_lists_every_group_that_stored_anything_until_it_is_deleted() {
     let log = PartitionLog::new(Arc::clone(&store), 5);
     let mut state = PartitionLogState::default();
     append(&store, &log, &mut state, &[record(None, b"v")], 1);
-    assert_eq!(store.group_ids().expect("groups").into_iter().collect::<Vec<_>>(), [0, 3, 5, GROUP, 9, u64::MAX], "records of 5, state of GROUP");
+    assert_eq!(
+        store.group_ids().expect("groups").into_iter().collect::<Vec<_>>(),
+        [0, 3, 5, GROUP, 9, u64::MAX],
+        "records of 5, state of GROUP"
+    );
     store.delete_group(3).expect("delete");
     store.delete_group(5).expect("delete");
     assert_eq!(store.group_ids().expect("groups").into_iter().collect::<Vec<_>>(), [0, GROUP, 9, u64::MAX]);

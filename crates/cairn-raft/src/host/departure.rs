@@ -52,10 +52,7 @@ pub struct KnownMembership {
 
 impl KnownMembership {
     pub fn of(stored: &StoredMembership) -> KnownMembership {
-        KnownMembership {
-            log_id: *stored.log_id(),
-            members: stored.membership().nodes().map(|(id, _)| *id).collect(),
-        }
+        KnownMembership { log_id: *stored.log_id(), members: stored.membership().nodes().map(|(id, _)| *id).collect() }
     }
 
     /// Whether this membership, known to be committed, proves that `node` left the group,
@@ -106,8 +103,10 @@ impl Host {
     /// controller are left alone. Returns whether it started any.
     pub(super) async fn adopt_stray_groups(&self, state: &ControllerState) -> Result<bool, HostError> {
         let store = Arc::clone(&self.store);
-        let stored =
-            tokio::task::spawn_blocking(move || store.group_ids()).await.map_err(io::Error::other)?.map_err(io::Error::from)?;
+        let stored = tokio::task::spawn_blocking(move || store.group_ids())
+            .await
+            .map_err(io::Error::other)?
+            .map_err(io::Error::from)?;
         let mut started = false;
         for group in stored {
             if group == CONTROLLER_GROUP_ID || self.partition(group).is_some() {
@@ -157,7 +156,10 @@ impl Host {
         peers.remove(&me);
         let nodes = self.cluster_nodes();
         let known_address = |peer: &NodeId| {
-            nodes.get(peer).cloned().or_else(|| metrics.membership_config.membership().get_node(peer).map(|n| n.addr.clone()))
+            nodes
+                .get(peer)
+                .cloned()
+                .or_else(|| metrics.membership_config.membership().get_node(peer).map(|n| n.addr.clone()))
         };
         let queries = peers.iter().filter_map(|peer| Some((*peer, known_address(peer)?))).map(|(peer, address)| {
             let call = self.transport.call(peer, address, group, RpcKind::Membership, Vec::new());
@@ -174,7 +176,8 @@ impl Host {
     /// Serves `RpcKind::Membership`: the committed membership of `group` as this node's
     /// replica knows it; `None` when it holds no replica.
     pub(super) fn serve_membership(&self, group: GroupId) -> Result<Vec<u8>, HostError> {
-        let known = self.partition(group).map(|replica| KnownMembership::of(&replica.metrics().committed_membership_config));
+        let known =
+            self.partition(group).map(|replica| KnownMembership::of(&replica.metrics().committed_membership_config));
         Ok(encode(&Ok::<_, String>(known))?)
     }
 }
