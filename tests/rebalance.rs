@@ -433,3 +433,143 @@ fn bad_moves_get_clear_errors_and_a_removed_target_cancels_its_move() {
     let produced = node.cli_with_stdin(&["produce", "t"], Some(b"still writable\n"));
     harness::assert_success(&["produce after the cancelled move"], &produced);
 }
+
+/// One record per append, its value naming it.
+fn record(value: String) -> Vec<Record> {
+    vec![Record { key: None, headers: vec![], value: Bytes::from(value) }]
+}
+
+/// Appends `values` to t/0 through `client`, one acknowledged record each. A failed append
+/// (a leader change under way) is sent again; it may then be stored twice.
+async fn append_acknowledged(
+    client: &CairnClient,
+    values: impl Iterator<Item = String>,
+    acknowledged: &mut Vec<String>,
+) {
+    for value in values {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while let Err(err) = client.append("t", Some(0), record(value.clone())).await {
+            assert!(Instant::now() < deadline, "append {value}: {err}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        acknowledged.push(value);
+    }
+}
+
+/// The voters of `group` as its leader reports them, once some node leads it.
+async fn leader_voters(clients: &[CairnClient], group: u64) -> Option<Vec<u64>> {
+    for client in clients {
+        if let Ok(status) = client.cluster_status().await
+            && let Some(led) = status.groups.iter().find(|g| g.group_id == group && g.state == "leader")
+        {
+            let mut voters = led.voters.clone();
+            voters.sort_unstable();
+            return Some(voters);
+        }
+    }
+    None
+}
+
+/// A move of t/0 (replication factor `rf`) whose target is removed from the cluster with
+/// `--force` after the move's membership change committed, before the leader reports it
+/// done (held by the mover's test hook): the target is a voter then, and with replication
+/// factor 1 the only one holding the writes acknowledged since. The cancel must restore the
+/// old voters before the target drops its copy: every acknowledged record is still served
+/// by every replica, and the partition takes writes.
+async fn cancel_raced_against_the_promotion(rf: u32) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let gate = dir.path().join("hold-promoted-moves");
+    std::fs::write(&gate, b"").expect("create the gate");
+    let gate_path = gate.to_str().expect("utf-8 path").to_owned();
+    let mut args = FAST_RAFT.to_vec();
+    args.extend(["--auto-balance", "false"]);
+    let env = [("CAIRN_TEST_HOLD_PROMOTED_MOVES", gate_path.as_str())];
+    let cluster = tokio::task::block_in_place(|| Cluster::start_with_env(dir.path(), 3, &args, &env));
+    let mut clients = Vec::new();
+    for node in &cluster.nodes {
+        clients.push(connect(&node.address).await);
+    }
+    let mut options = CreateTopicOptions::new("t", 1);
+    options.replication_factor = rf;
+    let topic = clients[0].create_topic(options).await.expect("create topic");
+    let assignment = &topic.partitions[0];
+    let group = assignment.group_id;
+    let from = assignment.replicas[0];
+    let to = (1..=3).find(|n| !assignment.replicas.contains(n)).expect("a node without a replica");
+    // Writes go through a node that is neither the target nor the source.
+    let writer = &clients[(1..=3).find(|n| *n != from && *n != to).expect("a third node") as usize - 1];
+    let mut acknowledged = Vec::new();
+    append_acknowledged(writer, (0..20).map(|n| format!("before-{n}")), &mut acknowledged).await;
+
+    let moved =
+        cluster.nodes[0].cli_ok(&["partition", "move", "t/0", "--from", &from.to_string(), "--to", &to.to_string()]);
+    let id: u64 = moved
+        .split_whitespace()
+        .nth(1)
+        .and_then(|id| id.trim_end_matches(':').parse().ok())
+        .unwrap_or_else(|| panic!("an operation id in {moved:?}"));
+    let mut promoted: Vec<u64> = assignment.replicas.iter().copied().filter(|n| *n != from).chain([to]).collect();
+    promoted.sort_unstable();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let op = operation(&clients[0], id).await;
+        if op.as_ref().is_some_and(|op| op.phase == "promoting")
+            && leader_voters(&clients, group).await.as_ref() == Some(&promoted)
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "move {id} never promoted its target to voter: {op:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    eprintln!("move {id} of t/0 {from} -> {to}: voters now {promoted:?}, held before FinishOperation");
+    // Acknowledged by the new voters only: the source left the group.
+    append_acknowledged(writer, (0..5).map(|n| format!("promoted-{n}")), &mut acknowledged).await;
+
+    cluster.nodes[(from as usize) - 1].cli_ok(&["node", "remove", &to.to_string(), "--force"]);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let op = operation(&clients[0], id).await;
+        if op.as_ref().is_some_and(|op| op.phase == "cancelled") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the cancelled move {id} never restored the old voters: {op:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let described = clients[0].describe_topic("t").await.expect("describe");
+    assert_eq!(described.partitions[0].replicas, assignment.replicas, "the replicas are as before the move");
+
+    // The partition takes writes again, and every replica serves every acknowledged record.
+    append_acknowledged(writer, ["after".to_owned()].into_iter(), &mut acknowledged).await;
+    for replica in &assignment.replicas {
+        let client = &clients[*replica as usize - 1];
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let served: Vec<String> = harness::read_partition(client, "t", 0)
+                .await
+                .into_iter()
+                .map(|r| String::from_utf8_lossy(&r.value).into_owned())
+                .collect();
+            // The append retried until it succeeded may be stored more than once.
+            if acknowledged.iter().all(|value| served.contains(value)) {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "node {replica} serves {} of {} acknowledged records: {served:?}",
+                served.len(),
+                acknowledged.len()
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancel_raced_against_the_promotion_loses_nothing_with_one_replica() {
+    cancel_raced_against_the_promotion(1).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancel_raced_against_the_promotion_loses_nothing_with_two_replicas() {
+    cancel_raced_against_the_promotion(2).await;
+}

@@ -283,9 +283,10 @@ impl ControllerState {
         Ok(())
     }
 
-    /// The leader of a moving partition reports that the group's membership matches the
-    /// desired state: a promoted move is done (the source leaves the replica list, so it
-    /// deletes its copy), a cancelled one is over.
+    /// The leader of a moving partition reports that the group's committed membership
+    /// matches the desired state: a promoted move is done (the source leaves the replica
+    /// list), a cancelled one is over (the target leaves it). Only now does a node leave
+    /// the list: it was a member of the group until this membership committed.
     fn finish_operation(&mut self, id: u64) -> Result<(), ControllerError> {
         let op = self.operations.get(&id).ok_or(ControllerError::OperationNotFound(id))?;
         let Some(planned) = op.as_move().cloned() else {
@@ -300,6 +301,8 @@ impl ControllerState {
             if phase == Phase::Done {
                 planned.apply_to(&mut assignment.replicas);
                 assignment.reassigned = true;
+            } else {
+                assignment.replicas.retain(|n| *n != planned.to);
             }
             assignment.operation = None;
         }
@@ -313,18 +316,18 @@ impl ControllerState {
         Ok(())
     }
 
-    /// Stops move `id`: a queued one at once; a running one leaves its target out of the
-    /// replica list and waits for the leader to restore the voters (`Cancelling`).
+    /// Stops move `id`: a queued one at once; a running one waits for the leader to restore
+    /// the old voters (`Cancelling`). Its target stays in the replica list until then: it
+    /// may be a learner or, once promoting, a voter holding writes no other replica has,
+    /// so it keeps its replica until the group's committed membership leaves it out
+    /// (`finish_operation`).
     fn cancel_move(&mut self, id: u64, reason: &str) {
         let Some(op) = self.operations.get(&id) else { return };
         let Some(planned) = op.as_move().cloned() else { return };
         let phase = op.phase;
         let assignment = self.assignment_mut(&planned.topic, planned.partition);
         let next = match (phase, assignment) {
-            (Phase::Copying | Phase::Promoting, Some(assignment)) => {
-                assignment.replicas.retain(|n| *n != planned.to);
-                Phase::Cancelling
-            }
+            (Phase::Copying | Phase::Promoting, Some(_)) => Phase::Cancelling,
             (Phase::Queued | Phase::Copying | Phase::Promoting, assignment) => {
                 if let Some(assignment) = assignment {
                     assignment.operation = None;
@@ -353,23 +356,26 @@ impl ControllerState {
         let active = assignment.operation.and_then(|id| self.operations.get(&id));
         if let Some(op) = active
             && let Some(planned) = op.as_move()
-            && matches!(op.phase, Phase::Queued | Phase::Copying | Phase::Promoting)
         {
-            planned.apply_to(&mut replicas);
+            match op.phase {
+                Phase::Queued | Phase::Copying | Phase::Promoting => planned.apply_to(&mut replicas),
+                Phase::Cancelling => replicas.retain(|n| *n != planned.to),
+                Phase::Done | Phase::Cancelled => {}
+            }
         }
         replicas
     }
 
     /// Whether `node`'s replica of `assignment` serves reads: it is a wanted voter, not the
-    /// target of a move still copying (nor its source once promoting). No allocation: every
-    /// read asks.
+    /// target of a move still copying or cancelled (nor its source once promoting). No
+    /// allocation: every read asks.
     pub fn serves_reads(&self, assignment: &PartitionAssignment, node: NodeId) -> bool {
         if !assignment.replicas.contains(&node) {
             return false;
         }
         let active = assignment.operation.and_then(|id| self.operations.get(&id));
         match active.and_then(|op| op.as_move().map(|m| (op.phase, m))) {
-            Some((Phase::Copying, m)) => m.to != node,
+            Some((Phase::Copying | Phase::Cancelling, m)) => m.to != node,
             Some((Phase::Promoting, m)) => m.from != node,
             _ => true,
         }
@@ -391,6 +397,10 @@ impl ControllerState {
                 }
                 Phase::Promoting => {
                     voters.remove(&planned.from);
+                }
+                // The target leaves the group: the old voters are restored.
+                Phase::Cancelling => {
+                    voters.remove(&planned.to);
                 }
                 _ => {}
             }
@@ -580,6 +590,8 @@ impl ControllerState {
                         cancels.push(op.id);
                         continue;
                     }
+                    // Leaving already: it drops out of the list once the voters are restored.
+                    Some(m) if m.to == node && op.phase == Phase::Cancelling => continue,
                     _ => {
                         return Err(ControllerError::PartitionBusy {
                             topic: topic.name.clone(),
@@ -1134,11 +1146,77 @@ mod tests {
         state.apply(&ControllerCommand::RemoveNode { node_id: to, force: true }, &members);
         let assignment = &state.topics["t"].partitions[0];
         assert_eq!(state.operations[&id].phase, Phase::Cancelling);
-        assert_eq!(assignment.replicas, replicas, "the target left the replica list");
+        assert_eq!(assignment.replicas, [replicas.clone(), vec![to]].concat(), "the learner keeps its replica");
+        assert_eq!(state.projected_replicas(assignment), replicas);
         assert_eq!(state.desired_membership(assignment), (replicas.iter().copied().collect(), BTreeSet::new()));
         state.apply(&ControllerCommand::FinishOperation { id }, &members);
         assert_eq!(state.operations[&id].phase, Phase::Cancelled);
-        assert!(state.topics["t"].partitions[0].operation.is_none());
+        let assignment = &state.topics["t"].partitions[0];
+        assert_eq!(assignment.replicas, replicas, "the target left once the voters were restored");
+        assert!(assignment.operation.is_none());
+    }
+
+    /// A cancel that races the promotion: the target may already be a voter holding writes
+    /// the source never saw, so it stays listed (keeps its data) until the leader reports
+    /// the old voters restored.
+    #[test]
+    fn a_move_cancelled_while_promoting_keeps_the_target_until_the_old_voters_are_back() {
+        let mut state = ControllerState::default();
+        let members = members(1..=3);
+        state.apply(
+            &ControllerCommand::CreateTopic { name: "t".into(), config: config(1, 1), topics_max: 10 },
+            &members,
+        );
+        let from = state.topics["t"].partitions[0].replicas[0];
+        let to = (1..=3).find(|n| *n != from).expect("a free node");
+        let id = operations(state.apply(&move_command("t", 0, from, to), &members)).expect("queued")[0];
+        let progress = ControllerCommand::MoveProgress { id, phase: Phase::Promoting, bytes_copied: 1, bytes_total: 1 };
+        state.apply(&progress, &members);
+        assert_eq!(state.desired_membership(&state.topics["t"].partitions[0]), (BTreeSet::from([to]), BTreeSet::new()));
+
+        state.apply(&ControllerCommand::RemoveNode { node_id: to, force: true }, &members);
+        let assignment = &state.topics["t"].partitions[0];
+        assert_eq!(state.operations[&id].phase, Phase::Cancelling);
+        assert_eq!(assignment.replicas, vec![from, to], "the promoted target keeps its replica");
+        assert_eq!(state.groups_of(to).count(), 1);
+        assert_eq!(state.desired_membership(assignment), (BTreeSet::from([from]), BTreeSet::new()));
+        assert_eq!(state.projected_replicas(assignment), vec![from]);
+        assert!(state.serves_reads(assignment, from) && !state.serves_reads(assignment, to));
+        assert!(matches!(
+            state.apply(
+                &ControllerCommand::MoveProgress { id, phase: Phase::Promoting, bytes_copied: 1, bytes_total: 1 },
+                &members
+            ),
+            ControllerOutcome::OperationUpdated(Err(ControllerError::OperationPhase { .. }))
+        ));
+
+        state.apply(&ControllerCommand::FinishOperation { id }, &members);
+        let assignment = &state.topics["t"].partitions[0];
+        assert_eq!(state.operations[&id].phase, Phase::Cancelled);
+        assert_eq!(assignment.replicas, vec![from]);
+        assert!(!assignment.reassigned && assignment.operation.is_none());
+        assert_eq!(state.groups_of(to).count(), 0);
+    }
+
+    #[test]
+    fn decommissioning_a_node_whose_incoming_move_is_cancelling_waits_for_it() {
+        let mut state = ControllerState::default();
+        let members = members(1..=4);
+        state.apply(
+            &ControllerCommand::CreateTopic { name: "t".into(), config: config(1, 1), topics_max: 10 },
+            &members,
+        );
+        let from = state.topics["t"].partitions[0].replicas[0];
+        let to = (1..=4).find(|n| *n != from).expect("a free node");
+        let id = operations(state.apply(&move_command("t", 0, from, to), &members)).expect("queued")[0];
+        let decommission = ControllerCommand::Decommission { node_id: to, created_ms: 1, moves_active_max: 2 };
+        let ids = operations(state.apply(&decommission, &members)).expect("decommission starts");
+        assert_eq!(ids.len(), 1, "nothing to move: the incoming move is cancelled instead");
+        assert_eq!(state.operations[&id].phase, Phase::Cancelling);
+        assert_eq!(state.groups_of(to).count(), 1, "the target leaves only once the voters are restored");
+        assert_eq!(operations(state.apply(&decommission, &members)), Ok(ids.clone()), "asking again answers it");
+        state.apply(&ControllerCommand::FinishOperation { id }, &members);
+        assert_eq!(state.groups_of(to).count(), 0);
     }
 
     #[test]

@@ -3,8 +3,9 @@
 //!
 //! A reconciler task watches the controller's state and makes the local groups match it:
 //! it starts the groups of new partitions assigned here (the first replica bootstraps the
-//! group), and stops and deletes the groups of deleted topics. A retention task proposes
-//! prefix deletions for the partitions this node leads.
+//! group), and stops and deletes the groups no longer assigned here, once their topic is
+//! deleted or the group's committed membership no longer has this node (`departure`). A
+//! retention task proposes prefix deletions for the partitions this node leads.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io;
@@ -13,6 +14,7 @@ use std::time::Duration;
 
 use cairn_storage::{PartitionLog, Store};
 use cairn_types::{CONTROLLER_GROUP_ID, GroupId, Limits, NodeId, PartitionId, now_ms};
+use futures::StreamExt as _;
 use openraft::async_runtime::WatchReceiver;
 use openraft::errors::{ClientWriteError, RaftError};
 use openraft::impls::ProgressResponder;
@@ -32,6 +34,7 @@ use crate::partition_sm::{PartitionStateMachine, PartitionView, Snapshot};
 use crate::type_config::{Raft, TypeConfig, Vote};
 use crate::{decode, encode};
 
+mod departure;
 mod liveness;
 mod mover;
 mod proposal_order;
@@ -42,10 +45,17 @@ use proposal_order::ProposalOrder;
 
 /// How long a leader transfer waits for the new leader to take over.
 const LEADER_TRANSFER_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a node removal waits for the node to receive it (see `let_removed_node_catch_up`).
+const REMOVED_NODE_CATCH_UP_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a node removal waits for its controller membership change to commit.
 const MEMBERSHIP_CHANGE_TIMEOUT: Duration = Duration::from_secs(15);
 /// How long a background task (registration, retention) waits for one Raft write.
 const BACKGROUND_WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often the reconciler looks again at replicas it keeps only until their group's
+/// membership leaves this node out (see `departure`).
+const DEPARTURE_CHECK_INTERVAL: Duration = Duration::from_secs(1);
+/// Replicas the reconciler checks (and deletes) at once: each may wait for other nodes.
+const DEPARTURES_AT_ONCE: usize = 16;
 
 #[derive(Debug, Clone)]
 pub struct HostConfig {
@@ -323,6 +333,7 @@ impl Host {
             other => return Err(HostError::Raft(format!("unexpected controller outcome {other:?}"))),
         };
         if is_member {
+            self.let_removed_node_catch_up(node_id).await;
             let change = if voters.contains(&node_id) {
                 ChangeMembers::RemoveVoters(BTreeSet::from([node_id]))
             } else {
@@ -352,6 +363,22 @@ impl Host {
     /// (see `proposal_order`). Hold it across the attempts at writing it.
     pub fn arrive(&self, group: GroupId, producer: ProducerSequence) -> Option<ProducerArrival> {
         Some(self.partition(group)?.order.arrive(producer))
+    }
+
+    /// Waits (bounded) until a live node being removed has the controller's log up to its
+    /// removal: it stops receiving that log once it leaves the controller group, and a move
+    /// to it that the removal cancelled may need it (as the group's leader) to restore the
+    /// old voters.
+    async fn let_removed_node_catch_up(&self, node_id: NodeId) {
+        if !self.liveness.is_live(node_id, self.failure_detection()) {
+            return;
+        }
+        let Some(removal) = self.controller_metrics().last_log_index else { return };
+        let caught_up = replicated_up_to(node_id, removal);
+        let wait = self.controller.wait(Some(REMOVED_NODE_CATCH_UP_TIMEOUT));
+        if wait.metrics(caught_up, "removed node caught up").await.is_err() {
+            tracing::warn!(node_id, "the removed node did not receive its removal in time; removing it anyway");
+        }
     }
 
     /// Proposes a partition command; this node must lead the partition.
@@ -556,6 +583,9 @@ impl Host {
         if kind == RpcKind::NodeHeartbeat {
             return self.serve_node_heartbeat(payload);
         }
+        if kind == RpcKind::Membership {
+            return self.serve_membership(group);
+        }
         if group == CONTROLLER_GROUP_ID && kind == RpcKind::ControllerWrite {
             return self.serve_controller_write(payload).await;
         }
@@ -583,21 +613,45 @@ impl Host {
         let mut controller_metrics = self.controller.metrics();
         let leadership =
             |m: &RaftMetrics<TypeConfig>| (m.current_leader, m.current_term, *m.membership_config.log_id());
+        // Data of groups not running here is looked for once, after the first pass.
+        let mut strays_adopted = false;
         loop {
             let state = Arc::clone(&view.borrow_and_update());
             let seen = leadership(&controller_metrics.borrow_watched());
-            if let Err(err) = self.reconcile(&state).await {
-                tracing::warn!(error = %err, "reconcile failed; retrying");
-                tokio::select! {
-                    _ = self.shutdown.cancelled() => return,
-                    _ = tokio::time::sleep(Duration::from_millis(500)) => continue,
+            let departing = match self.reconcile(&state).await {
+                Ok(departing) if !strays_adopted => match self.adopt_stray_groups(&state).await {
+                    Ok(started) => {
+                        strays_adopted = true;
+                        departing || started
+                    }
+                    Err(err) => {
+                        tracing::warn!(error = %err, "cannot look for stray partition data; retrying");
+                        true
+                    }
+                },
+                Ok(departing) => departing,
+                Err(err) => {
+                    tracing::warn!(error = %err, "reconcile failed; retrying");
+                    tokio::select! {
+                        _ = self.shutdown.cancelled() => return,
+                        _ = tokio::time::sleep(Duration::from_millis(500)) => continue,
+                    }
                 }
-            }
+            };
             // Wake on a new controller state, or on a leadership or membership change (the
             // controller leader registers voters); metrics also tick on every heartbeat.
+            // Replicas kept until they have left their group are looked at again.
+            let recheck = async move {
+                match departing {
+                    true => tokio::time::sleep(DEPARTURE_CHECK_INTERVAL).await,
+                    false => std::future::pending().await,
+                }
+            };
+            tokio::pin!(recheck);
             loop {
                 tokio::select! {
                     _ = self.shutdown.cancelled() => return,
+                    _ = &mut recheck => break,
                     changed = view.changed() => if changed.is_err() { return } else { break },
                     changed = controller_metrics.changed() => {
                         if changed.is_err() {
@@ -612,7 +666,9 @@ impl Host {
         }
     }
 
-    async fn reconcile(&self, state: &ControllerState) -> Result<(), HostError> {
+    /// Makes the local groups match `state`; returns whether replicas no longer assigned
+    /// here are kept because they may still be members of their group.
+    async fn reconcile(&self, state: &ControllerState) -> Result<bool, HostError> {
         self.addresses.replace(self.cluster_nodes());
         // The controller leader registers every controller voter it does not know yet.
         let metrics = self.controller_metrics();
@@ -646,13 +702,22 @@ impl Host {
         }
         let running: BTreeSet<GroupId> =
             self.partitions.read().map(|p| p.keys().copied().collect()).unwrap_or_default();
-        for group in running.difference(&wanted.keys().copied().collect()) {
-            if let Err(err) = self.stop_partition(*group).await {
-                tracing::error!(group, error = %err, "cannot stop partition replica");
-                failed = Some(err);
+        let unwanted: Vec<GroupId> = running.difference(&wanted.keys().copied().collect()).copied().collect();
+        let mut unwanted = unwanted.into_iter();
+        let mut departures = futures::stream::FuturesUnordered::new();
+        departures.extend(unwanted.by_ref().take(DEPARTURES_AT_ONCE).map(|group| self.depart_boxed(state, group)));
+        let mut departing = false;
+        while let Some((group, departed)) = departures.next().await {
+            departures.extend(unwanted.next().map(|group| self.depart_boxed(state, group)));
+            match departed {
+                Ok(kept) => departing |= kept,
+                Err(err) => {
+                    tracing::error!(group, error = %err, "cannot stop partition replica");
+                    failed = Some(err);
+                }
             }
         }
-        failed.map_or(Ok(()), Err)
+        failed.map_or(Ok(departing), Err)
     }
 
     async fn start_partition(&self, topic: &TopicMeta, assignment: &PartitionAssignment) -> Result<(), HostError> {
@@ -712,18 +777,23 @@ impl Host {
         Ok(())
     }
 
-    async fn stop_partition(&self, group: GroupId) -> Result<(), HostError> {
+    /// Stops the replica of `group`, if it runs here; its data stays. Returns it, stopped.
+    async fn stop_partition(&self, group: GroupId) -> Result<Option<Arc<PartitionReplica>>, HostError> {
         let replica = self.partitions.write().ok().and_then(|mut p| p.remove(&group));
-        if let Some(replica) = replica {
+        if let Some(replica) = &replica {
             let _ = replica.raft.shutdown().await;
-            let store = Arc::clone(&self.store);
-            tokio::task::spawn_blocking(move || store.delete_group(group))
-                .await
-                .map_err(io::Error::other)?
-                .map_err(io::Error::from)?;
-            tracing::info!(group, topic = %replica.topic, partition = replica.partition, "partition replica deleted");
         }
         self.partitions_changed.send_modify(|n| *n += 1);
+        Ok(replica)
+    }
+
+    /// Deletes everything a stopped replica of `group` stored here.
+    async fn delete_partition(&self, group: GroupId) -> Result<(), HostError> {
+        let store = Arc::clone(&self.store);
+        tokio::task::spawn_blocking(move || store.delete_group(group))
+            .await
+            .map_err(io::Error::other)?
+            .map_err(io::Error::from)?;
         Ok(())
     }
 
@@ -821,7 +891,7 @@ where
             reply(imported)
         }
         RpcKind::TransferLeader => reply(raft.handle_transfer_leader(decode(payload)?).await),
-        RpcKind::ReadIndex | RpcKind::ControllerWrite | RpcKind::NodeHeartbeat => {
+        RpcKind::ReadIndex | RpcKind::ControllerWrite | RpcKind::NodeHeartbeat | RpcKind::Membership => {
             // Answered by the host (it needs the group's replica or the controller).
             reply::<u64, _>(Err("this request is served by the host, not a group"))
         }
@@ -830,5 +900,14 @@ where
                 decode(payload)?;
             reply(raft.install_full_snapshot(vote, Snapshot { meta, snapshot }).await)
         }
+    }
+}
+
+/// Whether the leader's metrics show `node_id` has the log up to `index`. A named function,
+/// not a closure in the async fn, so that the future is `Send` for every lifetime.
+fn replicated_up_to(node_id: NodeId, index: u64) -> impl Fn(&RaftMetrics<TypeConfig>) -> bool + Send {
+    move |m| {
+        let matched = m.replication.as_ref().and_then(|r| r.get(&node_id).cloned().flatten());
+        matched.is_some_and(|log_id| log_id.index >= index)
     }
 }

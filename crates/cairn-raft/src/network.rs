@@ -54,6 +54,9 @@ pub enum RpcKind {
     /// A node tells another that it is alive and which partition groups it leads
     /// (`liveness::NodeHeartbeat` → `()`).
     NodeHeartbeat,
+    /// A replica leaving a group asks another replica for the group's committed membership
+    /// (`()` → `Option<departure::KnownMembership>`, `None` when it holds no replica).
+    Membership,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -9,8 +9,14 @@
 //! - `Promoting`: the leader replaces A by B among the voters (joint consensus).
 //! - `Done`: A leaves the replica list, and only then does A delete its copy.
 //!
-//! A move whose target leaves the cluster (or whose topic is deleted) is cancelled: B leaves
-//! the replica list and the leader restores the old voters (`Cancelling`, then `Cancelled`).
+//! A move whose target leaves the cluster (or whose topic is deleted) is cancelled: the leader
+//! restores the old voters (`Cancelling`), and once that membership has committed, B leaves
+//! the replica list (`Cancelled`). B keeps its replica until then: after the promotion it
+//! may be a voter holding writes no other replica has.
+//!
+//! A node leaves a replica list only once the group's committed membership no longer has it;
+//! even then it deletes its copy only after it has confirmed that with the group's other
+//! members (see `host/departure.rs`).
 
 use serde::{Deserialize, Serialize};
 
@@ -85,7 +91,8 @@ impl Phase {
         !matches!(self, Phase::Done | Phase::Cancelled)
     }
 
-    /// Whether a move in this phase has its target in the partition's replica list.
+    /// Whether a move in this phase copies or promotes: it takes one of the
+    /// `moves_active_max` slots.
     pub fn is_running(self) -> bool {
         matches!(self, Phase::Copying | Phase::Promoting)
     }

@@ -140,6 +140,7 @@ impl GrpcTransport {
                 RpcKind::TransferLeader => client.transfer_leader(message).await,
                 RpcKind::ControllerWrite => client.controller_write(message).await,
                 RpcKind::NodeHeartbeat => client.node_heartbeat(message).await,
+                RpcKind::Membership => client.membership(message).await,
             };
             reply
                 .map(|reply| reply.into_inner().payload)
@@ -194,6 +195,7 @@ fn streamed_kind(kind: RpcKind) -> Option<RaftKind> {
         RpcKind::TransferLeader => RaftKind::TransferLeader,
         RpcKind::ControllerWrite => RaftKind::ControllerWrite,
         RpcKind::NodeHeartbeat => RaftKind::NodeHeartbeat,
+        RpcKind::Membership => RaftKind::Membership,
         RpcKind::SnapshotChunk | RpcKind::InstallSnapshot => return None,
     })
 }
@@ -207,6 +209,7 @@ fn rpc_kind(kind: i32) -> Option<RpcKind> {
         RaftKind::TransferLeader => RpcKind::TransferLeader,
         RaftKind::ControllerWrite => RpcKind::ControllerWrite,
         RaftKind::NodeHeartbeat => RpcKind::NodeHeartbeat,
+        RaftKind::Membership => RpcKind::Membership,
         RaftKind::Unspecified => return None,
     })
 }
@@ -604,6 +607,10 @@ impl<H: RaftHandler> RaftTransport for RaftTransportService<H> {
 
     async fn node_heartbeat(&self, request: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
         self.serve(request, RpcKind::NodeHeartbeat).await
+    }
+
+    async fn membership(&self, request: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {
+        self.serve(request, RpcKind::Membership).await
     }
 }
 

@@ -171,6 +171,31 @@ impl Store {
         Ok(self.db.get_cf(self.cf(CF_SM_META), keys::group_tag(group, tag))?)
     }
 
+    /// Every group that stored anything, in any column family. One seek per group and
+    /// column family: keys start with the big-endian group id. Blocking.
+    pub fn group_ids(&self) -> Result<std::collections::BTreeSet<GroupId>, StorageError> {
+        let mut groups = std::collections::BTreeSet::new();
+        for name in COLUMN_FAMILIES {
+            let mut iter = self.db.raw_iterator_cf(self.cf(name));
+            iter.seek_to_first();
+            while let Some(key) = iter.key() {
+                let Some(group) = key.get(..8).and_then(|prefix| prefix.try_into().ok()).map(GroupId::from_be_bytes)
+                else {
+                    return Err(StorageError::CorruptMeta {
+                        group: 0,
+                        what: "key",
+                        detail: format!("{} bytes", key.len()),
+                    });
+                };
+                groups.insert(group);
+                let Some(next) = group.checked_add(1) else { break };
+                iter.seek(next.to_be_bytes());
+            }
+            iter.status()?;
+        }
+        Ok(groups)
+    }
+
     /// Deletes everything `group` stored, in every column family.
     pub fn delete_group(&self, group: GroupId) -> Result<(), StorageError> {
         let (lower, upper) = keys::group_bounds(group);

@@ -293,3 +293,28 @@ fn no_sync_counts_as_running_once_the_syncs_completed() {
     assert!(receiver.recv().expect("completed"), "the sync succeeded");
     assert_eq!(store.wal_sync_running_for(), None, "a completed sync no longer runs");
 }
+
+#[test]
+fn group_ids_lists_every_group_that_stored_anything_until_it_is_deleted() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = open(dir.path());
+    assert!(store.group_ids().expect("groups").is_empty());
+    let mut batch = WriteBatch::default();
+    store.raft_log_put(&mut batch, 3, 1, b"entry");
+    store.raft_log_put(&mut batch, 3, 2, b"entry");
+    store.raft_meta_put(&mut batch, 0, b'v', b"vote");
+    store.sm_meta_put(&mut batch, 9, b's', b"state");
+    store.raft_meta_put(&mut batch, u64::MAX, b'v', b"vote");
+    store.write(batch).expect("write");
+    let log = PartitionLog::new(Arc::clone(&store), 5);
+    let mut state = PartitionLogState::default();
+    append(&store, &log, &mut state, &[record(None, b"v")], 1);
+    assert_eq!(
+        store.group_ids().expect("groups").into_iter().collect::<Vec<_>>(),
+        [0, 3, 5, GROUP, 9, u64::MAX],
+        "records of 5, state of GROUP"
+    );
+    store.delete_group(3).expect("delete");
+    store.delete_group(5).expect("delete");
+    assert_eq!(store.group_ids().expect("groups").into_iter().collect::<Vec<_>>(), [0, GROUP, 9, u64::MAX]);
+}

@@ -35,6 +35,17 @@ const PREFERRED_LEADER_CHECK_INTERVAL: Duration = Duration::from_secs(3);
 /// A replica this many entries behind the leader's last log entry counts as caught up:
 /// under load every replica is a few entries (those in flight) behind.
 const CAUGHT_UP_ENTRIES: u64 = 32;
+/// Test hook, for tests only: while the file this variable names exists, leaders do not
+/// report promoted moves done, so a test can act between a move's membership change and
+/// its `FinishOperation` (a cancel racing the promotion). Unset, it changes nothing.
+pub const HOLD_PROMOTED_MOVES_ENV: &str = "CAIRN_TEST_HOLD_PROMOTED_MOVES";
+
+/// Whether the test hook `HOLD_PROMOTED_MOVES_ENV` holds promoted moves now.
+fn promoted_moves_held() -> bool {
+    static GATE: std::sync::OnceLock<Option<std::path::PathBuf>> = std::sync::OnceLock::new();
+    let gate = GATE.get_or_init(|| std::env::var_os(HOLD_PROMOTED_MOVES_ENV).map(std::path::PathBuf::from));
+    gate.as_deref().is_some_and(std::path::Path::exists)
+}
 
 impl Host {
     pub(super) async fn mover_loop(self: Arc<Self>) {
@@ -105,6 +116,7 @@ impl Host {
                 last_report.insert(op.id, tokio::time::Instant::now());
                 ControllerCommand::MoveProgress { id: op.id, phase: Phase::Copying, bytes_copied, bytes_total }
             }
+            Phase::Promoting if promoted_moves_held() => return Ok(()),
             Phase::Promoting | Phase::Cancelling => ControllerCommand::FinishOperation { id: op.id },
             Phase::Queued | Phase::Done | Phase::Cancelled => return Ok(()),
         };
