@@ -4,6 +4,7 @@
 pub mod cluster_identity;
 pub mod config;
 pub mod forward;
+pub mod heartbeat_lane;
 pub mod node;
 pub mod raft_transport;
 pub mod service;
