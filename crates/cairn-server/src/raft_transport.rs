@@ -29,6 +29,7 @@ use tonic::transport::{Channel, Endpoint};
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::cluster_identity::ClusterIdentity;
+use crate::heartbeat_lane::HeartbeatLane;
 
 /// Raft messages carry batches: allow up to this much per message.
 pub const RAFT_MESSAGE_BYTES_MAX: usize = 64 * 1024 * 1024;
@@ -63,6 +64,8 @@ pub struct GrpcTransport {
     channels: Mutex<HashMap<String, Channel>>,
     peers: Mutex<HashMap<String, mpsc::Sender<Queued>>>,
     counters: Arc<StreamCounters>,
+    /// `NodeHeartbeat`s travel apart from the data, on connections of their own.
+    heartbeats: HeartbeatLane,
 }
 
 /// A request waiting for its peer's writer.
@@ -76,6 +79,7 @@ impl GrpcTransport {
     pub fn new(node_id: NodeId, cluster: ClusterIdentity) -> GrpcTransport {
         GrpcTransport {
             node_id,
+            heartbeats: HeartbeatLane::new(node_id, cluster.clone()),
             cluster,
             channels: Mutex::new(HashMap::new()),
             peers: Mutex::new(HashMap::new()),
@@ -172,6 +176,9 @@ impl Transport for GrpcTransport {
         kind: RpcKind,
         payload: Vec<u8>,
     ) -> BoxFuture<Result<Bytes, TransportError>> {
+        if kind == RpcKind::NodeHeartbeat {
+            return self.heartbeats.call(target, address, group, payload);
+        }
         let Some(streamed) = streamed_kind(kind).filter(|_| payload.len() <= STREAM_PAYLOAD_MAX) else {
             return self.call_unary(target, address, group, kind, payload);
         };
@@ -441,6 +448,9 @@ pub trait RaftHandler: Send + Sync + 'static {
     fn node_id(&self) -> NodeId;
 
     fn handle(&self, group: GroupId, to: NodeId, kind: RpcKind, payload: Bytes) -> BoxFuture<Result<Vec<u8>, Status>>;
+
+    /// A message of this cluster came from `node`: it is alive.
+    fn heard_from(&self, _node: NodeId) {}
 }
 
 /// The node's `Host` serves its Raft groups' messages.
@@ -449,6 +459,10 @@ pub struct HostHandler(pub Arc<Host>);
 impl RaftHandler for HostHandler {
     fn node_id(&self) -> NodeId {
         self.0.node_id()
+    }
+
+    fn heard_from(&self, node: NodeId) {
+        self.0.heard_from(node);
     }
 
     fn handle(&self, group: GroupId, to: NodeId, kind: RpcKind, payload: Bytes) -> BoxFuture<Result<Vec<u8>, Status>> {
@@ -489,6 +503,7 @@ impl<H: RaftHandler> RaftTransportService<H> {
         if let Some(refused) = refusal(&self.cluster, self.handler.node_id(), message.from_node, &message.cluster) {
             return Err(refused);
         }
+        self.handler.heard_from(message.from_node);
         let payload = self.handler.handle(message.group_id, message.to_node, kind, message.payload).await?;
         Ok(Response::new(RaftMessage {
             group_id: message.group_id,
@@ -525,6 +540,9 @@ async fn serve_frames<H: RaftHandler>(
             }
         };
         let refused = refusal(&cluster, handler.node_id(), frame.from_node, &frame.cluster);
+        if refused.is_none() {
+            handler.heard_from(frame.from_node);
+        }
         for envelope in frame.envelopes {
             let slot = tokio::select! {
                 _ = stopping.cancelled() => return,
@@ -731,13 +749,13 @@ mod tests {
         assert!(matches!(electing, Err(TransportError::Unreachable { .. })), "{electing:?}");
 
         // A slow reply holds up no other: later calls are answered while it waits.
-        let slow = tokio::spawn(call(&transport, &server, 15, RpcKind::NodeHeartbeat, vec![]));
+        let slow = tokio::spawn(call(&transport, &server, 15, RpcKind::ReadIndex, vec![]));
         assert_eq!(
             call(&transport, &server, 1, RpcKind::PreVote, vec![1, 2]).await.expect("reply").to_vec(),
             vec![2, 1]
         );
         server.release.notify_one();
-        assert_eq!(slow.await.expect("join").expect("reply").to_vec(), b"NodeHeartbeat");
+        assert_eq!(slow.await.expect("join").expect("reply").to_vec(), b"ReadIndex");
 
         // Snapshots and large payloads take unary calls, with the same answers.
         let big = vec![7u8; STREAM_PAYLOAD_MAX + 1];
@@ -750,6 +768,34 @@ mod tests {
             [3, 2, 1]
         );
         assert_eq!(transport.counters().envelopes.load(Ordering::Relaxed), 304, "only the small ones streamed");
+    }
+
+    /// Heartbeats do not queue behind data: with the peer's stream full of requests it has
+    /// not answered (so the writer can send nothing more on it), a heartbeat still goes
+    /// through, on its own lane.
+    #[tokio::test]
+    async fn a_heartbeat_is_answered_while_the_data_stream_is_full() {
+        let server = serve("127.0.0.1:0".parse().expect("address")).await;
+        let transport = GrpcTransport::new(1, ClusterIdentity::new("test-cluster".into()));
+        let stuck: Vec<_> = (0..PEER_PENDING_MAX + 8)
+            .map(|_| tokio::spawn(call(&transport, &server, 15, RpcKind::AppendEntries, vec![0; 64])))
+            .collect();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while transport.counters().envelopes.load(Ordering::Relaxed) < PEER_PENDING_MAX as u64 {
+            assert!(tokio::time::Instant::now() < deadline, "the stuck calls were not sent");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let vote = call(&transport, &server, 1, RpcKind::Vote, vec![1, 2]);
+        assert!(
+            tokio::time::timeout(Duration::from_millis(500), vote).await.is_err(),
+            "the data stream is full: a vote waits"
+        );
+        let beat = call(&transport, &server, 1, RpcKind::NodeHeartbeat, vec![5, 6]);
+        let answered = tokio::time::timeout(Duration::from_secs(5), beat).await;
+        assert_eq!(answered.expect("a heartbeat does not wait behind data").expect("reply").to_vec(), [6, 5]);
+        for call in stuck {
+            call.abort();
+        }
     }
 
     #[tokio::test]
