@@ -21,20 +21,27 @@ pub struct Node {
     pub address: String,
     pub data_dir: PathBuf,
     extra_args: Vec<String>,
+    /// Environment variables of the node process (test hooks).
+    env: Vec<(String, String)>,
 }
 
 impl Node {
     /// Starts `cairn serve` on `data_dir` and a free loopback port; returns once it listens.
     pub fn start(data_dir: &Path, extra_args: &[&str]) -> Node {
         let extra_args: Vec<String> = extra_args.iter().map(|s| s.to_string()).collect();
-        let (child, address) = spawn(data_dir, &extra_args);
-        Node { child, address, data_dir: data_dir.to_owned(), extra_args }
+        let (child, address) = spawn(data_dir, &extra_args, &[]);
+        Node { child, address, data_dir: data_dir.to_owned(), extra_args, env: Vec::new() }
     }
 
     /// Starts `cairn serve` with exactly these arguments (besides `--data-dir`).
     pub fn start_with(data_dir: &Path, args: Vec<String>) -> Node {
-        let (child, address) = spawn(data_dir, &args);
-        Node { child, address, data_dir: data_dir.to_owned(), extra_args: args }
+        Node::start_with_env(data_dir, args, Vec::new())
+    }
+
+    /// Like `start_with`, with these environment variables set for the node process.
+    pub fn start_with_env(data_dir: &Path, args: Vec<String>, env: Vec<(String, String)>) -> Node {
+        let (child, address) = spawn(data_dir, &args, &env);
+        Node { child, address, data_dir: data_dir.to_owned(), extra_args: args, env }
     }
 
     /// SIGKILL: no shutdown, no flush.
@@ -46,7 +53,7 @@ impl Node {
     /// Starts the node again on the same data directory (on a new port).
     pub fn restart(&mut self) {
         self.kill();
-        let (child, address) = spawn(&self.data_dir, &self.extra_args);
+        let (child, address) = spawn(&self.data_dir, &self.extra_args, &self.env);
         self.child = child;
         self.address = address;
     }
@@ -126,6 +133,12 @@ pub struct Cluster {
 
 impl Cluster {
     pub fn start(dir: &Path, size: usize, extra_args: &[&str]) -> Cluster {
+        Cluster::start_with_env(dir, size, extra_args, &[])
+    }
+
+    /// Like `start`, with these environment variables set for every node process.
+    pub fn start_with_env(dir: &Path, size: usize, extra_args: &[&str], env: &[(&str, &str)]) -> Cluster {
+        let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         let ports = free_ports(size);
         let spec: Vec<String> =
             ports.iter().enumerate().map(|(i, port)| format!("{}=127.0.0.1:{port}", i + 1)).collect();
@@ -145,14 +158,15 @@ impl Cluster {
                     format!("127.0.0.1:{port}"),
                 ];
                 args.extend(extra_args.iter().map(|a| a.to_string()));
-                std::thread::spawn(move || Node::start_with(&data_dir, args))
+                let env = env.clone();
+                std::thread::spawn(move || Node::start_with_env(&data_dir, args, env))
             })
             .collect();
         Cluster { nodes: children.into_iter().map(|c| c.join().expect("node started")).collect() }
     }
 }
 
-fn spawn(data_dir: &Path, extra_args: &[String]) -> (Child, String) {
+fn spawn(data_dir: &Path, extra_args: &[String], env: &[(String, String)]) -> (Child, String) {
     let log_path = data_dir.with_extension("log");
     let log = std::fs::OpenOptions::new().create(true).append(true).open(&log_path).expect("open node log");
     let mut child = Command::new(BINARY)
@@ -162,6 +176,7 @@ fn spawn(data_dir: &Path, extra_args: &[String]) -> (Child, String) {
         .args(if extra_args.iter().any(|a| a == "--listen") { &[][..] } else { &["--listen", "127.0.0.1:0"][..] })
         .args(extra_args)
         .env("CAIRN_LOG", "info,openraft=warn")
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::from(log))

@@ -176,6 +176,9 @@ impl RaftStateMachine<TypeConfig> for PartitionStateMachine {
     where
         Strm: Stream<Item = Result<EntryResponder<TypeConfig>, io::Error>> + Unpin + OptionalSend,
     {
+        if let Some(delay) = crate::apply_hold::apply_delay() {
+            tokio::time::sleep(delay).await;
+        }
         let mut batch = WriteBatch::default();
         let mut responses = Vec::new();
         while let Some(item) = entries.next().await {
