@@ -169,6 +169,7 @@ impl Host {
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut watch = Watch::default();
         let mut previous_pass = Instant::now();
+        let mut skipped = false;
         loop {
             tokio::select! {
                 _ = self.shutdown.cancelled() => return,
@@ -176,8 +177,10 @@ impl Host {
             }
             // A pass that comes late means this node itself stalled (no CPU, workers held):
             // peers' messages that arrived meanwhile may not have been served yet, so their
-            // silence is no evidence in this pass.
-            let stalled = previous_pass.elapsed() > period * 2;
+            // silence is no evidence in this pass. Only one pass in a row is skipped, so a
+            // node that is always late still elects, one pass later.
+            let stalled = previous_pass.elapsed() > period * 2 && !skipped;
+            skipped = stalled;
             if stalled {
                 tracing::debug!(late = ?previous_pass.elapsed().saturating_sub(period), "liveness pass late: no elections in it");
             }
