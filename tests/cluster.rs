@@ -166,7 +166,11 @@ async fn followers_serve_linearizable_and_read_your_writes_reads() {
     use futures::StreamExt as _;
 
     let dir = tempfile::tempdir().expect("tempdir");
-    let cluster = tokio::task::block_in_place(|| Cluster::start(dir.path(), 3, &FAST_RAFT));
+    // Every replica waits 300 ms before it applies: a follower applies an entry well after
+    // the leader acknowledged it, so only a read that waits for the read index (or the
+    // token) sees it. On loopback without the hook, LOCAL reads would pass this test too.
+    let hold = [(cairn_raft::apply_hold::APPLY_DELAY_ENV, "300")];
+    let cluster = tokio::task::block_in_place(|| Cluster::start_with_env(dir.path(), 3, &FAST_RAFT, &hold));
     let clients: Vec<CairnClient> = {
         let mut clients = Vec::new();
         for node in &cluster.nodes {
@@ -178,6 +182,7 @@ async fn followers_serve_linearizable_and_read_your_writes_reads() {
     options.replication_factor = 3;
     clients[0].create_topic(options).await.expect("create");
 
+    let mut local_misses = 0;
     for i in 0..30u32 {
         let partition = i % 3;
         let value = format!("value-{i}");
@@ -199,10 +204,15 @@ async fn followers_serve_linearizable_and_read_your_writes_reads() {
         let leader = clients[0].describe_topic("reads").await.expect("describe").partitions[partition as usize]
             .leader
             .expect("a leader");
-        // Right away, on every follower: a linearizable read and a read with the token see it.
+        // Right away, on every follower: a linearizable read and a read with the token see it
+        // (a LOCAL read first, which may not yet).
         for (n, client) in clients.iter().enumerate() {
             if n as u64 + 1 == leader {
                 continue;
+            }
+            let local = client.read_consistent("reads", partition, offset, 1, 0, 0, Consistency::Local).await;
+            if local.is_err() || local.is_ok_and(|read| read.records.is_empty()) {
+                local_misses += 1;
             }
             for consistency in [Consistency::Linearizable, Consistency::ReadYourWrites(token)] {
                 let read = client
@@ -228,6 +238,8 @@ async fn followers_serve_linearizable_and_read_your_writes_reads() {
             assert_eq!(first[0].value, Bytes::from(value.clone()));
         }
     }
+    // The hook held followers back: served as LOCAL, these reads would have failed.
+    assert!(local_misses > 0, "every LOCAL read on a follower already saw the append: the test proves nothing");
 }
 
 #[test]
@@ -498,4 +510,50 @@ fn a_node_back_on_a_new_port_rejoins_its_groups() {
     wait_until("node 2 to serve the append node 4 led", Duration::from_secs(30), || {
         consume_all(&cluster.nodes[1], "moving").values().any(|v| v == "led-by-4")
     });
+}
+
+/// Retention cuts the log on every replica, not only on the leader that proposes the cut:
+/// each node, asked for its own copy, reports the new log start and serves nothing below it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_deletes_the_prefix_on_every_replica() {
+    use bytes::Bytes;
+    use cairn_client::{CairnClient, CreateTopicOptions};
+    use cairn_types::Record;
+
+    const APPENDS: u64 = 5;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut args = FAST_RAFT.to_vec();
+    args.extend(["--retention-check-interval-ms", "200"]);
+    let cluster = tokio::task::block_in_place(|| Cluster::start(dir.path(), 3, &args));
+    let mut clients = Vec::new();
+    for node in &cluster.nodes {
+        clients.push(CairnClient::connect(&node.address).await.expect("connect"));
+    }
+    let mut options = CreateTopicOptions::new("short-lived", 1);
+    options.replication_factor = 3;
+    options.retention_ms = Some(1);
+    clients[0].create_topic(options).await.expect("create");
+    for n in 0..APPENDS {
+        let record = Record { key: None, headers: vec![], value: Bytes::from(format!("gone soon {n}")) };
+        clients[0].append("short-lived", Some(0), vec![record]).await.expect("append");
+    }
+
+    for (n, client) in clients.iter().enumerate() {
+        let node = n + 1;
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            // A read at the end of the log answers with this replica's own bounds.
+            let read = client.read("short-lived", 0, APPENDS, 1, 0, 0).await;
+            if read.as_ref().is_ok_and(|r| r.high_watermark == APPENDS && r.log_start_offset == APPENDS) {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "node {node} kept the prefix retention deleted: {read:?}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let below = client.read("short-lived", 0, 0, 10, 0, 0).await;
+        assert!(
+            below.as_ref().map_or(true, |r| r.records.is_empty()),
+            "node {node} serves records below the log start: {below:?}"
+        );
+    }
 }

@@ -43,9 +43,9 @@ impl ControllerStateMachine {
         Ok((ControllerStateMachine { store, state, snapshot_lock: SnapshotLock::default(), view }, receiver))
     }
 
-    fn persist_and_publish(&self, mut batch: WriteBatch) -> io::Result<()> {
+    async fn persist_and_publish(&self, mut batch: WriteBatch) -> io::Result<()> {
         self.store.sm_meta_put(&mut batch, CONTROLLER_GROUP_ID, TAG_STATE, &encode(&self.state)?);
-        self.store.write(batch)?;
+        crate::blocking::write(&self.store, batch).await?;
         self.view.send_replace(Arc::new(self.state.cluster.clone()));
         Ok(())
     }
@@ -100,7 +100,7 @@ impl RaftStateMachine<TypeConfig> for ControllerStateMachine {
                 responses.push((responder, response));
             }
         }
-        self.persist_and_publish(WriteBatch::default())?;
+        self.persist_and_publish(WriteBatch::default()).await?;
         for (responder, response) in responses {
             responder.send(response);
         }
@@ -122,11 +122,12 @@ impl RaftStateMachine<TypeConfig> for ControllerStateMachine {
         self.state = state;
         let mut batch = WriteBatch::default();
         save_snapshot(&self.store, CONTROLLER_GROUP_ID, &self.snapshot_lock, &mut batch, meta, &snapshot)?;
-        self.persist_and_publish(batch)
+        self.persist_and_publish(batch).await
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot>, io::Error> {
-        load_snapshot(&self.store, CONTROLLER_GROUP_ID)
+        let store = Arc::clone(&self.store);
+        crate::blocking::run(move || load_snapshot(&store, CONTROLLER_GROUP_ID)).await
     }
 }
 
@@ -141,13 +142,11 @@ impl RaftSnapshotBuilder<TypeConfig> for ControllerSnapshotBuilder {
 
     async fn build_snapshot(&mut self) -> Result<Snapshot, io::Error> {
         let state = encode(&self.state)?;
-        build_and_save(
-            &self.store,
-            CONTROLLER_GROUP_ID,
-            &self.lock,
-            self.state.last_applied,
-            &self.state.last_membership,
-            state,
-        )
+        let (store, lock) = (Arc::clone(&self.store), Arc::clone(&self.lock));
+        let (last_applied, last_membership) = (self.state.last_applied, self.state.last_membership.clone());
+        crate::blocking::run(move || {
+            build_and_save(&store, CONTROLLER_GROUP_ID, &lock, last_applied, &last_membership, state)
+        })
+        .await
     }
 }

@@ -2,6 +2,8 @@
 //! the partition and controller state machines, the network adapter (over a `Transport`
 //! the server supplies) and the multi-group host that runs them all in one process.
 
+pub mod apply_hold;
+mod blocking;
 pub mod command;
 pub mod controller_sm;
 pub mod controller_state;

@@ -3,6 +3,10 @@
 //! Durability: `append` writes the entries (readable at once) and hands the flush callback to
 //! the store's syncer thread, which fsyncs the WAL once for every group's pending appends and
 //! only then reports them flushed. `save_vote` and `purge` write synced.
+//!
+//! Every RocksDB call runs on tokio's blocking threads (`spawn_blocking`), never on an async
+//! worker: a write can take long (a large append, a stalled disk), and workers blocked on
+//! storage delay everything else a node does, node heartbeats included.
 
 use std::fmt::Debug;
 use std::io;
@@ -32,10 +36,6 @@ impl LogStore {
         LogStore { store, group }
     }
 
-    fn last_purged(&self) -> io::Result<Option<LogId>> {
-        self.store.raft_meta_get(self.group, TAG_LAST_PURGED)?.map(|raw| decode(&raw)).transpose()
-    }
-
     /// Runs blocking RocksDB work off the async worker threads.
     async fn blocking<T: Send + 'static>(
         &self,
@@ -43,8 +43,12 @@ impl LogStore {
     ) -> io::Result<T> {
         let store = Arc::clone(&self.store);
         let group = self.group;
-        tokio::task::spawn_blocking(move || work(&store, group)).await.map_err(io::Error::other)?
+        crate::blocking::run(move || work(&store, group)).await
     }
+}
+
+fn last_purged(store: &Store, group: GroupId) -> io::Result<Option<LogId>> {
+    store.raft_meta_get(group, TAG_LAST_PURGED)?.map(|raw| decode(&raw)).transpose()
 }
 
 impl RaftLogReader<TypeConfig> for LogStore {
@@ -52,23 +56,27 @@ impl RaftLogReader<TypeConfig> for LogStore {
         &mut self,
         range: RB,
     ) -> Result<Vec<Entry>, io::Error> {
-        let raw = self.store.raft_log_range(self.group, range)?;
-        let mut entries = Vec::with_capacity(raw.len());
-        for (index, bytes) in raw {
-            let entry: Entry = decode(&bytes)?;
-            if entry.log_id.index != index {
-                return Err(io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    format!("group {}: raft log key {index} holds entry {}", self.group, entry.log_id.index),
-                ));
+        let range = (range.start_bound().cloned(), range.end_bound().cloned());
+        self.blocking(move |store, group| {
+            let raw = store.raft_log_range(group, range)?;
+            let mut entries = Vec::with_capacity(raw.len());
+            for (index, bytes) in raw {
+                let entry: Entry = decode(&bytes)?;
+                if entry.log_id.index != index {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        format!("group {group}: raft log key {index} holds entry {}", entry.log_id.index),
+                    ));
+                }
+                entries.push(entry);
             }
-            entries.push(entry);
-        }
-        Ok(entries)
+            Ok(entries)
+        })
+        .await
     }
 
     async fn read_vote(&mut self) -> Result<Option<Vote>, io::Error> {
-        self.store.raft_meta_get(self.group, TAG_VOTE)?.map(|raw| decode(&raw)).transpose()
+        self.blocking(|store, group| store.raft_meta_get(group, TAG_VOTE)?.map(|raw| decode(&raw)).transpose()).await
     }
 }
 
@@ -76,12 +84,15 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     type LogReader = LogStore;
 
     async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, io::Error> {
-        let last_purged_log_id = self.last_purged()?;
-        let last_log_id = match self.store.raft_log_last(self.group)? {
-            Some((_, raw)) => Some(decode::<Entry>(&raw)?.log_id),
-            None => last_purged_log_id,
-        };
-        Ok(LogState { last_purged_log_id, last_log_id })
+        self.blocking(|store, group| {
+            let last_purged_log_id = last_purged(store, group)?;
+            let last_log_id = match store.raft_log_last(group)? {
+                Some((_, raw)) => Some(decode::<Entry>(&raw)?.log_id),
+                None => last_purged_log_id,
+            };
+            Ok(LogState { last_purged_log_id, last_log_id })
+        })
+        .await
     }
 
     async fn get_log_reader(&mut self) -> Self::LogReader {
@@ -107,19 +118,26 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         for entry in entries {
             self.store.raft_log_put(&mut batch, self.group, entry.log_id.index, &encode(&entry)?);
         }
-        // A memtable insert and a buffered WAL write: fast, and the entries are readable
-        // when this returns. The fsync happens on the syncer thread.
-        self.store.write(batch)?;
-        self.store.sync_then(Box::new(move |result| callback.io_completed(result)));
-        Ok(())
+        // A memtable insert and a buffered WAL write (the entries are readable once it
+        // returns), off the async workers: a batch can be tens of MiB. openraft awaits each
+        // append before the next, so they still reach the store, and the syncer, in order.
+        // The fsync happens on the syncer thread.
+        self.blocking(move |store, _| {
+            store.write(batch)?;
+            store.sync_then(Box::new(move |result| callback.io_completed(result)));
+            Ok(())
+        })
+        .await
     }
 
     async fn truncate_after(&mut self, last_log_id: Option<LogId>) -> Result<(), io::Error> {
         let from = last_log_id.map_or(0, |id| id.index + 1);
-        let mut batch = WriteBatch::default();
-        self.store.raft_log_delete(&mut batch, self.group, from, u64::MAX);
-        self.store.write(batch)?;
-        Ok(())
+        self.blocking(move |store, group| {
+            let mut batch = WriteBatch::default();
+            store.raft_log_delete(&mut batch, group, from, u64::MAX);
+            Ok(store.write(batch)?)
+        })
+        .await
     }
 
     async fn purge(&mut self, log_id: LogId) -> Result<(), io::Error> {

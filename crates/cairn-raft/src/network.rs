@@ -279,8 +279,9 @@ impl RaftNetworkV2<TypeConfig> for GroupNetwork {
                 let mut run_bytes = 0u64;
                 let mut from = run_start;
                 while from < next_offset {
-                    let batches = log
-                        .raw_batches(from, self.factory.throttle.chunk_bytes())
+                    let (reader, chunk_bytes) = (log.clone(), self.factory.throttle.chunk_bytes());
+                    let batches = crate::blocking::run(move || Ok(reader.raw_batches(from, chunk_bytes)?))
+                        .await
                         .map_err(|err| StreamingError::Network(NetworkError::new(&err)))?;
                     let mut chunk = Vec::with_capacity(batches.len());
                     for (base, bytes) in batches.into_iter().filter(|(base, _)| *base < next_offset) {

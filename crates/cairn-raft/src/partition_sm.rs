@@ -140,13 +140,13 @@ impl PartitionStateMachine {
     }
 
     /// Writes what apply accumulated, with the state, then publishes it and answers.
-    fn commit(
+    async fn commit(
         &mut self,
         mut batch: WriteBatch,
         responses: Vec<(openraft::storage::ApplyResponder<TypeConfig>, CommandResponse)>,
     ) -> io::Result<()> {
         self.persist(&mut batch)?;
-        self.store.write(batch)?;
+        crate::blocking::write(&self.store, batch).await?;
         self.view.send_replace(view_of(&self.state));
         for (responder, response) in responses {
             responder.send(response);
@@ -176,6 +176,9 @@ impl RaftStateMachine<TypeConfig> for PartitionStateMachine {
     where
         Strm: Stream<Item = Result<EntryResponder<TypeConfig>, io::Error>> + Unpin + OptionalSend,
     {
+        if let Some(delay) = crate::apply_hold::apply_delay() {
+            tokio::time::sleep(delay).await;
+        }
         let mut batch = WriteBatch::default();
         let mut responses = Vec::new();
         while let Some(item) = entries.next().await {
@@ -197,10 +200,10 @@ impl RaftStateMachine<TypeConfig> for PartitionStateMachine {
                 responses.push((responder, response));
             }
             if batch.size_in_bytes() > APPLY_BATCH_BYTES_MAX {
-                self.commit(std::mem::take(&mut batch), std::mem::take(&mut responses))?;
+                self.commit(std::mem::take(&mut batch), std::mem::take(&mut responses)).await?;
             }
         }
-        self.commit(batch, responses)
+        self.commit(batch, responses).await
     }
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
@@ -224,7 +227,7 @@ impl RaftStateMachine<TypeConfig> for PartitionStateMachine {
         self.state = state;
         self.persist(&mut batch)?;
         save_snapshot(&self.store, self.log.group(), &self.snapshot_lock, &mut batch, meta, &snapshot)?;
-        self.store.write(batch)?;
+        crate::blocking::write(&self.store, batch).await?;
         self.view.send_replace(view_of(&self.state));
         tracing::info!(
             group = self.log.group(),
@@ -237,7 +240,8 @@ impl RaftStateMachine<TypeConfig> for PartitionStateMachine {
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot>, io::Error> {
-        load_snapshot(&self.store, self.log.group())
+        let (store, group) = (Arc::clone(&self.store), self.log.group());
+        crate::blocking::run(move || load_snapshot(&store, group)).await
     }
 }
 
@@ -254,14 +258,10 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
     type SnapshotData = StateSnapshot;
 
     async fn build_snapshot(&mut self) -> Result<Snapshot, io::Error> {
-        build_and_save(
-            &self.store,
-            self.group,
-            &self.lock,
-            self.state.last_applied,
-            &self.state.last_membership,
-            encode(&self.state)?,
-        )
+        let (store, group, lock) = (Arc::clone(&self.store), self.group, Arc::clone(&self.lock));
+        let (last_applied, last_membership) = (self.state.last_applied, self.state.last_membership.clone());
+        let state = encode(&self.state)?;
+        crate::blocking::run(move || build_and_save(&store, group, &lock, last_applied, &last_membership, state)).await
     }
 }
 

@@ -5,6 +5,7 @@ pub mod append_outcomes;
 pub mod cluster_identity;
 pub mod config;
 pub mod forward;
+pub mod heartbeat_lane;
 pub mod join;
 pub mod node;
 pub mod peers;

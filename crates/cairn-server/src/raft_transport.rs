@@ -29,6 +29,7 @@ use tonic::transport::Channel;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::cluster_identity::ClusterIdentity;
+use crate::heartbeat_lane::HeartbeatLane;
 use crate::peers::Peers;
 
 /// Raft messages carry batches: allow up to this much per message.
@@ -64,6 +65,8 @@ pub struct GrpcTransport {
     channels: Arc<Peers>,
     peers: Mutex<HashMap<String, mpsc::Sender<Queued>>>,
     counters: Arc<StreamCounters>,
+    /// `NodeHeartbeat`s travel apart from the data, on connections of their own.
+    heartbeats: HeartbeatLane,
 }
 
 /// A request waiting for its peer's writer.
@@ -75,7 +78,14 @@ struct Queued {
 
 impl GrpcTransport {
     pub fn new(node_id: NodeId, cluster: ClusterIdentity, channels: Arc<Peers>) -> GrpcTransport {
-        GrpcTransport { node_id, cluster, channels, peers: Mutex::new(HashMap::new()), counters: Arc::default() }
+        GrpcTransport {
+            node_id,
+            heartbeats: HeartbeatLane::new(node_id, cluster.clone(), Arc::clone(&channels)),
+            cluster,
+            channels,
+            peers: Mutex::new(HashMap::new()),
+            counters: Arc::default(),
+        }
     }
 
     pub fn counters(&self) -> &StreamCounters {
@@ -158,6 +168,9 @@ impl Transport for GrpcTransport {
         kind: RpcKind,
         payload: Vec<u8>,
     ) -> BoxFuture<Result<Bytes, TransportError>> {
+        if kind == RpcKind::NodeHeartbeat {
+            return self.heartbeats.call(target, address, group, payload);
+        }
         let Some(streamed) = streamed_kind(kind).filter(|_| payload.len() <= STREAM_PAYLOAD_MAX) else {
             return self.call_unary(target, address, group, kind, payload);
         };
@@ -429,6 +442,9 @@ pub trait RaftHandler: Send + Sync + 'static {
     fn node_id(&self) -> NodeId;
 
     fn handle(&self, group: GroupId, to: NodeId, kind: RpcKind, payload: Bytes) -> BoxFuture<Result<Vec<u8>, Status>>;
+
+    /// A message of this cluster came from `node`: it is alive.
+    fn heard_from(&self, _node: NodeId) {}
 }
 
 /// The node's `Host` serves its Raft groups' messages.
@@ -437,6 +453,10 @@ pub struct HostHandler(pub Arc<Host>);
 impl RaftHandler for HostHandler {
     fn node_id(&self) -> NodeId {
         self.0.node_id()
+    }
+
+    fn heard_from(&self, node: NodeId) {
+        self.0.heard_from(node);
     }
 
     fn handle(&self, group: GroupId, to: NodeId, kind: RpcKind, payload: Bytes) -> BoxFuture<Result<Vec<u8>, Status>> {
@@ -477,6 +497,7 @@ impl<H: RaftHandler> RaftTransportService<H> {
         if let Some(refused) = refusal(&self.cluster, self.handler.node_id(), message.from_node, &message.cluster) {
             return Err(refused);
         }
+        self.handler.heard_from(message.from_node);
         let payload = self.handler.handle(message.group_id, message.to_node, kind, message.payload).await?;
         Ok(Response::new(RaftMessage {
             group_id: message.group_id,
@@ -513,6 +534,9 @@ async fn serve_frames<H: RaftHandler>(
             }
         };
         let refused = refusal(&cluster, handler.node_id(), frame.from_node, &frame.cluster);
+        if refused.is_none() {
+            handler.heard_from(frame.from_node);
+        }
         for envelope in frame.envelopes {
             let slot = tokio::select! {
                 _ = stopping.cancelled() => return,
@@ -730,13 +754,13 @@ mod tests {
         assert!(matches!(electing, Err(TransportError::Unreachable { .. })), "{electing:?}");
 
         // A slow reply holds up no other: later calls are answered while it waits.
-        let slow = tokio::spawn(call(&transport, &server, 15, RpcKind::NodeHeartbeat, vec![]));
+        let slow = tokio::spawn(call(&transport, &server, 15, RpcKind::ReadIndex, vec![]));
         assert_eq!(
             call(&transport, &server, 1, RpcKind::PreVote, vec![1, 2]).await.expect("reply").to_vec(),
             vec![2, 1]
         );
         server.release.notify_one();
-        assert_eq!(slow.await.expect("join").expect("reply").to_vec(), b"NodeHeartbeat");
+        assert_eq!(slow.await.expect("join").expect("reply").to_vec(), b"ReadIndex");
 
         // Snapshots and large payloads take unary calls, with the same answers.
         let big = vec![7u8; STREAM_PAYLOAD_MAX + 1];
@@ -749,6 +773,34 @@ mod tests {
             [3, 2, 1]
         );
         assert_eq!(transport.counters().envelopes.load(Ordering::Relaxed), 304, "only the small ones streamed");
+    }
+
+    /// Heartbeats do not queue behind data: with the peer's stream full of requests it has
+    /// not answered (so the writer can send nothing more on it), a heartbeat still goes
+    /// through, on its own lane.
+    #[tokio::test]
+    async fn a_heartbeat_is_answered_while_the_data_stream_is_full() {
+        let server = serve("127.0.0.1:0".parse().expect("address")).await;
+        let transport = GrpcTransport::new(1, ClusterIdentity::new("test-cluster".into()), peers());
+        let stuck: Vec<_> = (0..PEER_PENDING_MAX + 8)
+            .map(|_| tokio::spawn(call(&transport, &server, 15, RpcKind::AppendEntries, vec![0; 64])))
+            .collect();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while transport.counters().envelopes.load(Ordering::Relaxed) < PEER_PENDING_MAX as u64 {
+            assert!(tokio::time::Instant::now() < deadline, "the stuck calls were not sent");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let vote = call(&transport, &server, 1, RpcKind::Vote, vec![1, 2]);
+        assert!(
+            tokio::time::timeout(Duration::from_millis(500), vote).await.is_err(),
+            "the data stream is full: a vote waits"
+        );
+        let beat = call(&transport, &server, 1, RpcKind::NodeHeartbeat, vec![5, 6]);
+        let answered = tokio::time::timeout(Duration::from_secs(5), beat).await;
+        assert_eq!(answered.expect("a heartbeat does not wait behind data").expect("reply").to_vec(), [6, 5]);
+        for call in stuck {
+            call.abort();
+        }
     }
 
     #[tokio::test]

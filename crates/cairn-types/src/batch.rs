@@ -239,6 +239,56 @@ mod tests {
             let _ = decode_batch(&Bytes::from(garbage));
         }
 
+        /// Bodies behind a valid version byte and checksum reach the record parser: it never
+        /// panics, and accepts a body only as the exact encoding of the records it returns.
+        /// The body is either random bytes or a real batch's body with bytes overwritten (so
+        /// lengths and counts are near-valid); the checksum is computed over it either way.
+        #[test]
+        fn checksummed_garbage_never_panics_the_record_parser(
+            records in proptest::collection::vec(record_strategy(), 0..5),
+            random_body in proptest::option::of(proptest::collection::vec(any::<u8>(), 0..300)),
+            edits in proptest::collection::vec((any::<proptest::sample::Index>(), any::<u8>()), 0..6),
+        ) {
+            let timestamps: Vec<u64> = (0..records.len() as u64).collect();
+            let mut encoded = encode_batch(9, &records, &timestamps);
+            if let Some(body) = random_body {
+                encoded.truncate(PREFIX_LEN);
+                encoded.extend_from_slice(&body);
+            }
+            // Overwrite bytes after the batch header (lengths, counts, record bytes); a
+            // record count in the header is fair game too.
+            for (position, byte) in edits {
+                if encoded.len() > PREFIX_LEN + 8 {
+                    let position = PREFIX_LEN + 8 + position.index(encoded.len() - PREFIX_LEN - 8);
+                    encoded[position] = byte;
+                }
+            }
+            let crc = crc32c::crc32c(&encoded[PREFIX_LEN..]);
+            encoded[1..5].copy_from_slice(&crc.to_le_bytes());
+            let encoded = Bytes::from(encoded);
+            match decode_batch(&encoded) {
+                Ok(decoded) => {
+                    prop_assert_eq!(decoded.records.len(), decoded.header.record_count as usize);
+                    let again: Vec<Record> = decoded
+                        .records
+                        .iter()
+                        .map(|r| Record { key: r.key.clone(), headers: r.headers.clone(), value: r.value.clone() })
+                        .collect();
+                    let stamps: Vec<u64> = decoded.records.iter().map(|r| r.timestamp_ms).collect();
+                    let reencoded = encode_batch(decoded.header.base_offset, &again, &stamps);
+                    prop_assert_eq!(&reencoded[BATCH_HEADER_LEN..], &encoded[BATCH_HEADER_LEN..]);
+                    for (i, record) in decoded.records.iter().enumerate() {
+                        prop_assert_eq!(record.offset, decoded.header.base_offset + i as u64);
+                    }
+                }
+                // The prefix is valid by construction: only the body may be refused.
+                Err(err @ (CodecError::UnknownVersion(_) | CodecError::ChecksumMismatch { .. })) => {
+                    prop_assert!(false, "the prefix was refused: {}", err);
+                }
+                Err(_) => {}
+            }
+        }
+
         /// A truncated batch is an error, never a shorter batch.
         #[test]
         fn truncation_detected(records in proptest::collection::vec(record_strategy(), 1..5), cut in any::<proptest::sample::Index>()) {

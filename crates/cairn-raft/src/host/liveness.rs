@@ -60,16 +60,34 @@ pub(crate) struct Liveness {
 
 #[derive(Debug)]
 struct PeerBeat {
+    /// The last message of any kind from the peer: a sign of life.
     heard_at: Instant,
+    /// The last `NodeHeartbeat`, which says what the peer leads.
+    beat_at: Instant,
     leads: HashMap<GroupId, u64>,
     orphans: Vec<GroupId>,
 }
+
+/// A peer's leadership claims stay good this many failure detection times after its last
+/// heartbeat, as long as other messages from it keep coming: under replication load a
+/// heartbeat may be late while the peer is plainly alive.
+const CLAIMS_VALID_DETECTIONS: u32 = 4;
 
 impl Liveness {
     fn record(&self, beat: NodeHeartbeat) {
         if let Ok(mut peers) = self.peers.lock() {
             let leads = beat.leads.into_iter().collect();
-            peers.insert(beat.from, PeerBeat { heard_at: Instant::now(), leads, orphans: beat.orphans });
+            let now = Instant::now();
+            peers.insert(beat.from, PeerBeat { heard_at: now, beat_at: now, leads, orphans: beat.orphans });
+        }
+    }
+
+    /// Any message from `node` shows it is alive (its claims are known only from heartbeats).
+    fn heard(&self, node: NodeId) {
+        if let Ok(mut peers) = self.peers.lock()
+            && let Some(beat) = peers.get_mut(&node)
+        {
+            beat.heard_at = Instant::now();
         }
     }
 
@@ -86,7 +104,9 @@ impl Liveness {
             .iter()
             .filter_map(|(node, beat)| {
                 let claimed = *beat.leads.get(&group)?;
-                (beat.heard_at.elapsed() < within && claimed >= term).then_some((claimed, *node))
+                let current =
+                    beat.heard_at.elapsed() < within && beat.beat_at.elapsed() < within * CLAIMS_VALID_DETECTIONS;
+                (current && claimed >= term).then_some((claimed, *node))
             })
             .max()
             .map(|(_, node)| node)
@@ -97,7 +117,7 @@ impl Liveness {
         let Ok(peers) = self.peers.lock() else { return HashSet::new() };
         peers
             .values()
-            .filter(|beat| beat.heard_at.elapsed() < within)
+            .filter(|beat| beat.beat_at.elapsed() < within)
             .flat_map(|beat| beat.orphans.iter().copied())
             .collect()
     }
@@ -150,6 +170,11 @@ impl Host {
         Some((leader, address))
     }
 
+    /// Any Raft message from `node` counts as a sign of life, as its heartbeats do.
+    pub fn heard_from(&self, node: NodeId) {
+        self.liveness.heard(node);
+    }
+
     /// How long a node may stay silent before its groups count as leaderless: the partition
     /// groups' leader lease (see `Host::start`).
     pub(super) fn failure_detection(&self) -> Duration {
@@ -162,16 +187,28 @@ impl Host {
         let mut ticker = tokio::time::interval(period);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut watch = Watch::default();
+        let mut previous_pass = Instant::now();
+        let mut skipped = false;
         loop {
             tokio::select! {
                 _ = self.shutdown.cancelled() => return,
                 _ = ticker.tick() => {}
             }
+            // A pass that comes late means this node itself stalled (no CPU, workers held):
+            // peers' messages that arrived meanwhile may not have been served yet, so their
+            // silence is no evidence in this pass. Only one pass in a row is skipped, so a
+            // node that is always late still elects, one pass later.
+            let stalled = previous_pass.elapsed() > period * 2 && !skipped;
+            skipped = stalled;
+            if stalled {
+                tracing::debug!(late = ?previous_pass.elapsed().saturating_sub(period), "liveness pass late: no elections in it");
+            }
+            previous_pass = Instant::now();
             let replicas = self.partitions();
             let views: Vec<GroupView> = replicas.iter().map(|replica| self.group_view(replica)).collect();
             self.send_heartbeats(&replicas, &views);
             // Until peers had time to say what they lead, no group counts as leaderless.
-            let may_elect = started.elapsed() >= self.failure_detection();
+            let may_elect = started.elapsed() >= self.failure_detection() && !stalled;
             let orphans = self.liveness.orphans(self.failure_detection());
             for (replica, view) in replicas.iter().zip(&views) {
                 self.watch_group(replica, view, &orphans, may_elect, &mut watch).await;
@@ -337,5 +374,54 @@ impl Host {
             transfers.entry(replica.group_id).or_insert_with(Instant::now);
         }
         replica.raft.trigger().transfer_leader(to).await.map_err(|err| HostError::Raft(err.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DETECTION: Duration = Duration::from_millis(600);
+
+    fn beat(from: NodeId, leads: &[(GroupId, u64)]) -> NodeHeartbeat {
+        NodeHeartbeat { from, leads: leads.to_vec(), orphans: Vec::new() }
+    }
+
+    /// Replication traffic keeps a peer alive when its heartbeats are late, but its claims
+    /// still come only from heartbeats, and expire if none comes for long.
+    #[tokio::test(start_paused = true)]
+    async fn any_message_is_a_sign_of_life_and_claims_come_from_heartbeats() {
+        let liveness = Liveness::default();
+        liveness.heard(2);
+        assert!(!liveness.is_live(2, DETECTION), "a message before any heartbeat claims nothing");
+        liveness.record(beat(2, &[(7, 3)]));
+        assert_eq!(liveness.live_leader(7, 3, DETECTION), Some(2));
+
+        // Heartbeats stop coming but AppendEntries do: node 2 is alive, its claim stands.
+        for _ in 0..5 {
+            tokio::time::advance(DETECTION / 2).await;
+            liveness.heard(2);
+        }
+        assert!(liveness.is_live(2, DETECTION));
+        assert_eq!(liveness.live_leader(7, 3, DETECTION), Some(2), "a late heartbeat is no failure");
+        assert_eq!(liveness.live_leader(7, 4, DETECTION), None, "a claim at an older term does not count");
+
+        // Silence, whatever the kind of message, is a failure.
+        tokio::time::advance(DETECTION).await;
+        assert!(!liveness.is_live(2, DETECTION));
+        assert_eq!(liveness.live_leader(7, 3, DETECTION), None);
+
+        // Without heartbeats, claims expire even while other messages come.
+        liveness.record(beat(2, &[(7, 3)]));
+        for _ in 0..2 * CLAIMS_VALID_DETECTIONS {
+            tokio::time::advance(DETECTION / 2).await;
+            liveness.heard(2);
+        }
+        assert!(liveness.is_live(2, DETECTION));
+        assert_eq!(
+            liveness.live_leader(7, 3, DETECTION),
+            None,
+            "claims older than {CLAIMS_VALID_DETECTIONS} detection times"
+        );
     }
 }
