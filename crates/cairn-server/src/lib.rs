@@ -6,6 +6,7 @@ pub mod config;
 pub mod forward;
 pub mod node;
 pub mod raft_transport;
+pub mod request_limits;
 pub mod service;
 pub mod status;
 
