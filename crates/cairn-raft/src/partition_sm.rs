@@ -415,7 +415,7 @@ mod tests {
         drop(sm);
         let sm = open(dir.path());
         assert_eq!(sm.state.producers, before, "the table after a restart is the table before it");
-        assert_eq!(sm.state.producers.check(0, 0, 1), SequenceCheck::OutOfOrder { expected: 0 }, "0 was evicted");
+        assert_eq!(sm.state.producers.check(0, 1, 1), SequenceCheck::OutOfOrder { expected: 0 }, "0 was evicted");
     }
 
     /// A state value written with the whole table inside (before producers had entries) is
