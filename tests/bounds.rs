@@ -53,11 +53,7 @@ fn append_message(partition: u32) -> Bytes {
 }
 
 /// Sends one framed Append on `connection` and returns its grpc-status (or why none came).
-async fn append(
-    mut connection: h2::client::SendRequest<Bytes>,
-    address: &str,
-    message: Bytes,
-) -> Result<i32, String> {
+async fn append(mut connection: h2::client::SendRequest<Bytes>, address: &str, message: Bytes) -> Result<i32, String> {
     connection = connection.ready().await.map_err(|err| format!("connection: {err}"))?;
     let request = http::Request::post(format!("http://{address}/cairn.v1.Cairn/Append"))
         .header("content-type", "application/grpc")

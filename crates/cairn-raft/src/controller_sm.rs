@@ -199,7 +199,8 @@ mod tests {
     }
 
     fn topic(name: String, group_id: u64) -> TopicMeta {
-        let config = TopicConfig { partition_count: 1, replication_factor: 1, retention_ms: None, retention_bytes: None };
+        let config =
+            TopicConfig { partition_count: 1, replication_factor: 1, retention_ms: None, retention_bytes: None };
         let partitions =
             vec![PartitionAssignment { partition: 0, group_id, replicas: vec![1], operation: None, reassigned: false }];
         TopicMeta { name, config, partitions }
@@ -270,7 +271,8 @@ mod tests {
         index += 1;
         apply(&mut sm, ControllerCommand::AllocateProducerId, index);
         let stored: Persisted =
-            decode(&sm.store.sm_meta_get(CONTROLLER_GROUP_ID, TAG_STATE).expect("get").expect("state")).expect("decode");
+            decode(&sm.store.sm_meta_get(CONTROLLER_GROUP_ID, TAG_STATE).expect("get").expect("state"))
+                .expect("decode");
         assert!(stored.cluster.topics.is_empty(), "the value no longer carries the topics");
         let before = sm.state.cluster.clone();
         drop(sm);

@@ -397,7 +397,9 @@ mod tests {
         };
         let small = cost_at(&mut sm, 10, &mut index);
         let large = cost_at(&mut sm, PRODUCERS_FOR_TEST, &mut index);
-        println!("bytes written by one idempotent append: {small} with 10 producers, {large} with {PRODUCERS_FOR_TEST}");
+        println!(
+            "bytes written by one idempotent append: {small} with 10 producers, {large} with {PRODUCERS_FOR_TEST}"
+        );
         assert!(large <= small + 64, "apply cost grew with the producer table: {small} -> {large} bytes");
     }
 

@@ -160,9 +160,8 @@ mod tests {
     use super::*;
 
     fn batch(base_offset: Offset, records: usize) -> (Offset, Vec<u8>) {
-        let records: Vec<Record> = (0..records)
-            .map(|_| Record { key: None, headers: Vec::new(), value: Bytes::from_static(b"v") })
-            .collect();
+        let records: Vec<Record> =
+            (0..records).map(|_| Record { key: None, headers: Vec::new(), value: Bytes::from_static(b"v") }).collect();
         (base_offset, encode_batch(base_offset, &records, &vec![1; records.len()]).to_vec())
     }
 

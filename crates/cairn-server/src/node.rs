@@ -15,8 +15,8 @@ use tokio::net::TcpListener;
 
 use crate::cluster_identity::ClusterIdentity;
 use crate::config::ServerConfig;
-use crate::request_limits::{InFlightLimits, RequestLimits, RequestLimitsLayer};
 use crate::raft_transport::{GrpcTransport, HostHandler, RAFT_MESSAGE_BYTES_MAX, RaftTransportService};
+use crate::request_limits::{InFlightLimits, RequestLimits, RequestLimitsLayer};
 use crate::service::CairnService;
 use cairn_proto::v1 as pb;
 

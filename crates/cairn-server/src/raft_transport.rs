@@ -781,7 +781,8 @@ mod tests {
         let calls = 100;
         let callers: Vec<_> = (0..calls)
             .map(|group| {
-                let call = transport.call(2, address.clone(), group, RpcKind::AppendEntries, vec![1; STREAM_PAYLOAD_MAX]);
+                let call =
+                    transport.call(2, address.clone(), group, RpcKind::AppendEntries, vec![1; STREAM_PAYLOAD_MAX]);
                 tokio::spawn(call)
             })
             .collect();

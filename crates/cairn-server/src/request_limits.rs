@@ -21,7 +21,10 @@
 //! the client, which is backpressure, not an error.
 //!
 //! The Raft transport between nodes is not counted here: it has bounds of its own, and
-//! peers' messages must not be refused because clients fill the budget.
+//! peers' messages must not be refused because clients fill the budget. A request another
+//! node forwarded (`x-cairn-hops`) counts against the node's limits but not its
+//! connection's: that connection carries the requests of all the forwarding node's
+//! clients.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -217,7 +220,12 @@ where
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let limits = Arc::clone(&self.limits);
         Box::pin(async move {
-            let connection = request.extensions().get::<TcpConnectInfo>().and_then(TcpConnectInfo::remote_addr);
+            let forwarded = request.headers().contains_key(crate::forward::HOPS_HEADER);
+            let connection = request
+                .extensions()
+                .get::<TcpConnectInfo>()
+                .and_then(TcpConnectInfo::remote_addr)
+                .filter(|_| !forwarded);
             let mut admitted = match limits.admit(connection) {
                 Ok(admitted) => admitted,
                 Err(status) => return Ok(status.into_http()),
@@ -339,7 +347,9 @@ mod tests {
     }
 
     /// A body yielding `frames`.
-    fn http_body_util_stream(frames: Vec<Result<Frame<Bytes>, Status>>) -> impl http_body::Body<Data = Bytes, Error = Status> {
+    fn http_body_util_stream(
+        frames: Vec<Result<Frame<Bytes>, Status>>,
+    ) -> impl http_body::Body<Data = Bytes, Error = Status> {
         struct Frames(VecDeque<Result<Frame<Bytes>, Status>>);
         impl http_body::Body for Frames {
             type Data = Bytes;
