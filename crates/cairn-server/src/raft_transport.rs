@@ -64,9 +64,12 @@ pub struct GrpcTransport {
     cluster: ClusterIdentity,
     channels: Mutex<HashMap<String, Channel>>,
     /// Each peer's writer queue, and the payload bytes it may still take.
-    peers: Mutex<HashMap<String, (mpsc::Sender<Queued>, Arc<Semaphore>)>>,
+    peers: Mutex<HashMap<String, PeerQueue>>,
     counters: Arc<StreamCounters>,
 }
+
+/// A peer's writer queue and the payload bytes it may still take (`PEER_QUEUE_BYTES_MAX`).
+type PeerQueue = (mpsc::Sender<Queued>, Arc<Semaphore>);
 
 /// A request waiting for its peer's writer.
 struct Queued {
@@ -107,7 +110,7 @@ impl GrpcTransport {
     }
 
     /// The queue of `address`'s stream writer, started on first use.
-    fn peer(&self, address: &str) -> Result<(mpsc::Sender<Queued>, Arc<Semaphore>), String> {
+    fn peer(&self, address: &str) -> Result<PeerQueue, String> {
         let mut peers = lock(&self.peers);
         if let Some(queue) = peers.get(address).filter(|(queue, _)| !queue.is_closed()) {
             return Ok(queue.clone());
