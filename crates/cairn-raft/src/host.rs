@@ -28,9 +28,10 @@ use crate::command::{
 use crate::controller_sm::ControllerStateMachine;
 use crate::controller_state::{ControllerState, PartitionAssignment, TopicMeta};
 use crate::log_store::LogStore;
-use crate::network::{GroupNetworkFactory, RpcKind, SnapshotChunk, StreamedBytes, Throttle, Transport};
+use crate::network::{GroupNetworkFactory, RpcKind, StreamedBytes, Throttle, Transport};
 use crate::node_addresses::NodeAddresses;
-use crate::partition_sm::{PartitionStateMachine, PartitionView, Snapshot};
+use crate::partition_sm::{PartitionSmState, PartitionStateMachine, PartitionView, Snapshot};
+use crate::snapshot_receiver::{SnapshotChunk, SnapshotReceiver};
 use crate::type_config::{Raft, TypeConfig, Vote};
 use crate::{decode, encode};
 
@@ -119,6 +120,8 @@ pub struct PartitionReplica {
     pub streamed: Arc<StreamedBytes>,
     /// Idempotent appends are proposed in sequence order.
     order: ProposalOrder,
+    /// Checks incoming snapshot chunks; closed before the replica's data is deleted.
+    snapshots: SnapshotReceiver,
 }
 
 impl PartitionReplica {
@@ -194,6 +197,7 @@ impl Host {
             group: CONTROLLER_GROUP_ID,
             transport: Arc::clone(&transport),
             partition_log: None,
+            partition_view: None,
             streamed: Arc::default(),
             throttle: Arc::clone(&throttle),
             addresses: Arc::clone(&addresses),
@@ -597,7 +601,7 @@ impl Host {
             return Ok(encode(&index)?);
         }
         let replica = self.partition(group).ok_or(HostError::UnknownGroup(group))?;
-        serve_rpc(&replica.raft, Some(&replica.log), kind, payload).await
+        serve_rpc(&replica.raft, Some((&replica.log, &replica.snapshots)), kind, payload).await
     }
 
     pub async fn shutdown(&self) {
@@ -729,6 +733,7 @@ impl Host {
             group,
             transport: Arc::clone(&self.transport),
             partition_log: Some(log.clone()),
+            partition_view: Some(view.clone()),
             streamed: Arc::clone(&streamed),
             throttle: Arc::clone(&self.throttle),
             addresses: Arc::clone(&self.addresses),
@@ -769,6 +774,7 @@ impl Host {
             streamed,
             // Longer than a lease renewal (see `renew_lease`).
             order: ProposalOrder::new(self.failure_detection() * 2),
+            snapshots: SnapshotReceiver::default(),
         });
         if let Ok(mut partitions) = self.partitions.write() {
             partitions.insert(group, replica);
@@ -782,6 +788,7 @@ impl Host {
         let replica = self.partitions.write().ok().and_then(|mut p| p.remove(&group));
         if let Some(replica) = &replica {
             let _ = replica.raft.shutdown().await;
+            replica.snapshots.close().await;
         }
         self.partitions_changed.send_modify(|n| *n += 1);
         Ok(replica)
@@ -864,7 +871,7 @@ fn write_result(
 
 async fn serve_rpc<SM>(
     raft: &Raft<SM>,
-    log: Option<&PartitionLog>,
+    partition: Option<(&PartitionLog, &SnapshotReceiver)>,
     kind: RpcKind,
     payload: &[u8],
 ) -> Result<Vec<u8>, HostError>
@@ -879,15 +886,16 @@ where
         RpcKind::Vote => reply(raft.vote(decode(payload)?).await),
         RpcKind::PreVote => reply(raft.pre_vote(decode(payload)?).await),
         RpcKind::SnapshotChunk => {
-            let Some(log) = log else {
+            let Some((log, snapshots)) = partition else {
                 return reply::<(), _>(Err("the controller has no record chunks"));
             };
             let chunk: SnapshotChunk = decode(payload)?;
             tracing::debug!(group = log.group(), batches = chunk.batches.len(), "snapshot chunk received");
-            let log = log.clone();
-            let imported = tokio::task::spawn_blocking(move || log.import_batches(&chunk.batches))
-                .await
-                .map_err(io::Error::other)?;
+            let current = raft.metrics().borrow_watched().vote;
+            let imported = snapshots.import(log, current, chunk).await;
+            if let Err(err) = &imported {
+                tracing::warn!(group = log.group(), error = %err, "snapshot chunk refused");
+            }
             reply(imported)
         }
         RpcKind::TransferLeader => reply(raft.handle_transfer_leader(decode(payload)?).await),
@@ -898,6 +906,13 @@ where
         RpcKind::InstallSnapshot => {
             let (vote, meta, snapshot): (Vote, crate::type_config::SnapshotMeta, crate::partition_sm::StateSnapshot) =
                 decode(payload)?;
+            if let Some((log, snapshots)) = partition {
+                let state: PartitionSmState = decode(&snapshot.0)?;
+                if let Err(err) = snapshots.check_complete(&vote, meta.last_log_id, &state).await {
+                    tracing::warn!(group = log.group(), error = %err, "snapshot refused");
+                    return reply::<(), _>(Err(err));
+                }
+            }
             reply(raft.install_full_snapshot(vote, Snapshot { meta, snapshot }).await)
         }
     }

@@ -7,13 +7,16 @@ mod blocking;
 pub mod command;
 pub mod controller_sm;
 pub mod controller_state;
+pub mod controller_store;
 pub mod host;
 pub mod log_store;
 pub mod network;
 pub mod node_addresses;
 pub mod operation;
 pub mod partition_sm;
+pub mod producer_store;
 pub mod producer_table;
+pub mod snapshot_receiver;
 pub mod type_config;
 
 pub use command::{

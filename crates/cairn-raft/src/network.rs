@@ -3,7 +3,9 @@
 //!
 //! A full snapshot of a partition is sent in two steps: first its record batches, in
 //! chunks of at most `SNAPSHOT_CHUNK_BYTES` read straight from RocksDB (never the whole
-//! partition in memory), then the small state that installs them.
+//! partition in memory), then the small state that installs them. Every chunk names the
+//! leader's vote and the snapshot, and the receiver checks them and the completeness of
+//! what it imported before installing (`snapshot_receiver.rs`).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -22,7 +24,8 @@ use openraft::{BasicNode, RaftNetworkFactory, RaftNetworkV2};
 use serde::{Deserialize, Serialize};
 
 use crate::node_addresses::NodeAddresses;
-use crate::partition_sm::{PartitionSmState, Snapshot, StateSnapshot};
+use crate::partition_sm::{PartitionSmState, PartitionView, Snapshot, StateSnapshot};
+use crate::snapshot_receiver::SnapshotChunk;
 use crate::type_config::{TypeConfig, Vote};
 use crate::{decode, encode};
 
@@ -90,12 +93,6 @@ pub trait Transport: Send + Sync + 'static {
     ) -> BoxFuture<Result<bytes::Bytes, TransportError>>;
 }
 
-/// Part of a partition's records, sent ahead of its snapshot.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct SnapshotChunk {
-    pub batches: Vec<(Offset, Vec<u8>)>,
-}
-
 /// Creates the per-target clients of one group.
 #[derive(Clone)]
 pub struct GroupNetworkFactory {
@@ -103,6 +100,9 @@ pub struct GroupNetworkFactory {
     pub transport: Arc<dyn Transport>,
     /// The partition's records, for snapshots; `None` for the controller.
     pub partition_log: Option<PartitionLog>,
+    /// The partition's applied state: its log start tells a hole retention made from one
+    /// it did not.
+    pub partition_view: Option<tokio::sync::watch::Receiver<PartitionView>>,
     /// Bytes of record batches streamed to each target (move progress).
     pub streamed: Arc<StreamedBytes>,
     /// The node-wide limit on snapshot streaming (replica moves and catch-up).
@@ -203,6 +203,25 @@ impl GroupNetwork {
     }
 }
 
+impl GroupNetwork {
+    /// Stored batches are missing from `from` to `to`: only retention may have removed them,
+    /// so the partition's log start must be at `to` or later. Anything else is a hole in the
+    /// store, and the snapshot is not sent.
+    fn check_deleted_by_retention(&self, from: Offset, to: Offset) -> Result<(), StreamingError<TypeConfig>> {
+        let log_start_offset = self.factory.partition_view.as_ref().map(|view| view.borrow().log.log_start_offset);
+        if log_start_offset.is_some_and(|start| start >= to) {
+            return Ok(());
+        }
+        let err = std::io::Error::other(format!(
+            "group {}: stored batches [{from}, {to}) are missing but the log starts at {log_start_offset:?}; \
+             snapshot not sent",
+            self.factory.group
+        ));
+        tracing::error!(group = self.factory.group, error = %err, "snapshot source has a hole");
+        Err(StreamingError::Network(NetworkError::new(&err)))
+    }
+}
+
 impl RaftNetworkV2<TypeConfig> for GroupNetwork {
     type SnapshotData = StateSnapshot;
 
@@ -292,6 +311,7 @@ impl RaftNetworkV2<TypeConfig> for GroupNetwork {
                         }
                         if base != from {
                             // A gap: retention removed [from, base). Restart the run here.
+                            self.check_deleted_by_retention(from, base)?;
                             run_start = base;
                             run_bytes = 0;
                         }
@@ -301,15 +321,15 @@ impl RaftNetworkV2<TypeConfig> for GroupNetwork {
                     }
                     if chunk.is_empty() {
                         // Everything left was deleted by retention.
+                        self.check_deleted_by_retention(from, next_offset)?;
                         run_start = next_offset;
                         run_bytes = 0;
                         break;
                     }
                     let chunk_bytes: u64 = chunk.iter().map(|(_, bytes)| bytes.len() as u64).sum();
                     self.factory.throttle.acquire(chunk_bytes).await;
-                    let () = self
-                        .call(RpcKind::SnapshotChunk, &SnapshotChunk { batches: chunk }, SNAPSHOT_CHUNK_TIMEOUT)
-                        .await?;
+                    let chunk = SnapshotChunk { vote, last_log_id: snapshot.meta.last_log_id, batches: chunk };
+                    let () = self.call(RpcKind::SnapshotChunk, &chunk, SNAPSHOT_CHUNK_TIMEOUT).await?;
                     self.factory.streamed.add(self.target, chunk_bytes);
                 }
                 state.log.log_start_offset = run_start;

@@ -1,8 +1,8 @@
 //! The state machine of one partition: applies committed batches to the partition log.
 //!
-//! Records, the partition's `PartitionLogState` and `last_applied` are written in one
-//! RocksDB WriteBatch per `apply` call, so a restart resumes exactly after the last applied
-//! entry. Readers see the applied state through a watch channel (`PartitionView`) and read
+//! Records, the partition's `PartitionLogState`, `last_applied` and the entries of the
+//! producers the entries touched (`producer_store.rs`) are written in one RocksDB
+//! WriteBatch per `apply` call, so a restart resumes exactly after the last applied entry. Readers see the applied state through a watch channel (`PartitionView`) and read
 //! RocksDB directly: they never take a lock the apply path holds.
 
 use std::io;
@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 use crate::command::{AppendOutcome, Command, CommandResponse, PartitionCommand};
+use crate::producer_store::{self, ProducerChanges};
 use crate::producer_table::{ProducerBatch, ProducerTable, SequenceCheck};
 use crate::type_config::{LogId, SnapshotMeta, StoredMembership, TypeConfig};
 use crate::{decode, encode};
@@ -37,7 +38,8 @@ pub struct PartitionSmState {
     pub log: PartitionLogState,
     pub last_applied: Option<LogId>,
     pub last_membership: StoredMembership,
-    /// Idempotent producers' recent batches: persisted and snapshotted with the log.
+    /// Idempotent producers' recent batches: snapshotted with the log; stored one entry per
+    /// producer (`producer_store.rs`), so the stored state value has an empty table.
     pub producers: ProducerTable,
 }
 
@@ -62,6 +64,8 @@ pub struct PartitionStateMachine {
     store: Arc<Store>,
     log: PartitionLog,
     state: PartitionSmState,
+    /// Producers changed since the state was last written.
+    producer_changes: ProducerChanges,
     view: watch::Sender<PartitionView>,
     /// Serialises snapshot saves with builders running in openraft's background task.
     snapshot_lock: SnapshotLock,
@@ -76,11 +80,19 @@ impl PartitionStateMachine {
         store: Arc<Store>,
         group: GroupId,
     ) -> io::Result<(PartitionStateMachine, watch::Receiver<PartitionView>)> {
-        let state: PartitionSmState =
+        let mut state: PartitionSmState =
             store.sm_meta_get(group, TAG_STATE)?.map(|raw| decode(&raw)).transpose()?.unwrap_or_default();
+        // A state written before producers had entries of their own carries the table:
+        // the next write moves it to entries.
+        let mut producer_changes = ProducerChanges::default();
+        for (producer_id, _) in state.producers.iter() {
+            producer_changes.touched(producer_id);
+        }
+        producer_store::load(&store, group, &mut state.producers)?;
         let (view, receiver) = watch::channel(view_of(&state));
         let log = PartitionLog::new(Arc::clone(&store), group);
-        Ok((PartitionStateMachine { store, log, state, view, snapshot_lock: SnapshotLock::default() }, receiver))
+        let snapshot_lock = SnapshotLock::default();
+        Ok((PartitionStateMachine { store, log, state, producer_changes, view, snapshot_lock }, receiver))
     }
 
     pub fn log(&self) -> &PartitionLog {
@@ -122,7 +134,11 @@ impl PartitionStateMachine {
                     let record_count = records.len() as u32;
                     let appended =
                         ProducerBatch { sequence: producer.sequence, record_count, base_offset, timestamp_ms };
-                    self.state.producers.record(producer.producer_id, appended, index);
+                    let evicted = self.state.producers.record(producer.producer_id, appended, index);
+                    self.producer_changes.touched(producer.producer_id);
+                    if let Some(evicted) = evicted {
+                        self.producer_changes.touched(evicted);
+                    }
                 }
                 CommandResponse::Appended(AppendOutcome {
                     base_offset,
@@ -154,8 +170,15 @@ impl PartitionStateMachine {
         Ok(())
     }
 
-    fn persist(&self, batch: &mut WriteBatch) -> io::Result<()> {
-        self.store.sm_meta_put(batch, self.log.group(), TAG_STATE, &encode(&self.state)?);
+    /// Adds the state to `batch`: the state value without the producer table, and the
+    /// entries of the producers that changed.
+    fn persist(&mut self, batch: &mut WriteBatch) -> io::Result<()> {
+        let group = self.log.group();
+        self.producer_changes.write(&self.store, batch, group, &self.state.producers)?;
+        let producers = std::mem::take(&mut self.state.producers);
+        let encoded = encode(&self.state);
+        self.state.producers = producers;
+        self.store.sm_meta_put(batch, group, TAG_STATE, &encoded?);
         Ok(())
     }
 }
@@ -224,6 +247,8 @@ impl RaftStateMachine<TypeConfig> for PartitionStateMachine {
         state.last_membership = meta.last_membership.clone();
         let mut batch = WriteBatch::default();
         self.log.truncate_below(&mut batch, state.log.log_start_offset)?;
+        producer_store::replace_all(&self.store, &mut batch, self.log.group(), &state.producers)?;
+        self.producer_changes = ProducerChanges::default();
         self.state = state;
         self.persist(&mut batch)?;
         save_snapshot(&self.store, self.log.group(), &self.snapshot_lock, &mut batch, meta, &snapshot)?;
@@ -306,4 +331,139 @@ pub(crate) fn load_snapshot(store: &Store, group: GroupId) -> io::Result<Option<
     let Some(raw) = store.sm_meta_get(group, TAG_SNAPSHOT)? else { return Ok(None) };
     let (meta, snapshot): (SnapshotMeta, StateSnapshot) = decode(&raw)?;
     Ok(Some(Snapshot { meta, snapshot }))
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+    use cairn_storage::StoreOptions;
+    use cairn_types::Record;
+
+    use super::*;
+    use crate::command::ProducerSequence;
+
+    const GROUP: GroupId = 42;
+
+    fn open(dir: &std::path::Path) -> PartitionStateMachine {
+        let store = Store::open(&dir.join("db"), &StoreOptions::default()).expect("store");
+        PartitionStateMachine::open(store, GROUP).expect("open").0
+    }
+
+    fn append(producer_id: u64, sequence: u64) -> PartitionCommand {
+        PartitionCommand::Append {
+            records: vec![Record { key: None, headers: Vec::new(), value: Bytes::from_static(b"v") }],
+            timestamp_ms: 1,
+            producer: Some(ProducerSequence { producer_id, sequence }),
+        }
+    }
+
+    /// Applies `commands` as one apply call would (without responders) and returns the
+    /// bytes of the WriteBatch written.
+    fn apply(sm: &mut PartitionStateMachine, commands: Vec<(PartitionCommand, u64)>) -> usize {
+        let mut batch = WriteBatch::default();
+        for (command, index) in commands {
+            sm.apply_command(&mut batch, command, index).expect("apply");
+        }
+        sm.persist(&mut batch).expect("persist");
+        let bytes = batch.size_in_bytes();
+        sm.store.write(batch).expect("write");
+        bytes
+    }
+
+    /// One idempotent append with 10 producers known, then with 10,000: what the apply
+    /// writes must not grow with the producer table (it did: the whole table, ~1 MB).
+    #[test]
+    fn apply_cost_does_not_grow_with_the_producer_count() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut sm = open(dir.path());
+        let mut index = 1;
+        let cost_at = |sm: &mut PartitionStateMachine, producers: u64, index: &mut u64| {
+            let known = sm.state.producers.len() as u64;
+            let commands = (known..producers).map(|id| {
+                *index += 1;
+                (append(id, 0), *index)
+            });
+            apply(sm, commands.collect());
+            // Producer 0 appends again, at its next sequence.
+            let next = match sm.state.producers.check(0, u64::MAX, 1) {
+                SequenceCheck::OutOfOrder { expected } => expected,
+                other => panic!("{other:?}"),
+            };
+            *index += 1;
+            let next_offset = sm.state.log.next_offset;
+            let bytes = apply(sm, vec![(append(0, next), *index)]);
+            assert_eq!(sm.state.log.next_offset, next_offset + 1, "the append was applied");
+            bytes
+        };
+        let small = cost_at(&mut sm, 10, &mut index);
+        let large = cost_at(&mut sm, PRODUCERS_FOR_TEST, &mut index);
+        println!(
+            "bytes written by one idempotent append: {small} with 10 producers, {large} with {PRODUCERS_FOR_TEST}"
+        );
+        assert!(large <= small + 64, "apply cost grew with the producer table: {small} -> {large} bytes");
+    }
+
+    /// Reopening the store gives the table the applies left, evictions included: the entries
+    /// are in the same WriteBatch as the records.
+    #[test]
+    fn producers_survive_a_restart_and_evicted_ones_are_gone() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut sm = open(dir.path());
+        let producers = PRODUCERS_FOR_TEST + 3;
+        apply(&mut sm, (0..producers).map(|id| (append(id, 0), id + 1)).collect());
+        assert_eq!(sm.state.producers.len() as u64, PRODUCERS_FOR_TEST);
+        apply(&mut sm, vec![(append(producers - 1, 1), producers + 1)]);
+        let before = sm.state.producers.clone();
+        drop(sm);
+        let sm = open(dir.path());
+        assert_eq!(sm.state.producers, before, "the table after a restart is the table before it");
+        assert_eq!(sm.state.producers.check(0, 1, 1), SequenceCheck::OutOfOrder { expected: 0 }, "0 was evicted");
+    }
+
+    /// A state value written with the whole table inside (before producers had entries) is
+    /// read, and the next write moves the table to entries.
+    #[test]
+    fn a_state_with_the_table_inside_is_migrated() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut sm = open(dir.path());
+        apply(&mut sm, (0..10).map(|id| (append(id, 0), id + 1)).collect());
+        let table = sm.state.producers.clone();
+        let legacy = encode(&sm.state).expect("encode");
+        let mut batch = WriteBatch::default();
+        sm.store.sm_meta_put(&mut batch, GROUP, TAG_STATE, &legacy);
+        sm.store.write(batch).expect("write");
+        drop(sm);
+        let mut sm = open(dir.path());
+        assert_eq!(sm.state.producers, table);
+        apply(&mut sm, vec![(append(0, 1), 20)]);
+        let stored: PartitionSmState =
+            decode(&sm.store.sm_meta_get(GROUP, TAG_STATE).expect("get").expect("state")).expect("decode");
+        assert!(stored.producers.is_empty(), "the state value no longer carries the table");
+        let after = sm.state.producers.clone();
+        drop(sm);
+        assert_eq!(open(dir.path()).state.producers, after);
+    }
+
+    /// Installing a snapshot replaces every stored producer by the snapshot's table.
+    #[test]
+    fn a_snapshot_replaces_the_stored_producers() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut sm = open(dir.path());
+        apply(&mut sm, (0..10).map(|id| (append(id, 0), id + 1)).collect());
+        let mut snapshot_state = PartitionSmState::default();
+        snapshot_state.producers.record(
+            77,
+            ProducerBatch { sequence: 0, record_count: 1, base_offset: 0, timestamp_ms: 1 },
+            5,
+        );
+        snapshot_state.log.next_offset = 1;
+        let meta = SnapshotMeta::default();
+        let data = StateSnapshot(encode(&snapshot_state).expect("encode"));
+        tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime").block_on(sm.install_snapshot(&meta, data)).expect("install");
+        assert_eq!(sm.state.producers, snapshot_state.producers);
+        drop(sm);
+        assert_eq!(open(dir.path()).state.producers, snapshot_state.producers, "no producer of before is left");
+    }
+
+    const PRODUCERS_FOR_TEST: u64 = crate::producer_table::PRODUCERS_PER_PARTITION_MAX as u64;
 }

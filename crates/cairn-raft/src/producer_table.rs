@@ -4,8 +4,8 @@
 //! request's first record). The table keeps the last `RECENT_BATCHES_MAX` batches of each
 //! producer so a retry of any of them returns its original offsets and writes nothing; a
 //! gap or an older sequence that is no longer remembered is refused. The table is part of
-//! the partition's state machine state: persisted on apply and carried in snapshots, so it
-//! survives restarts and failover.
+//! the partition's state machine state: persisted on apply (one entry per producer, see
+//! `producer_store.rs`) and carried in snapshots, so it survives restarts and failover.
 
 use std::collections::{BTreeMap, VecDeque};
 
@@ -61,7 +61,8 @@ impl ProducerTable {
     }
 
     /// Records an appended batch. Deterministic: every replica evicts the same producers.
-    pub fn record(&mut self, producer_id: u64, batch: ProducerBatch, index: u64) {
+    /// Returns the producer forgotten to make room, if any.
+    pub fn record(&mut self, producer_id: u64, batch: ProducerBatch, index: u64) -> Option<u64> {
         let state = self.producers.entry(producer_id).or_default();
         state.recent.push_back(batch);
         while state.recent.len() > RECENT_BATCHES_MAX {
@@ -72,7 +73,22 @@ impl ProducerTable {
             && let Some(oldest) = self.producers.iter().min_by_key(|(id, s)| (s.last_index, **id)).map(|(id, _)| *id)
         {
             self.producers.remove(&oldest);
+            return Some(oldest);
         }
+        None
+    }
+
+    pub fn get(&self, producer_id: u64) -> Option<&ProducerState> {
+        self.producers.get(&producer_id)
+    }
+
+    /// Puts back a producer's state read from the store.
+    pub fn insert(&mut self, producer_id: u64, state: ProducerState) {
+        self.producers.insert(producer_id, state);
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (u64, &ProducerState)> {
+        self.producers.iter().map(|(id, state)| (*id, state))
     }
 
     pub fn len(&self) -> usize {
@@ -121,9 +137,11 @@ mod tests {
     #[test]
     fn least_recent_producer_is_evicted() {
         let mut table = ProducerTable::default();
-        for id in 0..=PRODUCERS_PER_PARTITION_MAX as u64 {
-            table.record(id, batch(0, 1, id), id + 10);
+        for id in 0..PRODUCERS_PER_PARTITION_MAX as u64 {
+            assert_eq!(table.record(id, batch(0, 1, id), id + 10), None);
         }
+        let last = PRODUCERS_PER_PARTITION_MAX as u64;
+        assert_eq!(table.record(last, batch(0, 1, last), last + 10), Some(0), "the evicted producer is named");
         assert_eq!(table.len(), PRODUCERS_PER_PARTITION_MAX);
         assert_eq!(table.check(0, 1, 1), SequenceCheck::OutOfOrder { expected: 0 }, "producer 0 was the oldest");
         assert!(matches!(table.check(1, 0, 1), SequenceCheck::Duplicate(_)));

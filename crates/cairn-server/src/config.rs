@@ -20,6 +20,9 @@ pub const DEFAULT_SNAPSHOT_LOG_ENTRIES: u64 = 10_000;
 pub const DEFAULT_AUTO_BALANCE: bool = true;
 pub const DEFAULT_MOVES_ACTIVE_MAX: u32 = 2;
 pub const DEFAULT_MOVE_BYTES_PER_SEC: u64 = 100 * 1024 * 1024;
+/// Protobuf framing a request message may add to its records' bytes (`request_bytes_max`):
+/// a few bytes of tags and lengths per record, at most `records_per_request_max` records.
+pub const DECODING_OVERHEAD_BYTES: usize = 1024 * 1024;
 
 /// Start a Cairn node. With no flags: a single-node cluster, node id 1, data in
 /// ./cairn-data, gRPC on 127.0.0.1:7070.
@@ -92,6 +95,21 @@ pub struct ServeArgs {
     /// Cap on the bytes one read returns.
     #[arg(long, env = "CAIRN_READ_BYTES_MAX")]
     pub read_bytes_max: Option<usize>,
+    /// Most public API requests this node serves at once; more are refused
+    /// (RESOURCE_EXHAUSTED).
+    #[arg(long, env = "CAIRN_REQUESTS_IN_FLIGHT_MAX")]
+    pub requests_in_flight_max: Option<usize>,
+    /// Most bytes of request messages this node holds at once; a request that would pass
+    /// it is refused (RESOURCE_EXHAUSTED) before it is read.
+    #[arg(long, env = "CAIRN_REQUEST_BYTES_IN_FLIGHT_MAX")]
+    pub request_bytes_in_flight_max: Option<usize>,
+    /// The same per client connection (at least --request-bytes-max).
+    #[arg(long, env = "CAIRN_CONNECTION_REQUEST_BYTES_IN_FLIGHT_MAX")]
+    pub connection_request_bytes_in_flight_max: Option<usize>,
+    /// Most requests at once on one connection (HTTP/2 streams); a client's further
+    /// requests wait.
+    #[arg(long, env = "CAIRN_CONNECTION_STREAMS_MAX")]
+    pub connection_streams_max: Option<u32>,
 }
 
 /// The `--config` file. Every key is optional.
@@ -147,6 +165,10 @@ impl ServerConfig {
         override_with(&mut limits.records_per_request_max, args.records_per_request_max);
         override_with(&mut limits.partitions_per_topic_max, args.partitions_per_topic_max);
         override_with(&mut limits.read_bytes_max, args.read_bytes_max);
+        override_with(&mut limits.requests_in_flight_max, args.requests_in_flight_max);
+        override_with(&mut limits.request_bytes_in_flight_max, args.request_bytes_in_flight_max);
+        override_with(&mut limits.connection_request_bytes_in_flight_max, args.connection_request_bytes_in_flight_max);
+        override_with(&mut limits.connection_streams_max, args.connection_streams_max);
         let listen = match args.listen.or(file.listen) {
             Some(listen) => listen,
             None => DEFAULT_LISTEN.parse().context("default listen address")?,
@@ -235,8 +257,23 @@ impl ServerConfig {
             || limits.read_records_max == 0
             || limits.topics_max == 0
             || limits.subscriptions_max == 0
+            || limits.requests_in_flight_max == 0
+            || limits.connection_streams_max == 0
         {
             bail!("limits must be positive");
+        }
+        // A request of the largest size must fit, or it could never be served.
+        let largest_message = limits.request_bytes_max + DECODING_OVERHEAD_BYTES;
+        if limits.connection_request_bytes_in_flight_max < largest_message
+            || limits.request_bytes_in_flight_max < limits.connection_request_bytes_in_flight_max
+        {
+            bail!(
+                "--connection-request-bytes-in-flight-max ({}) must be at least --request-bytes-max plus {} bytes of \
+                 framing ({largest_message}), and --request-bytes-in-flight-max ({}) at least that",
+                limits.connection_request_bytes_in_flight_max,
+                DECODING_OVERHEAD_BYTES,
+                limits.request_bytes_in_flight_max
+            );
         }
         Ok(())
     }

@@ -10,6 +10,7 @@ pub mod join;
 pub mod node;
 pub mod peers;
 pub mod raft_transport;
+pub mod request_limits;
 pub mod service;
 pub mod status;
 

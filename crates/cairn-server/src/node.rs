@@ -20,6 +20,7 @@ use crate::forward::{Forwarder, LEADER_WAIT};
 use crate::join::Joiner;
 use crate::peers::{PeerSettings, Peers};
 use crate::raft_transport::{GrpcTransport, HostHandler, RAFT_MESSAGE_BYTES_MAX, RaftTransportService};
+use crate::request_limits::{InFlightLimits, RequestLimits, RequestLimitsLayer};
 use crate::service::CairnService;
 
 const IDENTITY_FILE: &str = "cairn-node.toml";
@@ -149,7 +150,7 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
     let host = Host::start(host_config, store, transport.clone()).await.context("starting raft")?;
 
     // Room for a full request plus protobuf framing; our own checks answer first.
-    let request_bytes_max = config.limits.request_bytes_max * 2 + 1024 * 1024;
+    let request_bytes_max = config.limits.request_bytes_max + crate::config::DECODING_OVERHEAD_BYTES;
     let cairn =
         CairnServer::new(CairnService::new(Arc::clone(&host), transport, Forwarder::new(peers), identity.clone()))
             .max_decoding_message_size(request_bytes_max)
@@ -181,7 +182,10 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
     // `tcp_nodelay` does not reach a listener we bind ourselves): with it on, a response's
     // second small write waited for the client's delayed ACK, ~40 ms.
     let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+    let request_limits = RequestLimits::new(InFlightLimits::from_limits(&config.limits));
     tonic::transport::Server::builder()
+        .max_concurrent_streams(config.limits.connection_streams_max)
+        .layer(RequestLimitsLayer::new(request_limits))
         .add_service(cairn)
         .add_service(raft)
         .serve_with_incoming_shutdown(incoming, async move {

@@ -40,8 +40,10 @@ pub const STREAM_PAYLOAD_MAX: usize = 1024 * 1024;
 /// budget by one payload of at most `STREAM_PAYLOAD_MAX`).
 const FRAME_ENVELOPES_MAX: usize = 256;
 const FRAME_BYTES_MAX: usize = 4 * 1024 * 1024;
-/// Requests queued for a peer's writer.
+/// Requests queued for a peer's writer, and their payload bytes (a caller waits for room:
+/// 4096 requests of up to `STREAM_PAYLOAD_MAX` would be 4 GiB).
 const PEER_QUEUE_MAX: usize = 4096;
+const PEER_QUEUE_BYTES_MAX: usize = 64 * 1024 * 1024;
 /// Requests sent on a peer's stream and not yet answered; the writer waits beyond this.
 const PEER_PENDING_MAX: usize = 4096;
 /// Frames handed to gRPC and not yet written.
@@ -63,17 +65,23 @@ pub struct GrpcTransport {
     node_id: NodeId,
     cluster: ClusterIdentity,
     channels: Arc<Peers>,
-    peers: Mutex<HashMap<String, mpsc::Sender<Queued>>>,
+    /// Each peer's writer queue, and the payload bytes it may still take.
+    peers: Mutex<HashMap<String, PeerQueue>>,
     counters: Arc<StreamCounters>,
     /// `NodeHeartbeat`s travel apart from the data, on connections of their own.
     heartbeats: HeartbeatLane,
 }
+
+/// A peer's writer queue and the payload bytes it may still take (`PEER_QUEUE_BYTES_MAX`).
+type PeerQueue = (mpsc::Sender<Queued>, Arc<Semaphore>);
 
 /// A request waiting for its peer's writer.
 struct Queued {
     target: NodeId,
     envelope: RaftEnvelope,
     reply: oneshot::Sender<Result<Bytes, TransportError>>,
+    /// The payload's share of `PEER_QUEUE_BYTES_MAX`, given back once it is in a frame.
+    _queued_bytes: OwnedSemaphorePermit,
 }
 
 impl GrpcTransport {
@@ -97,9 +105,9 @@ impl GrpcTransport {
     }
 
     /// The queue of `address`'s stream writer, started on first use.
-    fn peer(&self, address: &str) -> Result<mpsc::Sender<Queued>, String> {
+    fn peer(&self, address: &str) -> Result<PeerQueue, String> {
         let mut peers = lock(&self.peers);
-        if let Some(queue) = peers.get(address).filter(|queue| !queue.is_closed()) {
+        if let Some(queue) = peers.get(address).filter(|(queue, _)| !queue.is_closed()) {
             return Ok(queue.clone());
         }
         let (queue, queued) = mpsc::channel(PEER_QUEUE_MAX);
@@ -113,6 +121,7 @@ impl GrpcTransport {
             next_id: 0,
         };
         tokio::spawn(stream.run(queued));
+        let queue = (queue, Arc::new(Semaphore::new(PEER_QUEUE_BYTES_MAX)));
         peers.insert(address.to_owned(), queue.clone());
         Ok(queue)
     }
@@ -187,10 +196,15 @@ impl Transport for GrpcTransport {
         Box::pin(async move {
             let unreachable =
                 |detail: String| TransportError::Unreachable { node: target, address: address.clone(), detail };
-            let queue = queue.map_err(unreachable)?;
+            let (queue, queue_bytes) = queue.map_err(unreachable)?;
+            // At most `STREAM_PAYLOAD_MAX` (1 MiB) bytes: fits the u32 of a permit count.
+            let queued_bytes = queue_bytes
+                .acquire_many_owned(envelope.payload.len() as u32)
+                .await
+                .map_err(|_| unreachable("the stream writer stopped".to_owned()))?;
             let (reply, answer) = oneshot::channel();
             queue
-                .send(Queued { target, envelope, reply })
+                .send(Queued { target, envelope, reply, _queued_bytes: queued_bytes })
                 .await
                 .map_err(|_| unreachable("the stream writer stopped".to_owned()))?;
             answer.await.map_err(|_| unreachable("the stream ended before the reply".to_owned()))?
@@ -322,7 +336,7 @@ impl PeerStream {
         let mut envelopes = Vec::new();
         let mut bytes = 0;
         let mut next = Some(first);
-        while let Some(Queued { target, mut envelope, reply }) = next.take() {
+        while let Some(Queued { target, mut envelope, reply, .. }) = next.take() {
             let slot = match Arc::clone(&self.pending_slots).try_acquire_owned() {
                 Ok(slot) => Some(slot),
                 Err(_) => {
@@ -801,6 +815,49 @@ mod tests {
         for call in stuck {
             call.abort();
         }
+    }
+
+    /// A peer that takes no messages (its stream never opens) holds at most
+    /// `PEER_QUEUE_BYTES_MAX` of payloads in its queue: further callers wait. (The queue was
+    /// bounded only in messages: 4096 of 1 MiB.)
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_stuck_peer_queues_bounded_bytes() {
+        // Accepts connections and never answers: the writer waits to open its stream.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let address = listener.local_addr().expect("address").to_string();
+        let accepted = tokio::spawn(async move {
+            let mut connections = Vec::new();
+            while let Ok((connection, _)) = listener.accept().await {
+                connections.push(connection);
+            }
+        });
+        let transport = Arc::new(GrpcTransport::new(1, ClusterIdentity::new("test-cluster".into()), peers()));
+        let calls = 100;
+        let callers: Vec<_> = (0..calls)
+            .map(|group| {
+                let call =
+                    transport.call(2, address.clone(), group, RpcKind::AppendEntries, vec![1; STREAM_PAYLOAD_MAX]);
+                tokio::spawn(call)
+            })
+            .collect();
+        // One thread: once every task waits, nothing moves until the stream times out.
+        for _ in 0..10_000 {
+            tokio::task::yield_now().await;
+        }
+        let queued = {
+            let peers = lock(&transport.peers);
+            let (queue, _) = peers.get(&address).expect("the peer's queue");
+            PEER_QUEUE_MAX - queue.capacity()
+        };
+        assert!(
+            queued * STREAM_PAYLOAD_MAX <= PEER_QUEUE_BYTES_MAX,
+            "{queued} payloads of {STREAM_PAYLOAD_MAX} bytes queued, over {PEER_QUEUE_BYTES_MAX}"
+        );
+        assert!(queued > 0, "the queue takes what fits");
+        for caller in callers {
+            caller.abort();
+        }
+        accepted.abort();
     }
 
     #[tokio::test]

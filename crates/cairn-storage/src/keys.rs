@@ -26,6 +26,14 @@ pub fn group_tag(group: GroupId, tag: u8) -> [u8; 9] {
     key
 }
 
+/// A keyed entry of a group's state-machine metadata: `tag` names the table, `id` the entry.
+pub fn group_tag_u64(group: GroupId, tag: u8, id: u64) -> [u8; 17] {
+    let mut key = [0; 17];
+    key[..9].copy_from_slice(&group_tag(group, tag));
+    key[9..].copy_from_slice(&id.to_be_bytes());
+    key
+}
+
 /// The smallest key of `group` and the smallest key of the next group.
 pub fn group_bounds(group: GroupId) -> ([u8; 8], [u8; 8]) {
     (group.to_be_bytes(), (group + 1).to_be_bytes())

@@ -28,6 +28,8 @@ pub struct Store {
     // Field order matters: the syncer thread holds a clone of `db` and must stop first.
     syncer: Syncer,
     db: Arc<DB>,
+    /// Bytes of WriteBatches written since open (what applies cost, for tests and metrics).
+    bytes_written: std::sync::atomic::AtomicU64,
 }
 
 impl Store {
@@ -53,7 +55,7 @@ impl Store {
             what: "syncer thread",
             detail: err.to_string(),
         })?;
-        Ok(Arc::new(Store { syncer, db }))
+        Ok(Arc::new(Store { syncer, db, bytes_written: Default::default() }))
     }
 
     pub(crate) fn db(&self) -> &DB {
@@ -67,6 +69,7 @@ impl Store {
 
     /// Writes a batch without waiting for the disk. Durable once a later sync completes.
     pub fn write(&self, batch: WriteBatch) -> Result<(), StorageError> {
+        self.bytes_written.fetch_add(batch.size_in_bytes() as u64, std::sync::atomic::Ordering::Relaxed);
         let mut options = WriteOptions::default();
         options.set_sync(false);
         self.db.write_opt(batch, &options)?;
@@ -75,10 +78,16 @@ impl Store {
 
     /// Writes a batch and fsyncs the WAL before returning. Blocking.
     pub fn write_synced(&self, batch: WriteBatch) -> Result<(), StorageError> {
+        self.bytes_written.fetch_add(batch.size_in_bytes() as u64, std::sync::atomic::Ordering::Relaxed);
         let mut options = WriteOptions::default();
         options.set_sync(true);
         self.db.write_opt(batch, &options)?;
         Ok(())
+    }
+
+    /// Bytes of the WriteBatches written through this store since it was opened.
+    pub fn bytes_written(&self) -> u64 {
+        self.bytes_written.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Calls `callback` once every write made before this call is on disk.
@@ -194,6 +203,57 @@ impl Store {
             iter.status()?;
         }
         Ok(groups)
+    }
+
+    // ---- keyed state-machine tables: one entry per (group, tag, id) ----
+    //
+    // For state that is too large to rewrite on every apply (a partition's producer
+    // table): each entry is written only when it changes. The keys are longer than
+    // `group_tag`'s, so a table never collides with a single-value tag.
+
+    pub fn sm_table_put(&self, batch: &mut WriteBatch, group: GroupId, tag: u8, id: u64, value: &[u8]) {
+        batch.put_cf(self.cf(CF_SM_META), keys::group_tag_u64(group, tag, id), value);
+    }
+
+    pub fn sm_table_delete(&self, batch: &mut WriteBatch, group: GroupId, tag: u8, id: u64) {
+        batch.delete_cf(self.cf(CF_SM_META), keys::group_tag_u64(group, tag, id));
+    }
+
+    /// Deletes every entry of the table `tag` of `group`.
+    pub fn sm_table_clear(&self, batch: &mut WriteBatch, group: GroupId, tag: u8) {
+        let lower = keys::group_tag_u64(group, tag, 0);
+        let upper = keys::prefix_end(&keys::group_tag(group, tag));
+        batch.delete_range_cf(self.cf(CF_SM_META), lower.as_slice(), upper.as_slice());
+        // From id 0 to the next tag: every entry, never the single-value key of the same
+        // tag (it sorts before id 0).
+    }
+
+    /// Every entry of the table `tag` of `group`, by id.
+    pub fn sm_table_entries(&self, group: GroupId, tag: u8) -> Result<Vec<(u64, Vec<u8>)>, StorageError> {
+        let mut options = ReadOptions::default();
+        options.set_iterate_upper_bound(keys::prefix_end(&keys::group_tag(group, tag)));
+        let mut iter = self.db.raw_iterator_cf_opt(self.cf(CF_SM_META), options);
+        let lower = keys::group_tag_u64(group, tag, 0);
+        iter.seek(lower);
+        let mut entries = Vec::new();
+        while let (Some(key), Some(value)) = (iter.key(), iter.value()) {
+            if key.len() != lower.len() {
+                return Err(StorageError::CorruptMeta {
+                    group,
+                    what: "state-machine table key",
+                    detail: format!("{} bytes under tag {tag}", key.len()),
+                });
+            }
+            let id = keys::trailing_u64(key).ok_or_else(|| StorageError::CorruptMeta {
+                group,
+                what: "state-machine table key",
+                detail: format!("{} bytes", key.len()),
+            })?;
+            entries.push((id, value.to_vec()));
+            iter.next();
+        }
+        iter.status()?;
+        Ok(entries)
     }
 
     /// Deletes everything `group` stored, in every column family.

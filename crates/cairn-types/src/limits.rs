@@ -26,12 +26,28 @@ pub struct Limits {
     pub read_wait_ms_max: u64,
     /// Most concurrent subscriptions served by one node.
     pub subscriptions_max: usize,
+    /// Most public API requests one node serves at once; more are refused with
+    /// `RESOURCE_EXHAUSTED`.
+    pub requests_in_flight_max: usize,
+    /// Most bytes of public API request messages one node holds at once (read, decoded or
+    /// being written); a request that would pass it is refused with `RESOURCE_EXHAUSTED`
+    /// before its message is read.
+    pub request_bytes_in_flight_max: usize,
+    /// The same, per client connection, so one client cannot take the whole node's share.
+    pub connection_request_bytes_in_flight_max: usize,
+    /// Most requests at once on one connection (HTTP/2 concurrent streams); a client's
+    /// further requests wait for a free stream.
+    pub connection_streams_max: u32,
 }
 
 pub const RECORD_VALUE_BYTES_MAX: usize = 1024 * 1024;
 pub const REQUEST_BYTES_MAX: usize = 16 * 1024 * 1024;
 pub const RECORDS_PER_REQUEST_MAX: usize = 10_000;
 pub const PARTITIONS_PER_TOPIC_MAX: u32 = 10_000;
+pub const REQUESTS_IN_FLIGHT_MAX: usize = 1_024;
+pub const REQUEST_BYTES_IN_FLIGHT_MAX: usize = 256 * 1024 * 1024;
+pub const CONNECTION_REQUEST_BYTES_IN_FLIGHT_MAX: usize = 64 * 1024 * 1024;
+pub const CONNECTION_STREAMS_MAX: u32 = 256;
 
 impl Default for Limits {
     fn default() -> Self {
@@ -47,6 +63,10 @@ impl Default for Limits {
             read_records_max: 100_000,
             read_wait_ms_max: 60_000,
             subscriptions_max: 1_024,
+            requests_in_flight_max: REQUESTS_IN_FLIGHT_MAX,
+            request_bytes_in_flight_max: REQUEST_BYTES_IN_FLIGHT_MAX,
+            connection_request_bytes_in_flight_max: CONNECTION_REQUEST_BYTES_IN_FLIGHT_MAX,
+            connection_streams_max: CONNECTION_STREAMS_MAX,
         }
     }
 }
