@@ -44,11 +44,6 @@ impl Node {
         Node { child, address, data_dir: data_dir.to_owned(), extra_args: args, env }
     }
 
-    /// The node's process id.
-    pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
     /// SIGKILL: no shutdown, no flush.
     pub fn kill(&mut self) {
         let _ = self.child.kill();
