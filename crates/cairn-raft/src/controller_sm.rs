@@ -193,7 +193,12 @@ mod tests {
         let before = sm.store.bytes_written();
         let entry = Entry { log_id: log_id(index), payload: EntryPayload::Normal(Command::Controller(command)) };
         let entries = futures::stream::iter(vec![Ok::<_, io::Error>((entry, None))]);
-        tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime").block_on(sm.apply(entries)).expect("apply");
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime")
+            .block_on(sm.apply(entries))
+            .expect("apply");
         sm.store.bytes_written() - before
     }
 

@@ -459,7 +459,12 @@ mod tests {
         snapshot_state.log.next_offset = 1;
         let meta = SnapshotMeta::default();
         let data = StateSnapshot(encode(&snapshot_state).expect("encode"));
-        tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime").block_on(sm.install_snapshot(&meta, data)).expect("install");
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime")
+            .block_on(sm.install_snapshot(&meta, data))
+            .expect("install");
         assert_eq!(sm.state.producers, snapshot_state.producers);
         drop(sm);
         assert_eq!(open(dir.path()).state.producers, snapshot_state.producers, "no producer of before is left");
