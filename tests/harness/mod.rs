@@ -161,6 +161,16 @@ impl Cluster {
     /// Like `start`, with these environment variables set for every node process.
     pub fn start_with_env(dir: &Path, size: usize, extra_args: &[&str], env: &[(&str, &str)]) -> Cluster {
         let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Cluster::start_with_node_env(dir, size, extra_args, |_| env.clone())
+    }
+
+    /// Like `start`, with the environment variables `env(i)` set for node `i + 1`.
+    pub fn start_with_node_env(
+        dir: &Path,
+        size: usize,
+        extra_args: &[&str],
+        env: impl Fn(usize) -> Vec<(String, String)>,
+    ) -> Cluster {
         let ports = free_ports(size);
         let spec: Vec<String> =
             ports.iter().enumerate().map(|(i, port)| format!("{}=127.0.0.1:{port}", i + 1)).collect();
@@ -180,7 +190,7 @@ impl Cluster {
                     format!("127.0.0.1:{port}"),
                 ];
                 args.extend(extra_args.iter().map(|a| a.to_string()));
-                let env = env.clone();
+                let env = env(i);
                 std::thread::spawn(move || Node::start_with_env(&data_dir, args, env))
             })
             .collect();
