@@ -176,27 +176,16 @@ async fn two_nodes_cut_off_for_three_minutes_hear_each_other_within_two_seconds_
         .iter()
         .map(|ip| std::net::TcpListener::bind((*ip, 0)).expect("bind").local_addr().expect("address").port())
         .collect();
-    let spec: Vec<String> = (0..3).map(|i| format!("{}={}:{}", i + 1, ips[i], ports[i])).collect();
-    let spec = spec.join(",");
+    let members: Vec<harness::Member> = (0..3)
+        .map(|i| {
+            let address = format!("{}:{}", ips[i], ports[i]);
+            harness::Member { listen: address.clone(), address }
+        })
+        .collect();
     let dir = tempfile::tempdir().expect("tempdir");
-    let nodes: Vec<Node> = tokio::task::block_in_place(|| {
-        let started: Vec<_> = (0..3)
-            .map(|i| {
-                let data_dir = dir.path().join(format!("node{}", i + 1));
-                let mut args: Vec<String> = vec![
-                    "--node-id".into(),
-                    (i + 1).to_string(),
-                    "--initial-cluster".into(),
-                    spec.clone(),
-                    "--listen".into(),
-                    format!("{}:{}", ips[i], ports[i]),
-                ];
-                args.extend(FAST_RAFT.iter().map(|a| a.to_string()));
-                std::thread::spawn(move || Node::start_with(&data_dir, args))
-            })
-            .collect();
-        started.into_iter().map(|s| s.join().expect("node started")).collect()
-    });
+    let cluster =
+        tokio::task::block_in_place(|| Cluster::start_members(dir.path(), &members, &FAST_RAFT, |_| Vec::new()));
+    let nodes = &cluster.nodes;
     let (first, second) = (connect(&nodes[0].address).await, connect(&nodes[1].address).await);
     let deadline = Instant::now() + Duration::from_secs(30);
     while !(hears(&first, 2).await && hears(&second, 1).await) {

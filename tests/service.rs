@@ -205,31 +205,11 @@ async fn a_partly_written_append_says_which_records_were_stored() {
 /// Three nodes that listen on every loopback address but are known to each other at
 /// 127.0.0.1: a test can reach a node at 127.0.0.2 while a `Firewall` cuts it off from its peers.
 fn start_reachable_on_any_loopback(dir: &std::path::Path) -> Cluster {
-    let ports = harness::free_ports(3);
-    let spec: Vec<String> = ports.iter().enumerate().map(|(i, port)| format!("{}=127.0.0.1:{port}", i + 1)).collect();
-    let spec = spec.join(",");
-    let starting: Vec<_> = ports
-        .iter()
-        .enumerate()
-        .map(|(i, port)| {
-            let data_dir = dir.join(format!("node{}", i + 1));
-            let mut args: Vec<String> = vec![
-                "--node-id".into(),
-                (i + 1).to_string(),
-                "--initial-cluster".into(),
-                spec.clone(),
-                "--listen".into(),
-                format!("0.0.0.0:{port}"),
-            ];
-            args.extend(FAST_RAFT.iter().map(|a| a.to_string()));
-            std::thread::spawn(move || Node::start_with(&data_dir, args))
-        })
+    let members: Vec<harness::Member> = harness::free_ports(3)
+        .into_iter()
+        .map(|port| harness::Member { address: format!("127.0.0.1:{port}"), listen: format!("0.0.0.0:{port}") })
         .collect();
-    let mut nodes: Vec<Node> = starting.into_iter().map(|s| s.join().expect("node started")).collect();
-    for (node, port) in nodes.iter_mut().zip(&ports) {
-        node.address = format!("127.0.0.1:{port}");
-    }
-    Cluster { nodes }
+    Cluster::start_members(dir, &members, &FAST_RAFT, |_| Vec::new())
 }
 
 /// nftables rules of a test's own table, in force while this lives.

@@ -171,15 +171,29 @@ impl Cluster {
         extra_args: &[&str],
         env: impl Fn(usize) -> Vec<(String, String)>,
     ) -> Cluster {
-        let ports = free_ports(size);
-        let spec: Vec<String> =
-            ports.iter().enumerate().map(|(i, port)| format!("{}=127.0.0.1:{port}", i + 1)).collect();
+        let members: Vec<Member> = free_ports(size)
+            .into_iter()
+            .map(|port| Member { address: format!("127.0.0.1:{port}"), listen: format!("127.0.0.1:{port}") })
+            .collect();
+        Cluster::start_members(dir, &members, extra_args, env)
+    }
+
+    /// Starts node `i + 1` for each of `members` at once (a node waits for the others to
+    /// elect leaders), known to the others at its `address` and listening on its `listen`
+    /// address, with the environment variables `env(i)`. Each `Node::address` is its member
+    /// address.
+    pub fn start_members(
+        dir: &Path,
+        members: &[Member],
+        extra_args: &[&str],
+        env: impl Fn(usize) -> Vec<(String, String)>,
+    ) -> Cluster {
+        let spec: Vec<String> = members.iter().enumerate().map(|(i, m)| format!("{}={}", i + 1, m.address)).collect();
         let spec = spec.join(",");
-        // Start them all at once: a node waits for the others to elect leaders.
-        let children: Vec<_> = ports
+        let children: Vec<_> = members
             .iter()
             .enumerate()
-            .map(|(i, port)| {
+            .map(|(i, member)| {
                 let data_dir = dir.join(format!("node{}", i + 1));
                 let mut args: Vec<String> = vec![
                     "--node-id".into(),
@@ -187,15 +201,25 @@ impl Cluster {
                     "--initial-cluster".into(),
                     spec.clone(),
                     "--listen".into(),
-                    format!("127.0.0.1:{port}"),
+                    member.listen.clone(),
                 ];
                 args.extend(extra_args.iter().map(|a| a.to_string()));
                 let env = env(i);
                 std::thread::spawn(move || Node::start_with_env(&data_dir, args, env))
             })
             .collect();
-        Cluster { nodes: children.into_iter().map(|c| c.join().expect("node started")).collect() }
+        let mut nodes: Vec<Node> = children.into_iter().map(|c| c.join().expect("node started")).collect();
+        for (node, member) in nodes.iter_mut().zip(members) {
+            node.address = member.address.clone();
+        }
+        Cluster { nodes }
     }
+}
+
+/// A node of a cluster to start: the address its peers know it by, and the one it listens on.
+pub struct Member {
+    pub address: String,
+    pub listen: String,
 }
 
 fn spawn(data_dir: &Path, extra_args: &[String], env: &[(String, String)]) -> (Child, String) {

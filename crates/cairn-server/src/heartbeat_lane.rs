@@ -18,8 +18,6 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use bytes::Bytes;
-use cairn_proto::v1::RaftMessage;
-use cairn_proto::v1::raft_transport_client::RaftTransportClient;
 use cairn_raft::TransportError;
 use cairn_raft::network::BoxFuture;
 use cairn_types::{GroupId, NodeId};
@@ -28,7 +26,7 @@ use tonic::transport::Channel;
 
 use crate::cluster_identity::ClusterIdentity;
 use crate::peers::Peers;
-use crate::raft_transport::RAFT_MESSAGE_BYTES_MAX;
+use crate::raft_transport::{failure, raft_client, request_message};
 
 /// Heartbeats to one peer awaiting their answer; another one beyond this fails at once (the
 /// peer is not answering anyway, and the caller's timeout is the signal).
@@ -76,13 +74,7 @@ impl HeartbeatLane {
         payload: Vec<u8>,
     ) -> BoxFuture<Result<Bytes, TransportError>> {
         let peer = self.peer(&address);
-        let message = RaftMessage {
-            group_id: group,
-            from_node: self.node_id,
-            to_node: target,
-            payload: payload.into(),
-            cluster: self.cluster.get(),
-        };
+        let message = request_message(self.node_id, &self.cluster, target, group, payload);
         Box::pin(async move {
             let unreachable =
                 |detail: String| TransportError::Unreachable { node: target, address: address.clone(), detail };
@@ -90,13 +82,9 @@ impl HeartbeatLane {
             let Ok(_slot) = peer.in_flight.try_acquire() else {
                 return Err(unreachable(format!("{HEARTBEATS_IN_FLIGHT_MAX} heartbeats await an answer")));
             };
-            let mut client = RaftTransportClient::new(peer.channel)
-                .max_decoding_message_size(RAFT_MESSAGE_BYTES_MAX)
-                .max_encoding_message_size(RAFT_MESSAGE_BYTES_MAX);
-            match client.node_heartbeat(message).await {
+            match raft_client(peer.channel).node_heartbeat(message).await {
                 Ok(reply) => Ok(reply.into_inner().payload),
-                Err(status) if status.code() == tonic::Code::Unavailable => Err(unreachable(status.message().into())),
-                Err(status) => Err(TransportError::Failed { node: target, detail: status.message().into() }),
+                Err(status) => Err(failure(target, &address, status.code(), status.message())),
             }
         })
     }

@@ -135,13 +135,7 @@ impl GrpcTransport {
         payload: Vec<u8>,
     ) -> BoxFuture<Result<Bytes, TransportError>> {
         let channel = self.channel(&address);
-        let message = RaftMessage {
-            group_id: group,
-            from_node: self.node_id,
-            to_node: target,
-            payload: payload.into(),
-            cluster: self.cluster.get(),
-        };
+        let message = request_message(self.node_id, &self.cluster, target, group, payload);
         Box::pin(async move {
             let channel = channel.map_err(|detail| TransportError::Unreachable {
                 node: target,
@@ -243,7 +237,18 @@ fn rpc_kind(kind: i32) -> Option<RpcKind> {
 
 /// A failed call as openraft's network sees it: `Unavailable` means the peer is down or
 /// not serving (openraft backs off), anything else is an error of that one message.
-fn failure(target: NodeId, address: &str, code: tonic::Code, message: &str) -> TransportError {
+/// A Raft request from `from` to `target`, stamped with the sender's cluster.
+pub(crate) fn request_message(
+    from: NodeId,
+    cluster: &ClusterIdentity,
+    target: NodeId,
+    group: GroupId,
+    payload: Vec<u8>,
+) -> RaftMessage {
+    RaftMessage { group_id: group, from_node: from, to_node: target, payload: payload.into(), cluster: cluster.get() }
+}
+
+pub(crate) fn failure(target: NodeId, address: &str, code: tonic::Code, message: &str) -> TransportError {
     if code == tonic::Code::Unavailable {
         TransportError::Unreachable { node: target, address: address.to_owned(), detail: message.to_owned() }
     } else {
@@ -252,7 +257,7 @@ fn failure(target: NodeId, address: &str, code: tonic::Code, message: &str) -> T
 }
 
 /// A client of a peer's Raft service, with the message size limit of Raft messages.
-fn raft_client(channel: Channel) -> RaftTransportClient<Channel> {
+pub(crate) fn raft_client(channel: Channel) -> RaftTransportClient<Channel> {
     RaftTransportClient::new(channel)
         .max_decoding_message_size(RAFT_MESSAGE_BYTES_MAX)
         .max_encoding_message_size(RAFT_MESSAGE_BYTES_MAX)
