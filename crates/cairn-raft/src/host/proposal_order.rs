@@ -194,6 +194,35 @@ mod tests {
         ProducerSequence { producer_id: 7, sequence }
     }
 
+    /// The sequences proposed, in the order their proposals were made.
+    #[derive(Clone, Default)]
+    struct Made(Arc<std::sync::Mutex<Vec<u64>>>);
+
+    impl Made {
+        /// Proposes `sequence` of a producer at `term` through `order`, recording it when made.
+        fn propose(
+            &self,
+            order: &Arc<ProposalOrder>,
+            term: u64,
+            sequence: u64,
+            records: u64,
+        ) -> impl Future<Output = Result<(), ()>> + Send + 'static {
+            let (order, made) = (Arc::clone(order), self.clone());
+            async move {
+                order
+                    .propose(term, batch(sequence), records, async {
+                        made.0.lock().expect("made").push(sequence);
+                        Ok::<(), ()>(())
+                    })
+                    .await
+            }
+        }
+
+        fn sequences(&self) -> Vec<u64> {
+            self.0.lock().expect("made").clone()
+        }
+    }
+
     async fn proposed() -> Result<(), ()> {
         Ok(())
     }
@@ -202,18 +231,8 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_batch_that_overtook_an_earlier_one_waits_for_it() {
         let order = Arc::new(ProposalOrder::new(ON_THEIR_WAY_WAIT_MAX));
-        let made = Arc::new(std::sync::Mutex::new(Vec::new()));
-        let propose = |sequence: u64| {
-            let (order, made) = (Arc::clone(&order), Arc::clone(&made));
-            async move {
-                order
-                    .propose(1, batch(sequence), 2, async {
-                        made.lock().expect("made").push(sequence);
-                        Ok::<(), ()>(())
-                    })
-                    .await
-            }
-        };
+        let made = Made::default();
+        let propose = |sequence: u64| made.propose(&order, 1, sequence, 2);
         propose(0).await.expect("proposed");
         let overtaking = tokio::spawn(propose(4));
         // Let the overtaking batch reach its wait before the earlier one comes (paused
@@ -221,7 +240,7 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(5)).await;
         propose(2).await.expect("proposed");
         overtaking.await.expect("task").expect("proposed");
-        assert_eq!(*made.lock().expect("made"), [0, 2, 4]);
+        assert_eq!(made.sequences(), [0, 2, 4]);
     }
 
     #[tokio::test(start_paused = true)]
@@ -271,18 +290,8 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_batch_waits_for_an_earlier_one_that_arrived_as_long_as_it_takes() {
         let order = Arc::new(ProposalOrder::new(ON_THEIR_WAY_WAIT_MAX));
-        let made = Arc::new(std::sync::Mutex::new(Vec::new()));
-        let propose = |sequence: u64| {
-            let (order, made) = (Arc::clone(&order), Arc::clone(&made));
-            async move {
-                order
-                    .propose(1, batch(sequence), 2, async {
-                        made.lock().expect("made").push(sequence);
-                        Ok::<(), ()>(())
-                    })
-                    .await
-            }
-        };
+        let made = Made::default();
+        let propose = |sequence: u64| made.propose(&order, 1, sequence, 2);
         propose(0).await.expect("proposed");
         let arrival = order.arrive(batch(2));
         let started = tokio::time::Instant::now();
@@ -292,7 +301,7 @@ mod tests {
         propose(2).await.expect("proposed");
         drop(arrival);
         overtaking.await.expect("task").expect("proposed");
-        assert_eq!(*made.lock().expect("made"), [0, 2, 4]);
+        assert_eq!(made.sequences(), [0, 2, 4]);
         assert!(started.elapsed() < ON_THEIR_WAY_WAIT_MAX);
     }
 
@@ -336,24 +345,14 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_producer_unknown_in_the_term_waits_for_earlier_arrivals() {
         let order = Arc::new(ProposalOrder::new(ON_THEIR_WAY_WAIT_MAX));
-        let made = Arc::new(std::sync::Mutex::new(Vec::new()));
-        let propose = |sequence: u64| {
-            let (order, made) = (Arc::clone(&order), Arc::clone(&made));
-            async move {
-                order
-                    .propose(3, batch(sequence), 1, async {
-                        made.lock().expect("made").push(sequence);
-                        Ok::<(), ()>(())
-                    })
-                    .await
-            }
-        };
+        let made = Made::default();
+        let propose = |sequence: u64| made.propose(&order, 3, sequence, 1);
         let arrival = order.arrive(batch(8));
         let overtaking = tokio::spawn(propose(9));
         tokio::time::sleep(WAIT_MAX * 3).await;
         propose(8).await.expect("proposed");
         drop(arrival);
         overtaking.await.expect("task").expect("proposed");
-        assert_eq!(*made.lock().expect("made"), [8, 9]);
+        assert_eq!(made.sequences(), [8, 9]);
     }
 }
