@@ -75,16 +75,23 @@ async fn wait_balanced(client: &CairnClient, clients: &[&CairnClient], nodes: &[
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn scale_out_under_load_then_decommission_loses_nothing() {
-    let seed = harness::seed();
-    let dir = tempfile::tempdir().expect("tempdir");
-    let cluster = tokio::task::block_in_place(|| Cluster::start(dir.path(), 3, &FAST_RAFT));
+/// Three nodes with `TOPIC` created (replication factor 3); their addresses and a client of
+/// node 1.
+async fn three_nodes_with_topic(dir: &std::path::Path) -> (Cluster, Vec<String>, CairnClient) {
+    let cluster = tokio::task::block_in_place(|| Cluster::start(dir, 3, &FAST_RAFT));
     let addresses: Vec<String> = cluster.nodes.iter().map(|n| n.address.clone()).collect();
     let admin = connect(&addresses[0]).await;
     let mut options = CreateTopicOptions::new(TOPIC, PARTITIONS);
     options.replication_factor = 3;
     admin.create_topic(options).await.expect("create topic");
+    (cluster, addresses, admin)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scale_out_under_load_then_decommission_loses_nothing() {
+    let seed = harness::seed();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (cluster, addresses, admin) = three_nodes_with_topic(dir.path()).await;
 
     // Load: idempotent writers through nodes 1-3, and a consumer of partition 0.
     let writers = workload::Writers::start(&addresses[..WRITERS], TOPIC, PARTITIONS, seed);
@@ -237,12 +244,7 @@ impl Consumer {
 async fn three_nodes_joining_at_once_under_load_all_take_replicas() {
     let seed = harness::seed();
     let dir = tempfile::tempdir().expect("tempdir");
-    let cluster = tokio::task::block_in_place(|| Cluster::start(dir.path(), 3, &FAST_RAFT));
-    let addresses: Vec<String> = cluster.nodes.iter().map(|n| n.address.clone()).collect();
-    let admin = connect(&addresses[0]).await;
-    let mut options = CreateTopicOptions::new(TOPIC, PARTITIONS);
-    options.replication_factor = 3;
-    admin.create_topic(options).await.expect("create topic");
+    let (_cluster, addresses, admin) = three_nodes_with_topic(dir.path()).await;
     let writers = workload::Writers::start(&addresses[..WRITERS], TOPIC, PARTITIONS, seed);
     tokio::time::sleep(Duration::from_secs(1)).await;
     let before = writers.acknowledged();
