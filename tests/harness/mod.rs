@@ -121,6 +121,14 @@ impl Node {
 impl Drop for Node {
     fn drop(&mut self) {
         self.kill();
+        // `CAIRN_TEST_KEEP_LOGS=<dir>` keeps every node's log there (to debug a test).
+        if let Ok(keep) = std::env::var("CAIRN_TEST_KEEP_LOGS") {
+            let log = self.data_dir.with_extension("log");
+            if let Some(name) = log.file_name() {
+                let kept = Path::new(&keep).join(format!("{}-{}", std::process::id(), name.to_string_lossy()));
+                let _ = std::fs::create_dir_all(&keep).and_then(|()| std::fs::copy(&log, kept));
+            }
+        }
         // A failing test shows what each node logged last.
         if std::thread::panicking() {
             let log = std::fs::read_to_string(self.data_dir.with_extension("log")).unwrap_or_default();
@@ -231,7 +239,8 @@ fn spawn(data_dir: &Path, extra_args: &[String], env: &[(String, String)]) -> (C
         .arg(data_dir)
         .args(if extra_args.iter().any(|a| a == "--listen") { &[][..] } else { &["--listen", "127.0.0.1:0"][..] })
         .args(extra_args)
-        .env("CAIRN_LOG", "info,openraft=warn")
+        // `CAIRN_TEST_NODE_LOG` sets the nodes' log filter (to debug a test).
+        .env("CAIRN_LOG", std::env::var("CAIRN_TEST_NODE_LOG").unwrap_or_else(|_| "info,openraft=warn".into()))
         .envs(env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

@@ -6,9 +6,11 @@
 //! - sends every other node one `NodeHeartbeat` naming the partition groups it leads, with
 //!   their terms, and the groups it follows without knowing their leader;
 //! - wakes the groups it leads whose replication to a live replica stalled behind the log,
-//!   those a peer reported as not knowing their leader, and those that just went idle:
-//!   the wake-up (an openraft heartbeat) carries the commit index, which openraft sends
-//!   once and does not resend if that message is lost;
+//!   those that just went idle, and those a peer asked to be woken: the wake-up (an
+//!   openraft heartbeat) carries the commit index, which openraft sends once and does not
+//!   resend if that message is lost. A replica asks when it knows no leader, or when its
+//!   commit index stayed behind the one its leader claims for two passes in a row (the
+//!   wake-up that carried it was lost, so an idle replica would never apply the entry);
 //! - starts an election, pre-vote first, in every group it votes in that no live node
 //!   leads: no node heard from within `election_timeout_min` claims the group at this
 //!   replica's term or later. A random delay of up to `election_timeout_max -
@@ -44,10 +46,20 @@ use crate::{decode, encode};
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct NodeHeartbeat {
     pub from: NodeId,
-    /// Partition groups the sender leads, with its term in each.
-    pub leads: Vec<(GroupId, u64)>,
-    /// Partition groups the sender votes in but does not know the leader of.
-    pub orphans: Vec<GroupId>,
+    /// Partition groups the sender leads.
+    pub leads: Vec<Claim>,
+    /// Partition groups the sender hosts that need a wake-up from their leader: it votes in
+    /// them but knows no leader, or its commit index stays behind its leader's.
+    pub wake: Vec<GroupId>,
+}
+
+/// A leader's claim on one group, as its heartbeats carry it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Claim {
+    pub group: GroupId,
+    pub term: u64,
+    /// The leader's commit index in the group.
+    pub committed: Option<u64>,
 }
 
 /// What this node last heard from each other node.
@@ -64,8 +76,9 @@ struct PeerBeat {
     heard_at: Instant,
     /// The last `NodeHeartbeat`, which says what the peer leads.
     beat_at: Instant,
-    leads: HashMap<GroupId, u64>,
-    orphans: Vec<GroupId>,
+    /// Term and commit index of each group the peer leads.
+    leads: HashMap<GroupId, (u64, Option<u64>)>,
+    wake: Vec<GroupId>,
 }
 
 /// A peer's leadership claims stay good this many failure detection times after its last
@@ -76,9 +89,9 @@ const CLAIMS_VALID_DETECTIONS: u32 = 4;
 impl Liveness {
     fn record(&self, beat: NodeHeartbeat) {
         if let Ok(mut peers) = self.peers.lock() {
-            let leads = beat.leads.into_iter().collect();
+            let leads = beat.leads.into_iter().map(|claim| (claim.group, (claim.term, claim.committed))).collect();
             let now = Instant::now();
-            peers.insert(beat.from, PeerBeat { heard_at: now, beat_at: now, leads, orphans: beat.orphans });
+            peers.insert(beat.from, PeerBeat { heard_at: now, beat_at: now, leads, wake: beat.wake });
         }
     }
 
@@ -103,7 +116,7 @@ impl Liveness {
         peers
             .iter()
             .filter_map(|(node, beat)| {
-                let claimed = *beat.leads.get(&group)?;
+                let (claimed, _) = *beat.leads.get(&group)?;
                 let current =
                     beat.heard_at.elapsed() < within && beat.beat_at.elapsed() < within * CLAIMS_VALID_DETECTIONS;
                 (current && claimed >= term).then_some((claimed, *node))
@@ -112,13 +125,20 @@ impl Liveness {
             .map(|(_, node)| node)
     }
 
-    /// Groups that live peers reported as not knowing their leader.
-    fn orphans(&self, within: Duration) -> HashSet<GroupId> {
+    /// The commit index `leader` claimed for `group` at `term` in its last heartbeat.
+    fn claimed_commit(&self, leader: NodeId, group: GroupId, term: u64) -> Option<u64> {
+        let peers = self.peers.lock().ok()?;
+        let (claimed_term, committed) = *peers.get(&leader)?.leads.get(&group)?;
+        (claimed_term == term).then_some(committed).flatten()
+    }
+
+    /// Groups that live peers asked to be woken.
+    fn wake_requests(&self, within: Duration) -> HashSet<GroupId> {
         let Ok(peers) = self.peers.lock() else { return HashSet::new() };
         peers
             .values()
             .filter(|beat| beat.beat_at.elapsed() < within)
-            .flat_map(|beat| beat.orphans.iter().copied())
+            .flat_map(|beat| beat.wake.iter().copied())
             .collect()
     }
 }
@@ -134,6 +154,9 @@ struct Watch {
     /// Each led group's commit index at the previous pass, and whether the group was
     /// woken since it last changed.
     committed: HashMap<GroupId, (Option<u64>, bool)>,
+    /// Followed groups whose commit index was behind their leader's at the previous pass:
+    /// the commit index the leader claimed then.
+    commit_behind: HashMap<GroupId, u64>,
 }
 
 /// What the liveness loop needs of one group's metrics.
@@ -142,6 +165,7 @@ struct GroupView {
     /// False once the group stopped on a fatal error: it then leads nothing.
     running: bool,
     term: u64,
+    /// The commit index: the cluster's on a leader, this replica's own on a follower.
     committed: Option<u64>,
     leader: Option<NodeId>,
     voter: bool,
@@ -198,25 +222,30 @@ impl Host {
             // peers' messages that arrived meanwhile may not have been served yet, so their
             // silence is no evidence in this pass. Only one pass in a row is skipped, so a
             // node that is always late still elects, one pass later.
-            let stalled = previous_pass.elapsed() > period * 2 && !skipped;
+            let late = previous_pass.elapsed().saturating_sub(period);
+            let stalled = late > period && !skipped;
             skipped = stalled;
-            if stalled {
-                tracing::debug!(late = ?previous_pass.elapsed().saturating_sub(period), "liveness pass late: no elections in it");
+            if late >= self.failure_detection() {
+                // Peers heard nothing from this node meanwhile either: they may elect.
+                tracing::warn!(?late, "this node stalled for longer than the failure detection time");
+            } else if stalled {
+                tracing::debug!(?late, "liveness pass late: no elections in it");
             }
             previous_pass = Instant::now();
             let replicas = self.partitions();
             let views: Vec<GroupView> = replicas.iter().map(|replica| self.group_view(replica)).collect();
-            self.send_heartbeats(&replicas, &views);
+            self.send_heartbeats(&replicas, &views, &mut watch.commit_behind);
             // Until peers had time to say what they lead, no group counts as leaderless.
             let may_elect = started.elapsed() >= self.failure_detection() && !stalled;
-            let orphans = self.liveness.orphans(self.failure_detection());
+            let wake_requests = self.liveness.wake_requests(self.failure_detection());
             for (replica, view) in replicas.iter().zip(&views) {
-                self.watch_group(replica, view, &orphans, may_elect, &mut watch).await;
+                self.watch_group(replica, view, &wake_requests, may_elect, &mut watch).await;
             }
             let hosted: HashSet<GroupId> = replicas.iter().map(|r| r.group_id).collect();
             watch.elect_at.retain(|group, _| hosted.contains(group));
             watch.behind.retain(|group, _| hosted.contains(group));
             watch.committed.retain(|group, _| hosted.contains(group));
+            watch.commit_behind.retain(|group, _| hosted.contains(group));
             let led: HashSet<GroupId> = replicas
                 .iter()
                 .zip(&views)
@@ -245,7 +274,11 @@ impl Host {
             state: metrics.state,
             running: metrics.running_state.is_ok(),
             term: metrics.current_term,
-            committed: metrics.cluster_committed.as_ref().map(|log_id| log_id.index),
+            committed: match metrics.state {
+                ServerState::Leader => metrics.cluster_committed.as_ref(),
+                _ => metrics.local_committed.as_ref(),
+            }
+            .map(|log_id| log_id.index),
             leader: metrics.current_leader,
             voter: metrics.membership_config.membership().voter_ids().any(|id| id == self.config.node_id),
             behind,
@@ -267,7 +300,18 @@ impl Host {
         stalled
     }
 
-    fn send_heartbeats(&self, replicas: &[Arc<PartitionReplica>], views: &[GroupView]) {
+    /// The commit index the leader this replica follows claims for `group` at its term.
+    fn leader_commit(&self, view: &GroupView, group: GroupId) -> Option<u64> {
+        let leader = view.leader.filter(|leader| *leader != self.config.node_id)?;
+        self.liveness.claimed_commit(leader, group, view.term)
+    }
+
+    fn send_heartbeats(
+        &self,
+        replicas: &[Arc<PartitionReplica>],
+        views: &[GroupView],
+        commit_behind: &mut HashMap<GroupId, u64>,
+    ) {
         let detection = self.failure_detection();
         let storage_stalled = self.storage_stalled(detection);
         let stuck: HashSet<GroupId> = self
@@ -277,16 +321,18 @@ impl Host {
                 transfers.iter().filter(|(_, started)| started.elapsed() >= detection).map(|(g, _)| *g).collect()
             })
             .unwrap_or_default();
-        let mut beat = NodeHeartbeat { from: self.config.node_id, leads: Vec::new(), orphans: Vec::new() };
+        let mut beat = NodeHeartbeat { from: self.config.node_id, leads: Vec::new(), wake: Vec::new() };
         for (replica, view) in replicas.iter().zip(views) {
-            if view.state == ServerState::Leader
-                && view.running
-                && !storage_stalled
-                && !stuck.contains(&replica.group_id)
-            {
-                beat.leads.push((replica.group_id, view.term));
+            let group = replica.group_id;
+            if view.state == ServerState::Leader {
+                if view.running && !storage_stalled && !stuck.contains(&group) {
+                    beat.leads.push(Claim { group, term: view.term, committed: view.committed });
+                }
             } else if view.voter && view.leader.is_none_or(|leader| leader == self.config.node_id) {
-                beat.orphans.push(replica.group_id);
+                beat.wake.push(group);
+            } else if commit_lost(group, view.committed, self.leader_commit(view, group), commit_behind) {
+                tracing::debug!(group, committed = ?view.committed, "the commit index stays behind the leader's: asking for a wake-up");
+                beat.wake.push(group);
             }
         }
         let payload = match encode(&beat) {
@@ -313,7 +359,7 @@ impl Host {
         &self,
         replica: &PartitionReplica,
         view: &GroupView,
-        orphans: &HashSet<GroupId>,
+        wake_requests: &HashSet<GroupId>,
         may_elect: bool,
         watch: &mut Watch,
     ) {
@@ -322,13 +368,13 @@ impl Host {
         if view.state == ServerState::Leader {
             watch.elect_at.remove(&group);
             // Wake the group when replication to some live replica made no progress since the
-            // last pass (a failed stream waits for a wake-up), when a replica does not know
-            // us, or once after its commit index stopped moving.
+            // last pass (a failed stream waits for a wake-up), when a replica asked for it,
+            // or once after its commit index stopped moving.
             let previous = watch.behind.insert(group, view.behind.clone()).unwrap_or_default();
             let stalled = view.behind.iter().any(|(node, matched)| {
                 previous.contains(&(*node, *matched)) && self.liveness.is_live(*node, detection)
             });
-            let mut wake = stalled || orphans.contains(&group);
+            let mut wake = stalled || wake_requests.contains(&group);
             let (committed, woken) = watch.committed.entry(group).or_insert((view.committed, true));
             if *committed != view.committed {
                 (*committed, *woken) = (view.committed, false);
@@ -377,6 +423,25 @@ impl Host {
     }
 }
 
+/// Whether a replica whose commit index is `committed` needs a wake-up from its leader, which
+/// claims `claimed`: it was behind that same claim at the previous pass too (a replica still
+/// receiving entries is behind a moving claim, and needs nothing). `commit_behind` carries
+/// each group's claim from pass to pass.
+fn commit_lost(
+    group: GroupId,
+    committed: Option<u64>,
+    claimed: Option<u64>,
+    commit_behind: &mut HashMap<GroupId, u64>,
+) -> bool {
+    match claimed.filter(|claimed| committed.is_none_or(|committed| committed < *claimed)) {
+        Some(claimed) => commit_behind.insert(group, claimed) == Some(claimed),
+        None => {
+            commit_behind.remove(&group);
+            false
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -384,7 +449,8 @@ mod tests {
     const DETECTION: Duration = Duration::from_millis(600);
 
     fn beat(from: NodeId, leads: &[(GroupId, u64)]) -> NodeHeartbeat {
-        NodeHeartbeat { from, leads: leads.to_vec(), orphans: Vec::new() }
+        let leads = leads.iter().map(|&(group, term)| Claim { group, term, committed: None }).collect();
+        NodeHeartbeat { from, leads, wake: Vec::new() }
     }
 
     /// Replication traffic keeps a peer alive when its heartbeats are late, but its claims
@@ -423,5 +489,44 @@ mod tests {
             None,
             "claims older than {CLAIMS_VALID_DETECTIONS} detection times"
         );
+    }
+
+    /// A replica asks for a wake-up only when it stays behind the same claimed commit index
+    /// for two passes: a lost commit, not one still on its way.
+    #[test]
+    fn a_commit_index_behind_the_same_claim_twice_asks_for_a_wake_up() {
+        let mut behind = HashMap::new();
+        // (own commit index, leader's claim, wake-up asked)
+        let passes = [
+            (Some(4), Some(4), false), // caught up
+            (Some(4), Some(5), false), // behind: the commit may be on its way
+            (Some(4), Some(5), true),  // still behind the same claim: it was lost
+            (Some(4), Some(5), true),  // and stays lost until the replica catches up
+            (Some(4), Some(6), false), // the claim moved: entries are flowing
+            (Some(6), Some(6), false), // caught up
+            (None, Some(0), false),    // a fresh replica behind the first entry
+            (None, Some(0), true),
+            (Some(7), None, false), // no claim known: nothing to compare with
+            (Some(7), Some(8), false),
+        ];
+        for (pass, (committed, claimed, asks)) in passes.into_iter().enumerate() {
+            assert_eq!(
+                commit_lost(9, committed, claimed, &mut behind),
+                asks,
+                "pass {pass}: {committed:?} vs {claimed:?}"
+            );
+        }
+        assert!(!commit_lost(10, Some(1), Some(2), &mut behind), "groups are tracked apart");
+    }
+
+    #[test]
+    fn a_claim_carries_the_commit_index_of_its_term() {
+        let liveness = Liveness::default();
+        let claim = Claim { group: 7, term: 3, committed: Some(12) };
+        liveness.record(NodeHeartbeat { from: 2, leads: vec![claim], wake: vec![8] });
+        assert_eq!(liveness.claimed_commit(2, 7, 3), Some(12));
+        assert_eq!(liveness.claimed_commit(2, 7, 4), None, "a claim at another term says nothing of this one");
+        assert_eq!(liveness.claimed_commit(3, 7, 3), None);
+        assert_eq!(liveness.wake_requests(DETECTION), HashSet::from([8]));
     }
 }
