@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use cairn_client::{CairnClient, CreateTopicOptions, proto};
 use cairn_server::forward::{HOPS_HEADER, HOPS_MAX, LEADER_HEADER, NOT_LEADER_HEADER};
-use harness::{Cluster, FAST_RAFT, Node};
+use harness::latency_proxy::LatencyProxy;
+use harness::{Cluster, FAST_RAFT, Member, Node};
 use tonic::Code;
 
 /// Well under the 10 s a node waits for a leader before it gives up.
@@ -320,19 +321,59 @@ async fn wait_for_leader(client: &CairnClient, topic: &str, partition: u32, lead
 /// A pipelining producer's appends after idle spells: the leader renews its lease (a
 /// heartbeat round) before proposing each burst, and every batch overtook the ones before
 /// it on the way. The leader proposes them in sequence order: none is refused as a gap.
-/// (End to end on an idle loopback cluster, where a heartbeat round is quick. The cases a
-/// slow renewal brings, an earlier batch held up longer than the wait for it and a
-/// proposal refused for a lapsed lease, are `host::proposal_order`'s unit tests.)
+/// (On an idle loopback cluster, where a heartbeat round is quick. The slow round is the
+/// next test; an earlier batch held up longer than the wait for it and a proposal refused
+/// for a lapsed lease are `host::proposal_order`'s unit tests.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pipelined_appends_after_an_idle_spell_are_not_refused() {
-    const ROUNDS: u64 = 3;
-    const IN_FLIGHT: u64 = 5;
     let dir = tempfile::tempdir().expect("tempdir");
     let cluster = tokio::task::block_in_place(|| Cluster::start(dir.path(), 3, &FAST_RAFT));
-    let clients = clients(&cluster).await;
+    append_pipelined_after_idle_spells(&clients(&cluster).await).await;
+}
+
+/// The same over slow links: every node behind a proxy that delays each direction by
+/// 80 ms, so renewing the lease takes a 160 ms round trip (and each batch's own trip as
+/// long), at the default timing (a 600 ms failure detection time; openraft's RPCs time out
+/// after the 200 ms heartbeat interval, which bounds the round trip this test can use). The
+/// leader must wait for the batches ahead of each one as long as the renewal takes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipelined_appends_after_an_idle_spell_over_slow_links_are_not_refused() {
+    const LINK_DELAY: Duration = Duration::from_millis(80);
+    let listens: Vec<String> = (0..3)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("address").to_string())
+        .collect();
+    let mut proxies = Vec::new();
+    for listen in &listens {
+        proxies.push(LatencyProxy::start(listen.clone(), LINK_DELAY).await);
+    }
+    let members: Vec<Member> = listens
+        .iter()
+        .zip(&proxies)
+        .map(|(listen, proxy)| Member { address: proxy.address.clone(), listen: listen.clone() })
+        .collect();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cluster = tokio::task::block_in_place(|| Cluster::start_members(dir.path(), &members, &[], |_| Vec::new()));
+    append_pipelined_after_idle_spells(&clients(&cluster).await).await;
+}
+
+/// Appends to a new one-partition topic as a pipelining idempotent producer would after idle
+/// spells longer than the lease: bursts of batches sent last first, a few milliseconds apart.
+/// None may be refused, and each lands at its sequence's offset.
+async fn append_pipelined_after_idle_spells(clients: &[CairnClient]) {
+    const ROUNDS: u64 = 3;
+    const IN_FLIGHT: u64 = 5;
     let mut options = CreateTopicOptions::new("pipelined", 1);
     options.replication_factor = 3;
-    let topic = clients[0].create_topic(options).await.expect("create");
+    // Over slow links the controller may still be electing its first leader.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let topic = loop {
+        match clients[0].create_topic(options.clone()).await {
+            Err(cairn_client::ClientError::Status { code: Code::Unavailable, .. }) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            created => break created.expect("create"),
+        }
+    };
     // The preferred leader takes over soon after creation: a new term, whose leader knows
     // no order of the producer's batches yet. Start once it leads.
     let leader = topic.partitions[0].replicas[0];
@@ -356,7 +397,8 @@ async fn pipelined_appends_after_an_idle_spell_are_not_refused() {
     let mut refused = Vec::new();
     let mut offsets = Vec::new();
     for round in 0..ROUNDS {
-        // Idle for longer than the lease (the failure detection time, 300 ms here).
+        // Idle for longer than the lease (the failure detection time: 300 ms with
+        // FAST_RAFT, 600 ms by default).
         tokio::time::sleep(Duration::from_secs(2)).await;
         // Sent last first, a few milliseconds apart: each overtakes the ones before it.
         let first = 1 + round * IN_FLIGHT;

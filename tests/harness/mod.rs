@@ -2,6 +2,7 @@
 
 #![allow(dead_code)]
 
+pub mod latency_proxy;
 pub mod workload;
 
 use std::io::{BufRead, BufReader};
