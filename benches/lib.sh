@@ -1,8 +1,10 @@
-# Helpers for the benchmark scripts: the release binary, free ports, nodes in the
+# Helpers for the benchmark scripts: the release binaries, free ports, nodes in the
 # background (killed on exit). Source it: `. benches/lib.sh`.
 target="${CARGO_TARGET_DIR:-/var/tmp/cairn-target}"
 cairn="${CAIRN_BIN:-$target/release/cairn}"
 [ -x "$cairn" ] || { echo "build it first: benches/README.md, 'Building release binaries'"; exit 1; }
+# The load generator; only scale_out.sh needs it.
+cairn_bench="${CAIRN_BENCH_BIN:-$target/release/cairn-bench}"
 pids=()
 bench_dir=$(mktemp -d)
 trap 'kill -9 "${pids[@]}" 2>/dev/null; rm -rf "$bench_dir"' EXIT

@@ -12,7 +12,7 @@ server="127.0.0.1:${ports[0]}"
 "$cairn" --server "$server" topic create load --partitions 12 --replication-factor 3 > /dev/null
 wait_idle "$server"
 produce() {
-  "$cairn" --server "$server" bench produce --topic load --record-size 1024 --batch 100 --in-flight 64 \
+  "$cairn_bench" --server "$server" produce --topic load --record-size 1024 --batch 100 --in-flight 64 \
     --producers 4 --duration "$duration" --output json 2> /dev/null |
     python3 -c 'import json,sys; r=json.load(sys.stdin); print("%.0f records/s, p99 %.1f ms" % (r["records_per_sec"], r["latency_ms"]["p99"]))'
 }

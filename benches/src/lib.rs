@@ -1,5 +1,5 @@
 //! Benchmarks for Cairn: criterion micro-benchmarks of the hot paths (`benches/`). The load
-//! generator that drives a running cluster is `cairn bench` (crates/cairn-cli/src/bench).
+//! generator that drives a running cluster is `cairn-bench` (crates/cairn-bench).
 
 use bytes::Bytes;
 use cairn_types::Record;

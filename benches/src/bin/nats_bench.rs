@@ -1,5 +1,5 @@
 //! The NATS JetStream side of the comparison (`benches/compare.sh`): the same workloads as
-//! `cairn bench`, measured by the same code (`cairn_cli::bench::Stats`), printed in the same
+//! `cairn-bench`, measured by the same code (`cairn_bench::Stats`), printed in the same
 //! JSON shape. JetStream has no batch append: one publish is one record, and
 //! `--in-flight` publishes per producer await their acks.
 //!
@@ -13,8 +13,8 @@ use std::time::Duration;
 use anyhow::Context as _;
 use async_nats::jetstream::{self, consumer, stream};
 use bytes::Bytes;
+use cairn_bench::{ProgressLine, Report, Stats};
 use cairn_cli::OutputFormat;
-use cairn_cli::bench::{ProgressLine, Report, Stats};
 use clap::Parser;
 use futures::StreamExt as _;
 use tokio::time::Instant;
@@ -102,7 +102,7 @@ async fn produce(args: &ProduceArgs) -> anyhow::Result<Report> {
     let started = Instant::now();
     let deadline = started + Duration::from(args.duration);
     let interval = args.rate.map(|rate| Duration::from_secs_f64(args.producers as f64 / rate.max(1) as f64));
-    let payload = Bytes::from(cairn_cli::bench::batch_of(1, args.record_size, 7).remove(0).value.to_vec());
+    let payload = Bytes::from(cairn_bench::batch_of(1, args.record_size, 7).remove(0).value.to_vec());
     let mut tasks = Vec::new();
     for producer in 0..args.producers {
         let js = context(&args.connection.server).await?;

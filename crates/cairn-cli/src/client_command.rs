@@ -1,6 +1,5 @@
 use cairn_client::CairnClient;
 
-use crate::bench::BenchCommand;
 use crate::{
     ClusterCommand, ConsumeCommand, LeaderCommand, NodeCommand, OperationCommand, PartitionCommand, ProduceCommand,
     RebalanceCommand, TopicCommand,
@@ -33,9 +32,6 @@ pub enum ClientCommand {
     /// Replica moves and decommissions under way.
     #[command(subcommand)]
     Operation(OperationCommand),
-    /// Load generators: produce, consume and end-to-end throughput and latency.
-    #[command(subcommand)]
-    Bench(BenchCommand),
 }
 
 /// Runs `command` against the node at `server` (`host:port` or `http://host:port`).
@@ -53,7 +49,6 @@ pub async fn run(command: ClientCommand, server: &str) -> anyhow::Result<()> {
         ClientCommand::Partition(command) => command.run(&client, &mut stdout).await,
         ClientCommand::Rebalance(command) => command.run(&client, &mut stdout).await,
         ClientCommand::Operation(command) => command.run(&client, &mut stdout).await,
-        ClientCommand::Bench(command) => command.run(server, &mut stdout).await,
     }
 }
 
@@ -173,44 +168,6 @@ mod tests {
         assert!(error.to_string().contains("expected 'earliest'"), "{error}");
         assert!(parse(&["topic", "create", "t"]).is_err(), "--partitions is required");
         assert!(parse(&["topic", "describe", "t", "--output", "yaml"]).is_err());
-    }
-
-    #[test]
-    fn bench_takes_the_documented_options() {
-        let cli = parse(&[
-            "bench",
-            "produce",
-            "--topic",
-            "T",
-            "--record-size",
-            "1024",
-            "--batch",
-            "100",
-            "--in-flight",
-            "64",
-            "--duration",
-            "30s",
-            "--rate",
-            "5000",
-            "--partitions",
-            "4",
-            "--producers",
-            "2",
-            "--output",
-            "json",
-        ])
-        .expect("parses");
-        let ClientCommand::Bench(BenchCommand::Produce { bench, output }) = cli.command else {
-            panic!("wrong command: {:?}", cli.command)
-        };
-        assert_eq!(output, OutputFormat::Json);
-        assert_eq!((bench.topic.topic.as_str(), bench.topic.partitions, bench.producers), ("T", 4, 2));
-        assert_eq!((bench.record_size, bench.batch, bench.in_flight, bench.rate), (1024, 100, 64, Some(5000)));
-        assert_eq!(std::time::Duration::from(bench.duration), std::time::Duration::from_secs(30));
-        let cli = parse(&["bench", "consume", "--topic", "T", "--consistency", "linearizable"]).expect("parses");
-        assert!(matches!(cli.command, ClientCommand::Bench(BenchCommand::Consume { .. })));
-        assert!(parse(&["bench", "e2e", "--duration", "2m"]).is_ok());
-        assert!(parse(&["bench", "produce", "--duration", "soon"]).is_err());
     }
 
     #[test]

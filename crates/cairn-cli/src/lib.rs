@@ -2,7 +2,6 @@
 //! `cairn-client`. The `cairn` binary in `cairn-server` embeds [`ClientCommand`] and
 //! flattens [`ServerArg`], then calls [`run`].
 
-pub mod bench;
 mod client_command;
 mod cluster_command;
 mod consume_command;
@@ -28,7 +27,7 @@ mod topic_command;
 
 pub use client_command::{ClientCommand, run};
 pub use cluster_command::ClusterCommand;
-pub use consume_command::ConsumeCommand;
+pub use consume_command::{ConsistencyArg, ConsumeCommand};
 pub use header_arg::HeaderArg;
 pub use leader_command::{LeaderCommand, TopicPartition};
 pub use node_command::NodeCommand;

@@ -1,17 +1,28 @@
 //! Configuration: defaults (named constants) < TOML file (`--config`) < `CAIRN_*`
 //! environment variables < flags. Validated once into an immutable `ServerConfig`.
+//!
+//! Each setting is declared once, in `ServeArgs` (and `LimitArgs` for the `[limits]`
+//! table): its doc comment is its `--help` text, its field name is both the flag
+//! (`--heartbeat-interval-ms`) and the TOML key, and its `env` the variable. clap reads flags
+//! and variables (a flag beats its variable); figment lays what they set over the file and
+//! extracts the result into `ServerConfig`, whose `Default` holds the defaults. The file's
+//! keys are checked (`deny_unknown_fields`), and a test checks that `ServerConfig`, the flags
+//! and `deploy/cairn.example.toml` name the same settings.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
 
 use anyhow::{Context, bail};
 use cairn_types::{Limits, NodeId};
-use serde::Deserialize;
+use figment::providers::{Format, Serialized, Toml};
+use figment::value::{Dict, Map, Value};
+use figment::{Figment, Metadata, Profile, Provider};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 pub const DEFAULT_NODE_ID: NodeId = 1;
 pub const DEFAULT_DATA_DIR: &str = "./cairn-data";
-pub const DEFAULT_LISTEN: &str = "127.0.0.1:7070";
+pub const DEFAULT_LISTEN: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::LOCALHOST), 7070);
 pub const DEFAULT_HEARTBEAT_INTERVAL_MS: u64 = 200;
 pub const DEFAULT_ELECTION_TIMEOUT_MIN_MS: u64 = 600;
 pub const DEFAULT_ELECTION_TIMEOUT_MAX_MS: u64 = 900;
@@ -25,11 +36,14 @@ pub const DEFAULT_MOVE_BYTES_PER_SEC: u64 = 100 * 1024 * 1024;
 pub const DECODING_OVERHEAD_BYTES: usize = 1024 * 1024;
 
 /// Start a Cairn node. With no flags: a single-node cluster, node id 1, data in
-/// ./cairn-data, gRPC on 127.0.0.1:7070.
-#[derive(Debug, Clone, Default, clap::Args)]
+/// ./cairn-data, gRPC on 127.0.0.1:7070. Every setting may also be given as the
+/// `CAIRN_*` variable shown, or as the key of the same name in the --config file
+/// (limits in its `[limits]` table); a flag beats its variable, which beats the file.
+#[derive(Debug, Clone, Default, clap::Args, Serialize)]
 pub struct ServeArgs {
     /// TOML configuration file; flags and CAIRN_* variables override it.
     #[arg(long, env = "CAIRN_CONFIG")]
+    #[serde(skip)]
     pub config: Option<PathBuf>,
     /// This node's id: unique in the cluster, fixed for the life of the data directory.
     #[arg(long, env = "CAIRN_NODE_ID")]
@@ -80,9 +94,23 @@ pub struct ServeArgs {
     /// Bytes per second this node streams to replicas that catch up (moves); 0: no limit.
     #[arg(long, env = "CAIRN_MOVE_BYTES_PER_SEC")]
     pub move_bytes_per_sec: Option<u64>,
+    #[command(flatten)]
+    pub limits: LimitArgs,
+}
+
+/// The `[limits]` table of the config file (`cairn_types::Limits`), as flags.
+#[derive(Debug, Clone, Default, clap::Args, Serialize)]
+#[command(next_help_heading = "Limits (the [limits] table of the --config file)")]
+pub struct LimitArgs {
     /// Largest record value, in bytes.
     #[arg(long, env = "CAIRN_RECORD_VALUE_BYTES_MAX")]
     pub record_value_bytes_max: Option<usize>,
+    /// Largest record key, in bytes.
+    #[arg(long, env = "CAIRN_RECORD_KEY_BYTES_MAX")]
+    pub record_key_bytes_max: Option<usize>,
+    /// Most headers on one record.
+    #[arg(long, env = "CAIRN_RECORD_HEADERS_MAX")]
+    pub record_headers_max: Option<usize>,
     /// Largest append request, in bytes.
     #[arg(long, env = "CAIRN_REQUEST_BYTES_MAX")]
     pub request_bytes_max: Option<usize>,
@@ -92,9 +120,21 @@ pub struct ServeArgs {
     /// Most partitions in one topic.
     #[arg(long, env = "CAIRN_PARTITIONS_PER_TOPIC_MAX")]
     pub partitions_per_topic_max: Option<u32>,
+    /// Most topics in the cluster.
+    #[arg(long, env = "CAIRN_TOPICS_MAX")]
+    pub topics_max: Option<usize>,
     /// Cap on the bytes one read returns.
     #[arg(long, env = "CAIRN_READ_BYTES_MAX")]
     pub read_bytes_max: Option<usize>,
+    /// Cap on the records one read returns.
+    #[arg(long, env = "CAIRN_READ_RECORDS_MAX")]
+    pub read_records_max: Option<usize>,
+    /// Longest a read may wait for new data, in milliseconds.
+    #[arg(long, env = "CAIRN_READ_WAIT_MS_MAX")]
+    pub read_wait_ms_max: Option<u64>,
+    /// Most concurrent subscriptions served by one node.
+    #[arg(long, env = "CAIRN_SUBSCRIPTIONS_MAX")]
+    pub subscriptions_max: Option<usize>,
     /// Most public API requests this node serves at once; more are refused
     /// (RESOURCE_EXHAUSTED).
     #[arg(long, env = "CAIRN_REQUESTS_IN_FLIGHT_MAX")]
@@ -112,33 +152,42 @@ pub struct ServeArgs {
     pub connection_streams_max: Option<u32>,
 }
 
-/// The `--config` file. Every key is optional.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FileConfig {
-    node_id: Option<NodeId>,
-    data_dir: Option<PathBuf>,
-    listen: Option<SocketAddr>,
-    advertise: Option<String>,
-    initial_cluster: Option<String>,
-    heartbeat_interval_ms: Option<u64>,
-    election_timeout_min_ms: Option<u64>,
-    election_timeout_max_ms: Option<u64>,
-    retention_check_interval_ms: Option<u64>,
-    snapshot_log_entries: Option<u64>,
-    auto_balance: Option<bool>,
-    moves_active_max: Option<u32>,
-    move_bytes_per_sec: Option<u64>,
-    #[serde(default)]
-    limits: Option<Limits>,
+/// The settings of `ServeArgs` that a flag or variable set, as a figment provider: unset
+/// ones are left out, so that they do not hide the file's.
+struct SetArgs<'a>(&'a ServeArgs);
+
+impl Provider for SetArgs<'_> {
+    fn metadata(&self) -> Metadata {
+        Metadata::named("flags and CAIRN_* variables")
+    }
+
+    fn data(&self) -> Result<Map<Profile, Dict>, figment::Error> {
+        let data = Serialized::defaults(self.0).data()?;
+        Ok(data.into_iter().map(|(profile, dict)| (profile, without_unset(dict))).collect())
+    }
 }
 
-#[derive(Debug, Clone)]
+fn without_unset(dict: Dict) -> Dict {
+    dict.into_iter()
+        .filter_map(|(key, value)| match value {
+            Value::Empty(..) => None,
+            Value::Dict(tag, dict) => Some((key, Value::Dict(tag, without_unset(dict)))),
+            value => Some((key, value)),
+        })
+        .collect()
+}
+
+/// A node's settings, resolved and validated. Deserialized (figment) from the file and
+/// the flags over `ServerConfig::default()`, under the keys of `ServeArgs`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct ServerConfig {
     pub node_id: NodeId,
     pub data_dir: PathBuf,
     pub listen: SocketAddr,
     pub advertise: Option<String>,
+    /// `--initial-cluster`, parsed.
+    #[serde(rename = "initial_cluster", deserialize_with = "initial_members", serialize_with = "initial_cluster")]
     pub initial_members: BTreeMap<NodeId, String>,
     /// A member to join through, for a node that joins an existing cluster.
     pub join: Option<String>,
@@ -153,71 +202,59 @@ pub struct ServerConfig {
     pub limits: Limits,
 }
 
+impl Default for ServerConfig {
+    fn default() -> ServerConfig {
+        ServerConfig {
+            node_id: DEFAULT_NODE_ID,
+            data_dir: PathBuf::from(DEFAULT_DATA_DIR),
+            listen: DEFAULT_LISTEN,
+            advertise: None,
+            initial_members: BTreeMap::new(),
+            join: None,
+            heartbeat_interval_ms: DEFAULT_HEARTBEAT_INTERVAL_MS,
+            election_timeout_min_ms: DEFAULT_ELECTION_TIMEOUT_MIN_MS,
+            election_timeout_max_ms: DEFAULT_ELECTION_TIMEOUT_MAX_MS,
+            retention_check_interval_ms: DEFAULT_RETENTION_CHECK_INTERVAL_MS,
+            snapshot_log_entries: DEFAULT_SNAPSHOT_LOG_ENTRIES,
+            auto_balance: DEFAULT_AUTO_BALANCE,
+            moves_active_max: DEFAULT_MOVES_ACTIVE_MAX,
+            move_bytes_per_sec: DEFAULT_MOVE_BYTES_PER_SEC,
+            limits: Limits::default(),
+        }
+    }
+}
+
+fn initial_members<'de, D: Deserializer<'de>>(deserializer: D) -> Result<BTreeMap<NodeId, String>, D::Error> {
+    let spec = String::deserialize(deserializer)?;
+    parse_initial_cluster(&spec).map_err(|err| serde::de::Error::custom(format!("{err:#}")))
+}
+
+fn initial_cluster<S: Serializer>(members: &BTreeMap<NodeId, String>, serializer: S) -> Result<S::Ok, S::Error> {
+    let spec: Vec<String> = members.iter().map(|(id, address)| format!("{id}={address}")).collect();
+    serializer.serialize_str(&spec.join(","))
+}
+
 impl ServerConfig {
     pub fn load(args: &ServeArgs) -> anyhow::Result<ServerConfig> {
-        let file = match &args.config {
-            Some(path) => read_file(path)?,
-            None => FileConfig::default(),
-        };
-        let mut limits = file.limits.unwrap_or_default();
-        override_with(&mut limits.record_value_bytes_max, args.record_value_bytes_max);
-        override_with(&mut limits.request_bytes_max, args.request_bytes_max);
-        override_with(&mut limits.records_per_request_max, args.records_per_request_max);
-        override_with(&mut limits.partitions_per_topic_max, args.partitions_per_topic_max);
-        override_with(&mut limits.read_bytes_max, args.read_bytes_max);
-        override_with(&mut limits.requests_in_flight_max, args.requests_in_flight_max);
-        override_with(&mut limits.request_bytes_in_flight_max, args.request_bytes_in_flight_max);
-        override_with(&mut limits.connection_request_bytes_in_flight_max, args.connection_request_bytes_in_flight_max);
-        override_with(&mut limits.connection_streams_max, args.connection_streams_max);
-        let listen = match args.listen.or(file.listen) {
-            Some(listen) => listen,
-            None => DEFAULT_LISTEN.parse().context("default listen address")?,
-        };
-        let node_id = args.node_id.or(file.node_id).unwrap_or(DEFAULT_NODE_ID);
-        let initial_members = match args.initial_cluster.as_ref().or(file.initial_cluster.as_ref()) {
-            Some(spec) => parse_initial_cluster(spec)?,
-            None => BTreeMap::new(),
-        };
-        if !initial_members.is_empty() && !initial_members.contains_key(&node_id) {
-            bail!("--initial-cluster does not list this node (--node-id {node_id}); list every initial member");
+        let mut figment = Figment::new();
+        if let Some(path) = &args.config {
+            std::fs::metadata(path).with_context(|| format!("reading config file {}", path.display()))?;
+            figment = figment.merge(Toml::file_exact(path));
+        }
+        let mut config: ServerConfig = figment
+            .merge(SetArgs(args))
+            .extract()
+            .context("reading the settings (--config file, CAIRN_* variables and flags)")?;
+        if !config.initial_members.is_empty() && !config.initial_members.contains_key(&config.node_id) {
+            bail!(
+                "--initial-cluster does not list this node (--node-id {}); list every initial member",
+                config.node_id
+            );
         }
         // A member's own entry says where the others reach it.
-        let advertise = args.advertise.clone().or(file.advertise).or_else(|| initial_members.get(&node_id).cloned());
-        let config = ServerConfig {
-            node_id,
-            data_dir: args.data_dir.clone().or(file.data_dir).unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
-            listen,
-            advertise,
-            initial_members,
-            join: args.join.clone(),
-            heartbeat_interval_ms: args
-                .heartbeat_interval_ms
-                .or(file.heartbeat_interval_ms)
-                .unwrap_or(DEFAULT_HEARTBEAT_INTERVAL_MS),
-            election_timeout_min_ms: args
-                .election_timeout_min_ms
-                .or(file.election_timeout_min_ms)
-                .unwrap_or(DEFAULT_ELECTION_TIMEOUT_MIN_MS),
-            election_timeout_max_ms: args
-                .election_timeout_max_ms
-                .or(file.election_timeout_max_ms)
-                .unwrap_or(DEFAULT_ELECTION_TIMEOUT_MAX_MS),
-            retention_check_interval_ms: args
-                .retention_check_interval_ms
-                .or(file.retention_check_interval_ms)
-                .unwrap_or(DEFAULT_RETENTION_CHECK_INTERVAL_MS),
-            snapshot_log_entries: args
-                .snapshot_log_entries
-                .or(file.snapshot_log_entries)
-                .unwrap_or(DEFAULT_SNAPSHOT_LOG_ENTRIES),
-            auto_balance: args.auto_balance.or(file.auto_balance).unwrap_or(DEFAULT_AUTO_BALANCE),
-            moves_active_max: args.moves_active_max.or(file.moves_active_max).unwrap_or(DEFAULT_MOVES_ACTIVE_MAX),
-            move_bytes_per_sec: args
-                .move_bytes_per_sec
-                .or(file.move_bytes_per_sec)
-                .unwrap_or(DEFAULT_MOVE_BYTES_PER_SEC),
-            limits,
-        };
+        if config.advertise.is_none() {
+            config.advertise = config.initial_members.get(&config.node_id).cloned();
+        }
         config.validate()?;
         Ok(config)
     }
@@ -301,17 +338,6 @@ pub fn parse_initial_cluster(spec: &str) -> anyhow::Result<BTreeMap<NodeId, Stri
     Ok(members)
 }
 
-fn override_with<T>(slot: &mut T, value: Option<T>) {
-    if let Some(value) = value {
-        *slot = value;
-    }
-}
-
-fn read_file(path: &Path) -> anyhow::Result<FileConfig> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading config file {}", path.display()))?;
-    toml::from_str(&text).with_context(|| format!("parsing config file {}", path.display()))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -367,5 +393,96 @@ mod tests {
         assert!(format!("{err:#}").contains("no_such_key"), "{err:#}");
         let err = ServerConfig::load(&ServeArgs { node_id: Some(0), ..Default::default() }).expect_err("node 0");
         assert!(err.to_string().contains("node-id"));
+    }
+
+    fn example_path() -> PathBuf {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../deploy/cairn.example.toml")
+    }
+
+    /// Every setting of `ServerConfig`, by its key in the file (`limits.` before a limit).
+    fn setting_keys() -> Vec<String> {
+        fn keys(prefix: &str, dict: &Dict, out: &mut Vec<String>) {
+            for (key, value) in dict {
+                match value {
+                    Value::Dict(_, table) => keys(&format!("{prefix}{key}."), table, out),
+                    _ => out.push(format!("{prefix}{key}")),
+                }
+            }
+        }
+        let data = Serialized::defaults(ServerConfig::default()).data().expect("serializes");
+        let mut out = Vec::new();
+        keys("", &data[&Profile::Default], &mut out);
+        out
+    }
+
+    /// The settings, the flags of `cairn serve` (its --help) and the example file name the
+    /// same settings: one flag per setting and one per flag, one line of the example each
+    /// (commented out where a setting has no default value).
+    #[test]
+    fn every_setting_has_a_flag_and_a_line_in_the_example() {
+        let command = <ServeArgs as clap::Args>::augment_args(clap::Command::new("serve"));
+        let flags: Vec<String> =
+            command.get_arguments().filter_map(|arg| arg.get_long()).map(|long| long.replace('-', "_")).collect();
+        let settings = setting_keys();
+        let names: Vec<&str> = settings.iter().map(|key| key.rsplit('.').next().unwrap_or(key)).collect();
+        for flag in &flags {
+            assert!(flag == "config" || names.contains(&flag.as_str()), "--{flag} sets no setting of ServerConfig");
+        }
+        let text = std::fs::read_to_string(example_path()).expect("example");
+        let mut table = String::new();
+        let mut example = Vec::new();
+        for line in text.lines() {
+            let line = line.trim_start_matches("# ").trim();
+            if let Some(name) = line.strip_prefix('[').and_then(|line| line.strip_suffix(']')) {
+                table = format!("{name}.");
+            } else if let Some((key, _)) = line.split_once(" = ") {
+                example.push(format!("{table}{}", key.trim()));
+            }
+        }
+        for (key, name) in settings.iter().zip(&names) {
+            assert!(flags.iter().any(|flag| flag == name), "setting {key} has no flag in `cairn serve --help`");
+            assert!(example.contains(key), "setting {key} is missing from deploy/cairn.example.toml");
+        }
+    }
+
+    /// The example's commented-out lines are valid settings too.
+    #[test]
+    fn example_config_file_is_valid_uncommented() {
+        let text = std::fs::read_to_string(example_path()).expect("example");
+        let uncommented: String = text
+            .lines()
+            .map(|line| match line.strip_prefix("# ") {
+                Some(setting) if setting.contains(" = ") => setting,
+                _ => line,
+            })
+            .map(|line| format!("{line}\n"))
+            .collect();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("cairn.toml");
+        std::fs::write(&path, uncommented).expect("write");
+        let config = ServerConfig::load(&ServeArgs { config: Some(path), ..Default::default() }).expect("loads");
+        assert_eq!(config.initial_members.len(), 3);
+        assert_eq!(config.join.as_deref(), Some("127.0.0.1:7071"));
+        assert_eq!(config.advertise.as_deref(), Some("10.0.0.1:7070"));
+    }
+
+    /// Limits that were file-only are flags now, and a flag beats the file.
+    #[test]
+    fn every_limit_is_a_flag_that_beats_the_file() {
+        #[derive(clap::Parser)]
+        struct Serve {
+            #[command(flatten)]
+            args: ServeArgs,
+        }
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("cairn.toml");
+        std::fs::write(&path, "[limits]\nread_records_max = 5\ntopics_max = 6\n").expect("write");
+        let config_flag = format!("--config={}", path.display());
+        let serve = <Serve as clap::Parser>::try_parse_from(["serve", &config_flag, "--read-records-max", "7"])
+            .expect("parses");
+        let config = ServerConfig::load(&serve.args).expect("load");
+        assert_eq!(config.limits.read_records_max, 7, "flag beats file");
+        assert_eq!(config.limits.topics_max, 6, "from the file");
+        assert_eq!(config.limits.subscriptions_max, Limits::default().subscriptions_max, "default");
     }
 }

@@ -1,4 +1,4 @@
-//! `cairn bench consume`: reads a topic's backlog (everything up to the high watermarks
+//! `cairn-bench consume`: reads a topic's backlog (everything up to the high watermarks
 //! seen at the start), one reader per partition, through the public client.
 
 use std::sync::Arc;
@@ -7,13 +7,13 @@ use std::time::Duration;
 use cairn_client::{CairnClient, Consistency};
 use tokio::time::Instant;
 
-use super::stats::{ProgressLine, Report, Stats};
-use crate::consume_command::ConsistencyArg;
+use crate::stats::{ProgressLine, Report, Stats};
+use cairn_cli::ConsistencyArg;
 
 /// Read throughput: drain a topic's backlog.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ConsumeBench {
-    /// Topic to read (it must exist; fill it with `cairn bench produce`).
+    /// Topic to read (it must exist; fill it with `cairn-bench produce`).
     #[arg(long)]
     pub topic: String,
     /// local reads what the replica asked has applied; linearizable asks the leader for a

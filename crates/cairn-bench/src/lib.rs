@@ -1,12 +1,16 @@
-//! `cairn bench`: load generators built on the public client, so their figures are what
+//! `cairn-bench`: load generators built on the public client, so their figures are what
 //! users get. Each prints a progress line per second on stderr, then a report (a table,
 //! or with `--output json` one JSON object).
+//!
+//! A crate and binary of its own (not a `cairn` subcommand), so that the server binary
+//! does not carry the load generator's dependencies (hdrhistogram, cpu-time, humantime).
 
 mod consume;
 mod e2e;
 mod produce;
 mod stats;
 
+use cairn_cli::{OutputFormat, ServerArg};
 use cairn_client::{CairnClient, Code, CreateTopicOptions};
 
 pub use consume::ConsumeBench;
@@ -14,7 +18,15 @@ pub use e2e::E2eBench;
 pub use produce::{ProduceBench, batch_of};
 pub use stats::{ProgressLine, Report, Stats};
 
-use crate::OutputFormat;
+/// cairn-bench: load generators for a running Cairn cluster.
+#[derive(Debug, clap::Parser)]
+#[command(name = "cairn-bench", version)]
+pub struct Cli {
+    #[command(flatten)]
+    pub server: ServerArg,
+    #[command(subcommand)]
+    pub command: BenchCommand,
+}
 
 /// Measure the cluster: produce, consume, or both at once (end-to-end latency).
 #[derive(Debug, Clone, clap::Subcommand)]
@@ -78,5 +90,56 @@ impl BenchCommand {
             BenchCommand::E2e { bench, output } => (bench.run(server).await?, output),
         };
         report.print(output, out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::{CommandFactory, Parser};
+
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("cairn-bench").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn command_definitions_are_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn bench_takes_the_documented_options() {
+        let cli = parse(&[
+            "produce",
+            "--topic",
+            "T",
+            "--record-size",
+            "1024",
+            "--batch",
+            "100",
+            "--in-flight",
+            "64",
+            "--duration",
+            "30s",
+            "--rate",
+            "5000",
+            "--partitions",
+            "4",
+            "--producers",
+            "2",
+            "--output",
+            "json",
+        ])
+        .expect("parses");
+        let BenchCommand::Produce { bench, output } = cli.command else { panic!("wrong command: {:?}", cli.command) };
+        assert_eq!(output, OutputFormat::Json);
+        assert_eq!((bench.topic.topic.as_str(), bench.topic.partitions, bench.producers), ("T", 4, 2));
+        assert_eq!((bench.record_size, bench.batch, bench.in_flight, bench.rate), (1024, 100, 64, Some(5000)));
+        assert_eq!(std::time::Duration::from(bench.duration), std::time::Duration::from_secs(30));
+        let cli = parse(&["consume", "--topic", "T", "--consistency", "linearizable"]).expect("parses");
+        assert!(matches!(cli.command, BenchCommand::Consume { .. }));
+        assert!(parse(&["e2e", "--duration", "2m"]).is_ok());
+        assert!(parse(&["produce", "--duration", "soon"]).is_err());
     }
 }

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
-use crate::OutputFormat;
+use cairn_cli::OutputFormat;
 
 /// Latencies above this are recorded as this (an hour, in microseconds).
 const LATENCY_US_MAX: u64 = 3_600_000_000;

@@ -1,4 +1,4 @@
-//! `cairn bench e2e`: produce and consume at once; the latency measured is from the moment
+//! `cairn-bench e2e`: produce and consume at once; the latency measured is from the moment
 //! an append was due to the moment a subscriber received the record.
 
 use std::sync::Arc;
@@ -11,8 +11,8 @@ use futures::StreamExt as _;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::stats::{ProgressLine, Report, Stats};
-use super::{TopicArgs, ensure_topic};
+use crate::stats::{ProgressLine, Report, Stats};
+use crate::{TopicArgs, ensure_topic};
 
 /// How long consumers wait for the last records after the producers stop.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);

@@ -1,4 +1,4 @@
-//! `cairn bench produce`: sends through the public client's `BatchingProducer` (idempotent,
+//! `cairn-bench produce`: sends through the public client's `BatchingProducer` (idempotent,
 //! batched per partition on the client, as Kafka's producer does), closed loop (each of
 //! `--in-flight` slots sends its next `--batch` records when the last ones are
 //! acknowledged) or open loop (`--rate`: sends are due on a fixed schedule, and latency
@@ -14,8 +14,8 @@ use cairn_client::{BatchingConfig, BatchingProducer, CairnClient};
 use cairn_types::Record;
 use tokio::time::Instant;
 
-use super::stats::{ProgressLine, Report, Stats};
-use super::{TopicArgs, ensure_topic};
+use crate::stats::{ProgressLine, Report, Stats};
+use crate::{TopicArgs, ensure_topic};
 
 /// Pause after a failed send.
 const ERROR_BACKOFF: Duration = Duration::from_millis(10);
