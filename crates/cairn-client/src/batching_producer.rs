@@ -25,7 +25,6 @@ use futures::StreamExt as _;
 use futures::stream::FuturesOrdered;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::convert::record_to_proto;
 use crate::idempotent_producer::{FailedAppend, append_until_answered, attempt_append, refused_for_good, route};
 use crate::{CairnClient, ClientError, RetryPolicy, proto};
 
@@ -335,7 +334,7 @@ impl PartitionBatcher {
         let mut answers = Vec::with_capacity(sends.len());
         for pending in sends {
             answers.push((pending.records.len() as u64, pending.answer));
-            records.extend(pending.records.into_iter().map(record_to_proto));
+            records.extend(pending.records.into_iter().map(proto::Record::from));
         }
         let request = proto::AppendRequest {
             topic: self.routes.topic.clone(),

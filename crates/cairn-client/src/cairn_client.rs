@@ -7,10 +7,10 @@ use futures::Stream;
 use tonic::transport::{Channel, Endpoint};
 
 use crate::client_error::error_chain;
-use crate::convert::{record_to_proto, stored_records_from_proto};
 use crate::retry_policy::RetryOutcome;
 use crate::{ClientError, CreateTopicOptions, ReadResult, RetryPolicy, StartPosition};
 use crate::{Consistency, proto};
+use cairn_proto::stored_records_from_proto;
 
 /// Largest gRPC message this client sends or accepts, in bytes.
 pub const MESSAGE_BYTES_MAX: usize = 32 * 1024 * 1024;
@@ -85,7 +85,7 @@ impl CairnClient {
         let request = proto::AppendRequest {
             topic: topic.to_string(),
             partition,
-            records: records.into_iter().map(record_to_proto).collect(),
+            records: records.into_iter().map(proto::Record::from).collect(),
             producer_id: None,
             sequence: None,
         };

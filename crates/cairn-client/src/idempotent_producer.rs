@@ -6,7 +6,6 @@ use cairn_types::partitioner::partition_for_key;
 use cairn_types::{Offset, PartitionId, Record};
 use tokio::time::Instant;
 
-use crate::convert::record_to_proto;
 use crate::{CairnClient, ClientError, proto};
 
 /// How long one append keeps retrying (leader elections, restarts) before giving up.
@@ -76,7 +75,7 @@ impl IdempotentProducer {
         let request = proto::AppendRequest {
             topic: self.topic.clone(),
             partition: Some(partition),
-            records: records.into_iter().map(record_to_proto).collect(),
+            records: records.into_iter().map(proto::Record::from).collect(),
             producer_id: Some(self.producer_id),
             sequence: Some(sequence),
         };

@@ -7,7 +7,6 @@
 mod batching_producer;
 mod cairn_client;
 mod client_error;
-mod convert;
 mod create_topic_options;
 mod idempotent_producer;
 mod read_result;

@@ -7,9 +7,9 @@ use futures::Stream;
 use tokio::time::Instant;
 use tonic::transport::Channel;
 
-use crate::convert::stored_records_from_proto;
 use crate::proto::{SubscribeRequest, SubscribeResponse, subscribe_request::Start};
 use crate::{ClientError, RetryPolicy};
+use cairn_proto::stored_records_from_proto;
 
 struct Subscription {
     client: ProtoClient<Channel>,

@@ -17,9 +17,10 @@ use std::time::Duration;
 use cairn_proto::v1 as pb;
 use cairn_proto::v1::cairn_client::CairnClient;
 use rand::{Rng, SeedableRng};
-use tonic::Status;
 
+use crate::api::{ErrorCode, RemoteError};
 use crate::cluster_identity::ClusterIdentity;
+use crate::grpc::status::remote_error;
 use crate::node::{DATA_FORMAT_VERSION, NodeIdentity, write_identity};
 use crate::peers::PeerSettings;
 
@@ -29,8 +30,8 @@ const BACKOFF_INITIAL: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
 
 /// Whether a refusal stands: asking again would be refused again.
-pub fn refused_for_good(status: &Status) -> bool {
-    matches!(status.code(), tonic::Code::FailedPrecondition | tonic::Code::InvalidArgument)
+pub fn refused_for_good(err: &RemoteError) -> bool {
+    matches!(err.code, ErrorCode::FailedPrecondition | ErrorCode::InvalidArgument)
 }
 
 /// The wait before the attempt after `failures` failed ones: doubling from
@@ -62,24 +63,26 @@ impl Joiner {
         loop {
             let answer = match tokio::time::timeout(ATTEMPT_TIMEOUT, self.attempt()).await {
                 Ok(answer) => answer,
-                Err(_) => Err(Status::unavailable(format!("no answer within {ATTEMPT_TIMEOUT:?}"))),
+                Err(_) => {
+                    Err(RemoteError::local(ErrorCode::Unavailable, format!("no answer within {ATTEMPT_TIMEOUT:?}")))
+                }
             };
             match answer {
                 Ok(joined) => {
                     self.record(joined.cluster, recorded);
                     return;
                 }
-                Err(status) if refused_for_good(&status) => {
-                    tracing::error!(message = status.message(), "the cluster refused this node");
-                    eprintln!("cairn: cannot join through {}: {}", self.target, status.message());
+                Err(err) if refused_for_good(&err) => {
+                    tracing::error!(message = %err, "the cluster refused this node");
+                    eprintln!("cairn: cannot join through {}: {err}", self.target);
                     std::process::exit(2);
                 }
-                Err(status) => {
+                Err(err) => {
                     let wait = backoff(failures, &mut rng);
                     failures = failures.saturating_add(1);
                     tracing::warn!(
                         via = %self.target,
-                        message = status.message(),
+                        message = %err,
                         failures,
                         retry_in_ms = wait.as_millis() as u64,
                         "join not admitted yet; retrying"
@@ -90,16 +93,23 @@ impl Joiner {
         }
     }
 
-    async fn attempt(&self) -> Result<pb::JoinClusterResponse, Status> {
-        let endpoint = self.peers.endpoint(&self.target).map_err(|err| Status::invalid_argument(err.to_string()))?;
-        let channel = endpoint.connect().await.map_err(|err| Status::unavailable(err.to_string()))?;
+    async fn attempt(&self) -> Result<pb::JoinClusterResponse, RemoteError> {
+        let endpoint = self
+            .peers
+            .endpoint(&self.target)
+            .map_err(|err| RemoteError::local(ErrorCode::InvalidArgument, err.to_string()))?;
+        let channel =
+            endpoint.connect().await.map_err(|err| RemoteError::local(ErrorCode::Unavailable, err.to_string()))?;
         let mut client = CairnClient::new(channel);
         // Learn the cluster before becoming part of it, so that this node stamps and checks
         // it from the first Raft message on.
         if self.identity.get().is_empty() {
-            let status = client.cluster_status(pb::ClusterStatusRequest {}).await?.into_inner();
+            let status = client.cluster_status(pb::ClusterStatusRequest {}).await.map_err(remote_error)?.into_inner();
             if status.cluster.is_empty() {
-                return Err(Status::unavailable("the member asked is still joining the cluster itself"));
+                return Err(RemoteError::local(
+                    ErrorCode::Unavailable,
+                    "the member asked is still joining the cluster itself".to_owned(),
+                ));
             }
             self.identity.set(status.cluster);
         }
@@ -108,7 +118,7 @@ impl Joiner {
             address: self.address.clone(),
             cluster: self.identity.get(),
         };
-        Ok(client.join_cluster(request).await?.into_inner())
+        Ok(client.join_cluster(request).await.map_err(remote_error)?.into_inner())
     }
 
     /// Records the cluster joined in the data directory, unless it was `recorded` already.
@@ -141,13 +151,15 @@ mod tests {
 
     #[test]
     fn only_a_refusal_for_good_stands() {
-        let changing = Status::unavailable(
+        let refusal = |code, message: &str| RemoteError::local(code, message.to_owned());
+        let changing = refusal(
+            ErrorCode::Unavailable,
             "group 0 is already changing its membership (the cluster is already undergoing a configuration change)",
         );
         assert!(!refused_for_good(&changing));
-        assert!(!refused_for_good(&Status::deadline_exceeded("slow")));
-        assert!(!refused_for_good(&Status::internal("stream reset")));
-        assert!(refused_for_good(&Status::failed_precondition("data directory belongs to cluster [x]")));
-        assert!(refused_for_good(&Status::invalid_argument("node id 0")));
+        assert!(!refused_for_good(&refusal(ErrorCode::DeadlineExceeded, "slow")));
+        assert!(!refused_for_good(&refusal(ErrorCode::Internal, "stream reset")));
+        assert!(refused_for_good(&refusal(ErrorCode::FailedPrecondition, "data directory belongs to cluster [x]")));
+        assert!(refused_for_good(&refusal(ErrorCode::InvalidArgument, "node id 0")));
     }
 }

@@ -14,14 +14,15 @@ use cairn_storage::{Store, StoreOptions};
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 
+use crate::api::{CairnApi, LEADER_WAIT};
 use crate::cluster_identity::ClusterIdentity;
 use crate::config::ServerConfig;
-use crate::forward::{Forwarder, LEADER_WAIT};
+use crate::grpc::forward::Forwarder;
+use crate::grpc::service::CairnService;
 use crate::join::Joiner;
 use crate::peers::{PeerSettings, Peers};
 use crate::raft_transport::{GrpcTransport, HostHandler, RAFT_MESSAGE_BYTES_MAX, RaftTransportService};
 use crate::request_limits::{InFlightLimits, RequestLimits, RequestLimitsLayer};
-use crate::service::CairnService;
 
 const IDENTITY_FILE: &str = "cairn-node.toml";
 pub(crate) const DATA_FORMAT_VERSION: u32 = 1;
@@ -151,10 +152,10 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
 
     // Room for a full request plus protobuf framing; our own checks answer first.
     let request_bytes_max = config.limits.request_bytes_max + crate::config::DECODING_OVERHEAD_BYTES;
-    let cairn =
-        CairnServer::new(CairnService::new(Arc::clone(&host), transport, Forwarder::new(peers), identity.clone()))
-            .max_decoding_message_size(request_bytes_max)
-            .max_encoding_message_size(config.limits.read_bytes_max * 2 + 1024 * 1024);
+    let api = CairnApi::new(Arc::clone(&host), transport, Arc::new(Forwarder::new(peers)), identity.clone());
+    let cairn = CairnServer::new(CairnService::new(api))
+        .max_decoding_message_size(request_bytes_max)
+        .max_encoding_message_size(config.limits.read_bytes_max * 2 + 1024 * 1024);
     let stopping = tokio_util::sync::CancellationToken::new();
     let raft = RaftTransportServer::new(RaftTransportService {
         handler: Arc::new(HostHandler(Arc::clone(&host))),

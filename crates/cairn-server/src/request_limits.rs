@@ -25,6 +25,10 @@
 //! node forwarded (`x-cairn-hops`) counts against the node's limits but not its
 //! connection's: that connection carries the requests of all the forwarding node's
 //! clients.
+//!
+//! Its refusals are the one `tonic::Status` built outside `grpc/status.rs`: they are
+//! answered by this layer, on the raw HTTP request, before tonic or the api sees it, so no
+//! api error exists to map; each is `RESOURCE_EXHAUSTED` with a message naming its limit.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;

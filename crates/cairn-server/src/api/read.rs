@@ -1,0 +1,152 @@
+//! Reads of a partition's records, and offset lookups by timestamp: served from this
+//! node's replica, at the consistency asked, or forwarded to a node that holds one.
+
+use std::time::Duration;
+
+use cairn_raft::PartitionReplica;
+use cairn_storage::{PartitionLogState, ReadLimits};
+use cairn_types::{Offset, PartitionId, StoredRecord};
+
+use crate::api::{CairnApi, Consistency, ReadError};
+
+/// Records returned by a read that names no limit.
+const READ_RECORDS_DEFAULT: usize = 1_000;
+/// Bytes returned by a read that names no limit.
+const READ_BYTES_DEFAULT: usize = 1024 * 1024;
+
+/// Records of `topic`/`partition` from `from_offset`, at most `max_records` and
+/// `max_bytes` (0: the defaults; never more than the node's limits), waiting up to
+/// `wait_ms` for records when there are none yet.
+#[derive(Debug, Clone)]
+pub struct ReadRequest {
+    pub topic: String,
+    pub partition: PartitionId,
+    pub from_offset: Offset,
+    pub max_records: u32,
+    pub max_bytes: u32,
+    pub wait_ms: u64,
+    pub consistency: Consistency,
+}
+
+/// The records read, and the partition's bounds when they were.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadBatch {
+    pub records: Vec<StoredRecord>,
+    pub high_watermark: Offset,
+    pub log_start_offset: Offset,
+    /// Where the next read goes on.
+    pub next_offset: Offset,
+}
+
+/// The first offset of `topic`/`partition` whose record's timestamp is at least
+/// `timestamp_ms`.
+#[derive(Debug, Clone)]
+pub struct OffsetForTimestampRequest {
+    pub topic: String,
+    pub partition: PartitionId,
+    pub timestamp_ms: u64,
+}
+
+/// The offset found, or (`found` false) the high watermark.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OffsetFound {
+    pub offset: Offset,
+    pub found: bool,
+}
+
+impl CairnApi {
+    pub async fn read(&self, request: ReadRequest, hops: u32) -> Result<ReadBatch, ReadError> {
+        let forwarded = request.clone();
+        let replica = match self
+            .replica_or_forward(&request.topic, request.partition, hops, |address| {
+                self.forward.read(address, forwarded.clone(), hops)
+            })
+            .await?
+        {
+            Ok(replica) => replica,
+            Err(answer) => return Ok(answer),
+        };
+        let limits = self.read_limits(request.max_records, request.max_bytes);
+        let wait = Duration::from_millis(request.wait_ms.min(self.host.limits().read_wait_ms_max));
+        self.make_consistent(&replica, request.consistency).await?;
+        let mut view = replica.view.clone();
+        let mut state = view.borrow_and_update().log;
+        // A lagging replica may not have reached `from_offset` yet: wait for it too.
+        if request.from_offset >= state.next_offset && !wait.is_zero() {
+            let deadline = tokio::time::Instant::now() + wait;
+            while state.next_offset <= request.from_offset {
+                match tokio::time::timeout_at(deadline, view.changed()).await {
+                    Ok(Ok(())) => state = view.borrow_and_update().log,
+                    Ok(Err(_)) => return Err(ReadError::ReplicaStopped),
+                    Err(_) => break,
+                }
+            }
+        }
+        let records = read_blocking(&replica, request.from_offset, state, limits).await?;
+        let next_offset = records.last().map_or(request.from_offset, |r| r.offset + 1);
+        Ok(ReadBatch {
+            records,
+            high_watermark: state.next_offset,
+            log_start_offset: state.log_start_offset,
+            next_offset,
+        })
+    }
+
+    pub async fn offset_for_timestamp(
+        &self,
+        request: OffsetForTimestampRequest,
+        hops: u32,
+    ) -> Result<OffsetFound, ReadError> {
+        let forwarded = request.clone();
+        let replica = match self
+            .replica_or_forward(&request.topic, request.partition, hops, |address| {
+                self.forward.offset_for_timestamp(address, forwarded.clone(), hops)
+            })
+            .await?
+        {
+            Ok(replica) => replica,
+            Err(answer) => return Ok(answer),
+        };
+        let state = replica.view.borrow().log;
+        let found = offset_for_timestamp_blocking(&replica, request.timestamp_ms, state).await?;
+        Ok(OffsetFound { offset: found.unwrap_or(state.next_offset), found: found.is_some() })
+    }
+
+    /// The limits of one read: those asked (0: the defaults), within the node's.
+    pub(crate) fn read_limits(&self, max_records: u32, max_bytes: u32) -> ReadLimits {
+        let limits = self.host.limits();
+        let max_records = if max_records == 0 { READ_RECORDS_DEFAULT } else { max_records as usize };
+        let max_bytes = if max_bytes == 0 { READ_BYTES_DEFAULT } else { max_bytes as usize };
+        ReadLimits {
+            max_records: max_records.min(limits.read_records_max),
+            max_bytes: max_bytes.min(limits.read_bytes_max),
+        }
+    }
+}
+
+/// Reads on a blocking thread: RocksDB calls stay off the async workers.
+pub(crate) async fn read_blocking(
+    replica: &PartitionReplica,
+    from: Offset,
+    state: PartitionLogState,
+    limits: ReadLimits,
+) -> Result<Vec<StoredRecord>, ReadError> {
+    let log = replica.log.clone();
+    tokio::task::spawn_blocking(move || log.read(from, &state, state.next_offset, limits))
+        .await
+        .map_err(|err| ReadError::ReadTask(format!("read task failed: {err}")))?
+        .map_err(ReadError::Storage)
+}
+
+/// Looks the offset up on a blocking thread.
+pub(crate) async fn offset_for_timestamp_blocking(
+    replica: &PartitionReplica,
+    timestamp_ms: u64,
+    state: PartitionLogState,
+) -> Result<Option<Offset>, ReadError> {
+    let log = replica.log.clone();
+    tokio::task::spawn_blocking(move || log.offset_for_timestamp(timestamp_ms, &state))
+        .await
+        .map_err(|err| ReadError::ReadTask(err.to_string()))?
+        .map_err(ReadError::Storage)
+}
