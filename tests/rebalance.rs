@@ -611,7 +611,7 @@ async fn cancel_raced_against_the_promotion(rf: u32) {
 
 /// With one replica the source is the group's only voter: it leads the promotion that
 /// removes it, and the cancel reaches it while openraft still has it lead (see the mover's
-/// `drives_membership`).
+/// `proposes_membership`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cancel_raced_against_the_promotion_loses_nothing_with_one_replica() {
     cancel_raced_against_the_promotion(1).await;

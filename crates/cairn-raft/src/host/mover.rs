@@ -40,8 +40,8 @@ const CAUGHT_UP_ENTRIES: u64 = 32;
 /// its `FinishOperation` (a cancel racing the promotion). Unset, it changes nothing.
 pub const HOLD_PROMOTED_MOVES_ENV: &str = "CAIRN_TEST_HOLD_PROMOTED_MOVES";
 
-/// Whether this node's replica, with `metrics`, may take the next membership step of its
-/// group: it leads the group and is a member of the group's latest membership.
+/// Whether this node's replica, with `metrics`, may propose the next membership change of
+/// its group: it leads the group and is a member of the group's latest membership.
 ///
 /// A leader that removed itself (the source of a move with replication factor 1 is the only
 /// voter, so nobody else can drive the change) stays in openraft's `Leader` state after its
@@ -54,10 +54,11 @@ pub const HOLD_PROMOTED_MOVES_ENV: &str = "CAIRN_TEST_HOLD_PROMOTED_MOVES";
 /// RaftCore: that replica is dead until the process restarts, and the cancelled move never
 /// finishes. Raft itself says the same (Ongaro's thesis, 4.2.2): a leader outside the new
 /// configuration manages the cluster only until that configuration is committed, then steps
-/// down. So such a leader takes no step; the group's next leader, elected among the new
-/// voters or handed the leadership, takes it, and re-adding this node then reaches it as an
+/// down. So such a leader proposes no membership (it may still report a settled membership
+/// to the controller); the group's next leader, elected among the new voters or handed the
+/// leadership, proposes it, and re-adding this node then reaches it as an
 /// AppendEntries at that leader's higher term, which makes its stale leader state follow.
-fn drives_membership(metrics: &RaftMetrics<TypeConfig>, me: NodeId) -> bool {
+fn proposes_membership(metrics: &RaftMetrics<TypeConfig>, me: NodeId) -> bool {
     metrics.state == ServerState::Leader && metrics.membership_config.membership().get_node(&me).is_some()
 }
 
@@ -113,7 +114,7 @@ impl Host {
         }
         let Some(replica) = self.partition(planned.group_id) else { return Ok(()) };
         let metrics = replica.metrics();
-        if !drives_membership(&metrics, self.config.node_id) {
+        if metrics.state != ServerState::Leader {
             return Ok(());
         }
         let (voters, learners) = state.desired_membership(assignment);
@@ -166,6 +167,10 @@ impl Host {
         }
         let members: BTreeSet<NodeId> = membership.nodes().map(|(id, _)| *id).collect();
         let current_voters: BTreeSet<NodeId> = membership.voter_ids().collect();
+        let settled = current_voters == *voters && members.iter().all(|n| voters.contains(n) || learners.contains(n));
+        if !settled && !proposes_membership(metrics, self.config.node_id) {
+            return Ok(false);
+        }
         let nodes = self.cluster_nodes();
         if let Some(missing) = voters.union(learners).find(|n| !members.contains(n)) {
             let Some(address) = nodes.get(missing) else {
@@ -360,7 +365,7 @@ mod tests {
 
     use openraft::{BasicNode, Membership, RaftMetrics, ServerState};
 
-    use super::drives_membership;
+    use super::proposes_membership;
     use crate::type_config::{StoredMembership, TypeConfig};
 
     /// Node 1's metrics in `state`, with a membership of `voters` and `learners`.
@@ -375,14 +380,14 @@ mod tests {
     }
 
     #[test]
-    fn only_a_leader_in_its_membership_drives_it() {
-        assert!(drives_membership(&metrics(ServerState::Leader, &[1, 2], &[]), 1));
+    fn only_a_leader_in_its_membership_proposes_membership_changes() {
+        assert!(proposes_membership(&metrics(ServerState::Leader, &[1, 2], &[]), 1));
         // A leader may be a learner of its membership (openraft allows it): it still leads.
-        assert!(drives_membership(&metrics(ServerState::Leader, &[2], &[1]), 1));
+        assert!(proposes_membership(&metrics(ServerState::Leader, &[2], &[1]), 1));
         // A leader whose removal committed leads until openraft steps it down: it proposes
         // no membership (openraft would panic), the new voters' leader does.
-        assert!(!drives_membership(&metrics(ServerState::Leader, &[2], &[]), 1));
-        assert!(!drives_membership(&metrics(ServerState::Follower, &[1, 2], &[]), 1));
-        assert!(!drives_membership(&metrics(ServerState::Learner, &[2], &[1]), 1));
+        assert!(!proposes_membership(&metrics(ServerState::Leader, &[2], &[]), 1));
+        assert!(!proposes_membership(&metrics(ServerState::Follower, &[1, 2], &[]), 1));
+        assert!(!proposes_membership(&metrics(ServerState::Learner, &[2], &[1]), 1));
     }
 }
