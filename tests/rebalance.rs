@@ -609,11 +609,9 @@ async fn cancel_raced_against_the_promotion(rf: u32) {
     }
 }
 
-// Fails about 3 runs in 7: the source, which led the group before the promotion, is
-// re-added while its old replica still runs, and openraft's core panics ("Only leader is
-// allowed to call update_effective_membership()"); the move then stays `cancelling`
-// (nothing is deleted). See ARCHITECTURE.md, known gaps. Run it with `--ignored`.
-#[ignore = "known gap: re-adding a running former leader panics its openraft core (RF 1 cancel)"]
+/// With one replica the source is the group's only voter: it leads the promotion that
+/// removes it, and the cancel reaches it while openraft still has it lead (see the mover's
+/// `proposes_membership`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cancel_raced_against_the_promotion_loses_nothing_with_one_replica() {
     cancel_raced_against_the_promotion(1).await;

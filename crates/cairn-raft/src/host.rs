@@ -445,10 +445,10 @@ impl Host {
     /// failure detection time (the write then fails as not led, and is retried).
     pub(crate) async fn renew_lease(&self, replica: &PartitionReplica) {
         let lease = self.failure_detection();
-        // A lone voter is its own quorum: its lease never lapses.
+        let me = self.config.node_id;
         let fresh = move |m: &RaftMetrics<TypeConfig>| {
             m.state != ServerState::Leader
-                || m.membership_config.membership().voter_ids().nth(1).is_none()
+                || is_lone_voter(m, me)
                 || m.last_quorum_acked.as_ref().is_some_and(|at| at.elapsed() < lease / 2)
         };
         if fresh(&replica.raft.metrics().borrow_watched()) {
@@ -467,7 +467,7 @@ impl Host {
         let lease = self.failure_detection();
         let metrics = replica.raft.metrics().borrow_watched().clone();
         metrics.state != ServerState::Leader
-            || metrics.membership_config.membership().voter_ids().nth(1).is_none()
+            || is_lone_voter(&metrics, self.config.node_id)
             || metrics.last_quorum_acked.as_ref().is_some_and(|at| at.elapsed() < lease * 9 / 10)
     }
 
@@ -842,6 +842,14 @@ impl Host {
         }
         Ok(())
     }
+}
+
+/// Whether `me` is the only voter of the group `metrics` describes. A lone voter is its own
+/// quorum: its lease never lapses. A leader that removed itself (see `mover`) may still lead
+/// a group whose lone voter is another node: its lease rests on that node's answers.
+fn is_lone_voter(metrics: &RaftMetrics<TypeConfig>, me: NodeId) -> bool {
+    let mut voters = metrics.membership_config.membership().voter_ids();
+    voters.next() == Some(me) && voters.next().is_none()
 }
 
 fn write_result(

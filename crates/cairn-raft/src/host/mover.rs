@@ -40,6 +40,28 @@ const CAUGHT_UP_ENTRIES: u64 = 32;
 /// its `FinishOperation` (a cancel racing the promotion). Unset, it changes nothing.
 pub const HOLD_PROMOTED_MOVES_ENV: &str = "CAIRN_TEST_HOLD_PROMOTED_MOVES";
 
+/// Whether this node's replica, with `metrics`, may propose the next membership change of
+/// its group: it leads the group and is a member of the group's latest membership.
+///
+/// A leader that removed itself (the source of a move with replication factor 1 is the only
+/// voter, so nobody else can drive the change) stays in openraft's `Leader` state after its
+/// removal commits, until openraft's step-down watcher hands the leadership to a voter of
+/// the new membership (`removed_leader_step_down`: 150 ms, then a transfer and, a heartbeat
+/// interval later, a refresh that makes it a learner). If a cancel makes this node's mover
+/// re-add itself in that window, openraft appends the membership entry on a core whose own
+/// state says it does not lead (`is_leader` requires being in the membership), and its
+/// assertion "Only leader is allowed to call update_effective_membership()" panics the
+/// RaftCore: that replica is dead until the process restarts, and the cancelled move never
+/// finishes. Raft itself says the same (Ongaro's thesis, 4.2.2): a leader outside the new
+/// configuration manages the cluster only until that configuration is committed, then steps
+/// down. So such a leader proposes no membership (it may still report a settled membership
+/// to the controller); the group's next leader, elected among the new voters or handed the
+/// leadership, proposes it, and re-adding this node then reaches it as an
+/// AppendEntries at that leader's higher term, which makes its stale leader state follow.
+fn proposes_membership(metrics: &RaftMetrics<TypeConfig>, me: NodeId) -> bool {
+    metrics.state == ServerState::Leader && metrics.membership_config.membership().get_node(&me).is_some()
+}
+
 /// Whether the test hook `HOLD_PROMOTED_MOVES_ENV` holds promoted moves now.
 fn promoted_moves_held() -> bool {
     static GATE: std::sync::OnceLock<Option<std::path::PathBuf>> = std::sync::OnceLock::new();
@@ -145,6 +167,10 @@ impl Host {
         }
         let members: BTreeSet<NodeId> = membership.nodes().map(|(id, _)| *id).collect();
         let current_voters: BTreeSet<NodeId> = membership.voter_ids().collect();
+        let settled = current_voters == *voters && members.iter().all(|n| voters.contains(n) || learners.contains(n));
+        if !settled && !proposes_membership(metrics, self.config.node_id) {
+            return Ok(false);
+        }
         let nodes = self.cluster_nodes();
         if let Some(missing) = voters.union(learners).find(|n| !members.contains(n)) {
             let Some(address) = nodes.get(missing) else {
@@ -329,5 +355,39 @@ impl Host {
             other => Err(format!("controller command {other:?} cannot be proposed over the Raft transport")),
         };
         Ok(encode(&answer)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+    use std::sync::Arc;
+
+    use openraft::{BasicNode, Membership, RaftMetrics, ServerState};
+
+    use super::proposes_membership;
+    use crate::type_config::{StoredMembership, TypeConfig};
+
+    /// Node 1's metrics in `state`, with a membership of `voters` and `learners`.
+    fn metrics(state: ServerState, voters: &[u64], learners: &[u64]) -> RaftMetrics<TypeConfig> {
+        let mut metrics = RaftMetrics::new_initial(1);
+        metrics.state = state;
+        let voters: BTreeSet<u64> = voters.iter().copied().collect();
+        let membership: Membership<u64, BasicNode> =
+            Membership::new_with_defaults(vec![voters], learners.iter().copied());
+        metrics.membership_config = Arc::new(StoredMembership::new(None, membership));
+        metrics
+    }
+
+    #[test]
+    fn only_a_leader_in_its_membership_proposes_membership_changes() {
+        assert!(proposes_membership(&metrics(ServerState::Leader, &[1, 2], &[]), 1));
+        // A leader may be a learner of its membership (openraft allows it): it still leads.
+        assert!(proposes_membership(&metrics(ServerState::Leader, &[2], &[1]), 1));
+        // A leader whose removal committed leads until openraft steps it down: it proposes
+        // no membership (openraft would panic), the new voters' leader does.
+        assert!(!proposes_membership(&metrics(ServerState::Leader, &[2], &[]), 1));
+        assert!(!proposes_membership(&metrics(ServerState::Follower, &[1, 2], &[]), 1));
+        assert!(!proposes_membership(&metrics(ServerState::Learner, &[2], &[1]), 1));
     }
 }

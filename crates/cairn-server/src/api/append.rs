@@ -124,8 +124,12 @@ impl CairnApi {
                     {
                         return Err(AppendError::Host(err));
                     }
+                    // A replica that cannot name its leader asks the live nodes' claims, as a
+                    // node without a replica does: it may be out of the group's membership (a
+                    // move's source once promoted, until it leaves), and nobody tells it
+                    // who leads the new voters.
                     Err(HostError::NotLeader { leader, leader_address, .. }) if leader != Some(self.host.node_id()) => {
-                        leader_address
+                        leader_address.or_else(|| self.host.claimed_leader(group).map(|(_, address)| address))
                     }
                     Err(HostError::NotLeader { .. }) => None,
                     Err(err) => return Err(AppendError::Host(err)),
