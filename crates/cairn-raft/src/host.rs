@@ -22,11 +22,8 @@ use openraft::{BasicNode, ChangeMembers, Instant as _, RaftMetrics, ReadPolicy, 
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use crate::command::{
-    Command, CommandResponse, ControllerCommand, ControllerError, PartitionCommand, ProducerSequence,
-};
-use crate::controller_sm::ControllerStateMachine;
-use crate::controller_state::{ControllerState, PartitionAssignment, TopicMeta};
+use crate::command::{Command, CommandResponse, ControllerCommand, PartitionCommand, ProducerSequence};
+use crate::controller::{ControllerError, ControllerState, ControllerStateMachine, PartitionAssignment, TopicMeta};
 use crate::log_store::LogStore;
 use crate::network::{GroupNetworkFactory, RpcKind, StreamedBytes, Throttle, Transport};
 use crate::node_addresses::NodeAddresses;
@@ -273,7 +270,7 @@ impl Host {
     }
 
     /// What a rebalance would do now, from this node's view of the controller state.
-    pub fn plan_rebalance(&self) -> crate::operation::RebalancePlan {
+    pub fn plan_rebalance(&self) -> crate::controller::RebalancePlan {
         self.controller_state().plan_rebalance(&self.cluster_nodes())
     }
 

@@ -14,9 +14,10 @@ use rocksdb::WriteBatch;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
+use super::apply::ControllerOutcome;
+use super::state::ControllerState;
+use super::store::ControllerStore;
 use crate::command::{Command, CommandResponse};
-use crate::controller_state::{ControllerOutcome, ControllerState};
-use crate::controller_store::ControllerStore;
 use crate::partition_sm::{Snapshot, SnapshotLock, StateSnapshot, build_and_save, load_snapshot, save_snapshot};
 use crate::type_config::{LogId, SnapshotMeta, StoredMembership, TypeConfig};
 use crate::{decode, encode};
@@ -175,7 +176,7 @@ mod tests {
 
     use super::*;
     use crate::command::ControllerCommand;
-    use crate::controller_state::{PartitionAssignment, TopicMeta};
+    use crate::controller::topic::{PartitionAssignment, TopicMeta};
     use crate::type_config::Entry;
 
     fn open(dir: &std::path::Path) -> ControllerStateMachine {
