@@ -27,8 +27,9 @@ use crate::controller::{ControllerError, ControllerState, ControllerStateMachine
 use crate::log_store::LogStore;
 use crate::network::{GroupNetworkFactory, RpcKind, StreamedBytes, Throttle, Transport};
 use crate::node_addresses::NodeAddresses;
-use crate::partition_sm::{PartitionSmState, PartitionStateMachine, PartitionView, Snapshot};
-use crate::snapshot_receiver::{SnapshotChunk, SnapshotReceiver};
+use crate::partition::{
+    PartitionSmState, PartitionStateMachine, PartitionView, Snapshot, SnapshotChunk, SnapshotReceiver, StateSnapshot,
+};
 use crate::type_config::{Raft, TypeConfig, Vote};
 use crate::{decode, encode};
 
@@ -873,7 +874,7 @@ async fn serve_rpc<SM>(
     payload: &[u8],
 ) -> Result<Vec<u8>, HostError>
 where
-    SM: openraft::storage::RaftStateMachine<TypeConfig, SnapshotData = crate::partition_sm::StateSnapshot>,
+    SM: openraft::storage::RaftStateMachine<TypeConfig, SnapshotData = StateSnapshot>,
 {
     fn reply<T: serde::Serialize, E: std::fmt::Display>(result: Result<T, E>) -> Result<Vec<u8>, HostError> {
         Ok(encode(&result.map_err(|err| err.to_string()))?)
@@ -901,8 +902,7 @@ where
             reply::<u64, _>(Err("this request is served by the host, not a group"))
         }
         RpcKind::InstallSnapshot => {
-            let (vote, meta, snapshot): (Vote, crate::type_config::SnapshotMeta, crate::partition_sm::StateSnapshot) =
-                decode(payload)?;
+            let (vote, meta, snapshot): (Vote, crate::type_config::SnapshotMeta, StateSnapshot) = decode(payload)?;
             if let Some((log, snapshots)) = partition {
                 let state: PartitionSmState = decode(&snapshot.0)?;
                 if let Err(err) = snapshots.check_complete(&vote, meta.last_log_id, &state).await {

@@ -10,10 +10,7 @@ pub mod host;
 pub mod log_store;
 pub mod network;
 pub mod node_addresses;
-pub mod partition_sm;
-pub mod producer_store;
-pub mod producer_table;
-pub mod snapshot_receiver;
+pub mod partition;
 pub mod type_config;
 
 pub use command::{AppendOutcome, Command, CommandResponse, ControllerCommand, PartitionCommand, ProducerSequence};

@@ -18,7 +18,7 @@ use super::apply::ControllerOutcome;
 use super::state::ControllerState;
 use super::store::ControllerStore;
 use crate::command::{Command, CommandResponse};
-use crate::partition_sm::{Snapshot, SnapshotLock, StateSnapshot, build_and_save, load_snapshot, save_snapshot};
+use crate::partition::snapshot::{Snapshot, SnapshotLock, StateSnapshot, build_and_save, load_snapshot, save_snapshot};
 use crate::type_config::{LogId, SnapshotMeta, StoredMembership, TypeConfig};
 use crate::{decode, encode};
 

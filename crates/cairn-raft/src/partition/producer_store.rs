@@ -19,7 +19,7 @@ use cairn_storage::Store;
 use cairn_types::GroupId;
 use rocksdb::WriteBatch;
 
-use crate::producer_table::{ProducerState, ProducerTable};
+use super::producer_table::{ProducerState, ProducerTable};
 use crate::{decode, encode};
 
 /// The table tag of producer entries in the state-machine metadata.
