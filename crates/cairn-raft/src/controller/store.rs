@@ -17,9 +17,8 @@
 use std::collections::BTreeMap;
 use std::io;
 
-use cairn_storage::Store;
+use cairn_storage::{Store, WriteBatch};
 use cairn_types::{CONTROLLER_GROUP_ID, GroupId};
-use rocksdb::WriteBatch;
 
 use super::state::ControllerState;
 use super::topic::TopicMeta;

@@ -15,9 +15,8 @@
 use std::collections::BTreeSet;
 use std::io;
 
-use cairn_storage::Store;
+use cairn_storage::{Store, WriteBatch};
 use cairn_types::GroupId;
-use rocksdb::WriteBatch;
 
 use super::producer_table::{ProducerState, ProducerTable};
 use crate::{decode, encode};

@@ -6,9 +6,8 @@
 use std::io;
 use std::sync::Arc;
 
-use cairn_storage::Store;
+use cairn_storage::{Store, WriteBatch};
 use cairn_types::GroupId;
-use rocksdb::WriteBatch;
 use serde::{Deserialize, Serialize};
 
 use crate::type_config::{LogId, SnapshotMeta, StoredMembership, TypeConfig};

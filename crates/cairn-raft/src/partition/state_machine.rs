@@ -8,12 +8,11 @@
 use std::io;
 use std::sync::Arc;
 
-use cairn_storage::{PartitionLog, PartitionLogState, Store};
+use cairn_storage::{PartitionLog, PartitionLogState, Store, WriteBatch};
 use cairn_types::GroupId;
 use futures::{Stream, StreamExt};
 use openraft::storage::{EntryResponder, RaftStateMachine};
 use openraft::{EntryPayload, OptionalSend, RaftSnapshotBuilder};
-use rocksdb::WriteBatch;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
