@@ -1,3 +1,8 @@
+//! `PartitionLog`: one partition's records in the store. Appends and prefix deletions go
+//! into the caller's `WriteBatch` (with the state machine's state, so both land at once);
+//! reads are bounded and verify every stored batch; the timestamp and key indexes, the
+//! retention cut and the batch import of snapshots live here too.
+
 use std::sync::Arc;
 
 use bytes::Bytes;

@@ -1,3 +1,8 @@
+//! `Store`: the node's one RocksDB instance, shared by every Raft group. Opens it with its
+//! column families, writes `WriteBatch`es (unsynced, or synced; the WAL `Syncer` makes
+//! unsynced writes durable in groups), and keeps each group's Raft log, Raft metadata and
+//! state-machine metadata and tables under keys that start with the group id.
+
 use std::ops::RangeBounds;
 use std::path::Path;
 use std::sync::Arc;
