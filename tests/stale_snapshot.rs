@@ -5,7 +5,7 @@ mod harness;
 
 use bytes::Bytes;
 use cairn_client::{CairnClient, CreateTopicOptions, proto};
-use cairn_raft::snapshot_receiver::SnapshotChunk;
+use cairn_raft::partition::SnapshotChunk;
 use cairn_raft::type_config::Vote;
 use cairn_types::{Record, encode_batch};
 use harness::{FAST_RAFT, Node};

@@ -4,9 +4,8 @@
 use std::sync::Arc;
 
 use cairn_benches::records;
-use cairn_storage::{PartitionLog, PartitionLogState, ReadLimits, Store, StoreOptions};
+use cairn_storage::{PartitionLog, PartitionLogState, ReadLimits, Store, StoreOptions, WriteBatch};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use rocksdb::WriteBatch;
 
 fn storage(c: &mut Criterion) {
     let dir = tempfile::tempdir().expect("tempdir");

@@ -12,8 +12,7 @@
 use std::io;
 use std::sync::Arc;
 
-use cairn_storage::Store;
-use rocksdb::WriteBatch;
+use cairn_storage::{Store, WriteBatch};
 
 /// Runs `work` on the blocking pool and waits for it.
 pub(crate) async fn run<T: Send + 'static>(work: impl FnOnce() -> io::Result<T> + Send + 'static) -> io::Result<T> {

@@ -5,27 +5,21 @@
 pub mod apply_hold;
 mod blocking;
 pub mod command;
-pub mod controller_sm;
-pub mod controller_state;
-pub mod controller_store;
+pub mod controller;
 pub mod host;
 pub mod log_store;
 pub mod network;
 pub mod node_addresses;
-pub mod operation;
-pub mod partition_sm;
-pub mod producer_store;
-pub mod producer_table;
-pub mod snapshot_receiver;
+pub mod partition;
 pub mod type_config;
 
-pub use command::{
-    AppendOutcome, Command, CommandResponse, ControllerCommand, ControllerError, PartitionCommand, ProducerSequence,
+pub use command::{AppendOutcome, Command, CommandResponse, ControllerCommand, PartitionCommand, ProducerSequence};
+pub use controller::{
+    ControllerError, ControllerState, Move, Operation, OperationKind, PartitionAssignment, Phase, RebalancePlan,
+    TopicMeta,
 };
-pub use controller_state::{ControllerState, PartitionAssignment, TopicMeta};
 pub use host::{Host, HostConfig, HostError, PartitionReplica};
 pub use network::{RpcKind, Transport, TransportError};
-pub use operation::{Move, Operation, OperationKind, Phase, RebalancePlan};
 pub use type_config::TypeConfig;
 
 /// Encodes a value for the Raft log, the wire or RocksDB metadata.

@@ -13,11 +13,10 @@ use std::io;
 use std::ops::RangeBounds;
 use std::sync::Arc;
 
-use cairn_storage::Store;
+use cairn_storage::{Store, WriteBatch};
 use cairn_types::GroupId;
 use openraft::storage::{IOFlushed, LogState, RaftLogStorage};
 use openraft::{OptionalSend, RaftLogReader};
-use rocksdb::WriteBatch;
 
 use crate::type_config::{Entry, LogId, TypeConfig, Vote};
 use crate::{decode, encode};

@@ -24,8 +24,7 @@ use openraft::{BasicNode, RaftNetworkFactory, RaftNetworkV2};
 use serde::{Deserialize, Serialize};
 
 use crate::node_addresses::NodeAddresses;
-use crate::partition_sm::{PartitionSmState, PartitionView, Snapshot, StateSnapshot};
-use crate::snapshot_receiver::SnapshotChunk;
+use crate::partition::{PartitionSmState, PartitionView, Snapshot, SnapshotChunk, StateSnapshot};
 use crate::type_config::{TypeConfig, Vote};
 use crate::{decode, encode};
 

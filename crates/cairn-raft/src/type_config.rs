@@ -1,3 +1,6 @@
+//! openraft's type configuration, one for every Raft group (the controller and all
+//! partitions), and the aliases of openraft's types under it that the crate uses.
+
 use crate::command::{Command, CommandResponse};
 
 openraft::declare_raft_types!(

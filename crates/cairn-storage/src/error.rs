@@ -1,3 +1,7 @@
+//! `StorageError`: what the store and the partition logs report: RocksDB failures, corrupt
+//! stored batches or metadata (never served, never guessed at), reads out of range, and a
+//! stopped WAL syncer.
+
 use cairn_types::{CodecError, GroupId, Offset};
 
 #[derive(Debug, thiserror::Error)]

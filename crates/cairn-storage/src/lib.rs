@@ -15,8 +15,10 @@ mod keys;
 mod partition_log;
 mod store;
 mod syncer;
+mod write_batch;
 
 pub use error::StorageError;
 pub use partition_log::{PartitionLog, PartitionLogState, ReadLimits};
 pub use store::{Store, StoreOptions};
 pub use syncer::SyncCallback;
+pub use write_batch::WriteBatch;

@@ -1,12 +1,18 @@
+//! `PartitionLog`: one partition's records in the store. Appends and prefix deletions go
+//! into the caller's `WriteBatch` (with the state machine's state, so both land at once);
+//! reads are bounded and verify every stored batch; the timestamp and key indexes, the
+//! retention cut and the batch import of snapshots live here too.
+
 use std::sync::Arc;
 
 use bytes::Bytes;
 use cairn_types::batch::decode_header;
 use cairn_types::{GroupId, Offset, Record, StoredRecord, decode_batch, encode_batch};
-use rocksdb::{ReadOptions, WriteBatch};
+use rocksdb::ReadOptions;
 use serde::{Deserialize, Serialize};
 
 use crate::keys::{self, CF_INDEX};
+use crate::write_batch::WriteBatch;
 use crate::{StorageError, Store};
 
 /// What a partition's log looks like after the last applied entry. Persisted by the state
@@ -63,12 +69,12 @@ impl PartitionLog {
         let timestamp_ms = timestamp_ms.max(state.last_timestamp_ms);
         let timestamps = vec![timestamp_ms; records.len()];
         let encoded = encode_batch(base_offset, records, &timestamps);
-        batch.put_cf(self.store.records_cf(), keys::group_u64(self.group, base_offset), &encoded);
+        batch.inner.put_cf(self.store.records_cf(), keys::group_u64(self.group, base_offset), &encoded);
         let index = self.store.cf(CF_INDEX);
-        batch.put_cf(index, keys::timestamp_index(self.group, timestamp_ms, base_offset), []);
+        batch.inner.put_cf(index, keys::timestamp_index(self.group, timestamp_ms, base_offset), []);
         for (i, record) in records.iter().enumerate() {
             if let Some(key) = &record.key {
-                batch.put_cf(index, keys::key_index(self.group, key, base_offset + i as u64), []);
+                batch.inner.put_cf(index, keys::key_index(self.group, key, base_offset + i as u64), []);
             }
         }
         let next_offset = base_offset + records.len() as u64;
@@ -284,12 +290,12 @@ impl PartitionLog {
         if new_start == state.log_start_offset {
             return Ok(());
         }
-        batch.delete_range_cf(
+        batch.inner.delete_range_cf(
             self.store.records_cf(),
             keys::group_u64(self.group, 0),
             keys::group_u64(self.group, new_start),
         );
-        batch.delete_range_cf(
+        batch.inner.delete_range_cf(
             self.store.cf(CF_INDEX),
             keys::timestamp_index(self.group, 0, 0),
             keys::timestamp_index(self.group, last_timestamp_ms, new_start),
@@ -306,7 +312,7 @@ impl PartitionLog {
         if offset == 0 {
             return Ok(());
         }
-        batch.delete_range_cf(
+        batch.inner.delete_range_cf(
             self.store.records_cf(),
             keys::group_u64(self.group, 0),
             keys::group_u64(self.group, offset),
@@ -321,7 +327,11 @@ impl PartitionLog {
             _ => keys::group_tag(self.group, keys::INDEX_TIMESTAMP + 1).to_vec(),
         };
         iter.status()?;
-        batch.delete_range_cf(self.store.cf(CF_INDEX), keys::timestamp_index(self.group, 0, 0).to_vec(), index_end);
+        batch.inner.delete_range_cf(
+            self.store.cf(CF_INDEX),
+            keys::timestamp_index(self.group, 0, 0).to_vec(),
+            index_end,
+        );
         Ok(())
     }
 
@@ -366,11 +376,15 @@ impl PartitionLog {
                     detail: format!("sent as offset {base_offset}, holds offset {}", decoded.header.base_offset),
                 });
             }
-            batch.put_cf(self.store.records_cf(), keys::group_u64(self.group, *base_offset), &raw);
-            batch.put_cf(index, keys::timestamp_index(self.group, decoded.header.last_timestamp_ms, *base_offset), []);
+            batch.inner.put_cf(self.store.records_cf(), keys::group_u64(self.group, *base_offset), &raw);
+            batch.inner.put_cf(
+                index,
+                keys::timestamp_index(self.group, decoded.header.last_timestamp_ms, *base_offset),
+                [],
+            );
             for record in &decoded.records {
                 if let Some(key) = &record.key {
-                    batch.put_cf(index, keys::key_index(self.group, key, record.offset), []);
+                    batch.inner.put_cf(index, keys::key_index(self.group, key, record.offset), []);
                 }
             }
         }

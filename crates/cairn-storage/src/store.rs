@@ -1,13 +1,19 @@
+//! `Store`: the node's one RocksDB instance, shared by every Raft group. Opens it with its
+//! column families, writes `WriteBatch`es (unsynced, or synced; the WAL `Syncer` makes
+//! unsynced writes durable in groups), and keeps each group's Raft log, Raft metadata and
+//! state-machine metadata and tables under keys that start with the group id.
+
 use std::ops::RangeBounds;
 use std::path::Path;
 use std::sync::Arc;
 
 use cairn_types::GroupId;
-use rocksdb::{ColumnFamily, ColumnFamilyDescriptor, DB, Options, ReadOptions, WriteBatch, WriteOptions};
+use rocksdb::{ColumnFamily, ColumnFamilyDescriptor, DB, Options, ReadOptions, WriteOptions};
 
 use crate::StorageError;
 use crate::keys::{self, CF_RAFT_LOG, CF_RAFT_META, CF_RECORDS, CF_SM_META, COLUMN_FAMILIES};
 use crate::syncer::{SyncCallback, Syncer};
+use crate::write_batch::WriteBatch;
 
 #[derive(Debug, Clone)]
 pub struct StoreOptions {
@@ -72,7 +78,7 @@ impl Store {
         self.bytes_written.fetch_add(batch.size_in_bytes() as u64, std::sync::atomic::Ordering::Relaxed);
         let mut options = WriteOptions::default();
         options.set_sync(false);
-        self.db.write_opt(batch, &options)?;
+        self.db.write_opt(batch.inner, &options)?;
         Ok(())
     }
 
@@ -81,7 +87,7 @@ impl Store {
         self.bytes_written.fetch_add(batch.size_in_bytes() as u64, std::sync::atomic::Ordering::Relaxed);
         let mut options = WriteOptions::default();
         options.set_sync(true);
-        self.db.write_opt(batch, &options)?;
+        self.db.write_opt(batch.inner, &options)?;
         Ok(())
     }
 
@@ -104,7 +110,7 @@ impl Store {
     // ---- Raft log: opaque entries by (group, index) ----
 
     pub fn raft_log_put(&self, batch: &mut WriteBatch, group: GroupId, index: u64, entry: &[u8]) {
-        batch.put_cf(self.cf(CF_RAFT_LOG), keys::group_u64(group, index), entry);
+        batch.inner.put_cf(self.cf(CF_RAFT_LOG), keys::group_u64(group, index), entry);
     }
 
     /// Entries of `group` with index in `range`, in order.
@@ -159,13 +165,13 @@ impl Store {
 
     /// Deletes entries with index in `[from, to)`.
     pub fn raft_log_delete(&self, batch: &mut WriteBatch, group: GroupId, from: u64, to: u64) {
-        batch.delete_range_cf(self.cf(CF_RAFT_LOG), keys::group_u64(group, from), keys::group_u64(group, to));
+        batch.inner.delete_range_cf(self.cf(CF_RAFT_LOG), keys::group_u64(group, from), keys::group_u64(group, to));
     }
 
     // ---- small per-group metadata ----
 
     pub fn raft_meta_put(&self, batch: &mut WriteBatch, group: GroupId, tag: u8, value: &[u8]) {
-        batch.put_cf(self.cf(CF_RAFT_META), keys::group_tag(group, tag), value);
+        batch.inner.put_cf(self.cf(CF_RAFT_META), keys::group_tag(group, tag), value);
     }
 
     pub fn raft_meta_get(&self, group: GroupId, tag: u8) -> Result<Option<Vec<u8>>, StorageError> {
@@ -173,7 +179,7 @@ impl Store {
     }
 
     pub fn sm_meta_put(&self, batch: &mut WriteBatch, group: GroupId, tag: u8, value: &[u8]) {
-        batch.put_cf(self.cf(CF_SM_META), keys::group_tag(group, tag), value);
+        batch.inner.put_cf(self.cf(CF_SM_META), keys::group_tag(group, tag), value);
     }
 
     pub fn sm_meta_get(&self, group: GroupId, tag: u8) -> Result<Option<Vec<u8>>, StorageError> {
@@ -212,18 +218,18 @@ impl Store {
     // `group_tag`'s, so a table never collides with a single-value tag.
 
     pub fn sm_table_put(&self, batch: &mut WriteBatch, group: GroupId, tag: u8, id: u64, value: &[u8]) {
-        batch.put_cf(self.cf(CF_SM_META), keys::group_tag_u64(group, tag, id), value);
+        batch.inner.put_cf(self.cf(CF_SM_META), keys::group_tag_u64(group, tag, id), value);
     }
 
     pub fn sm_table_delete(&self, batch: &mut WriteBatch, group: GroupId, tag: u8, id: u64) {
-        batch.delete_cf(self.cf(CF_SM_META), keys::group_tag_u64(group, tag, id));
+        batch.inner.delete_cf(self.cf(CF_SM_META), keys::group_tag_u64(group, tag, id));
     }
 
     /// Deletes every entry of the table `tag` of `group`.
     pub fn sm_table_clear(&self, batch: &mut WriteBatch, group: GroupId, tag: u8) {
         let lower = keys::group_tag_u64(group, tag, 0);
         let upper = keys::prefix_end(&keys::group_tag(group, tag));
-        batch.delete_range_cf(self.cf(CF_SM_META), lower.as_slice(), upper.as_slice());
+        batch.inner.delete_range_cf(self.cf(CF_SM_META), lower.as_slice(), upper.as_slice());
         // From id 0 to the next tag: every entry, never the single-value key of the same
         // tag (it sorts before id 0).
     }
@@ -261,7 +267,7 @@ impl Store {
         let (lower, upper) = keys::group_bounds(group);
         let mut batch = WriteBatch::default();
         for name in COLUMN_FAMILIES {
-            batch.delete_range_cf(self.cf(name), lower, upper);
+            batch.inner.delete_range_cf(self.cf(name), lower, upper);
         }
         self.write_synced(batch)
     }

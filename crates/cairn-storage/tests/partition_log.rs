@@ -3,10 +3,9 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use cairn_storage::{PartitionLog, PartitionLogState, ReadLimits, StorageError, Store, StoreOptions};
+use cairn_storage::{PartitionLog, PartitionLogState, ReadLimits, StorageError, Store, StoreOptions, WriteBatch};
 use cairn_types::{Record, StoredRecord};
 use proptest::prelude::*;
-use rocksdb::WriteBatch;
 
 const GROUP: u64 = 7;
 const STATE_TAG: u8 = b's';

@@ -35,7 +35,7 @@ use cairn_types::{CONTROLLER_GROUP_ID, GroupId, NodeId};
 use serde::{Deserialize, Serialize};
 
 use super::{Host, HostError, PartitionReplica, RpcKind};
-use crate::controller_state::{ControllerState, PartitionAssignment, TopicMeta};
+use crate::controller::{ControllerState, PartitionAssignment, TopicMeta};
 use crate::type_config::{LogId, StoredMembership};
 use crate::{decode, encode};
 

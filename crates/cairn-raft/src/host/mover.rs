@@ -21,8 +21,7 @@ use openraft::{BasicNode, ChangeMembers, RaftMetrics, ServerState};
 
 use super::{BACKGROUND_WRITE_TIMEOUT, Host, HostError, MEMBERSHIP_CHANGE_TIMEOUT, PartitionReplica, write_result};
 use crate::command::{CommandResponse, ControllerCommand};
-use crate::controller_state::ControllerState;
-use crate::operation::{Operation, OperationKind, Phase};
+use crate::controller::{ControllerState, Operation, OperationKind, Phase};
 use crate::type_config::TypeConfig;
 use crate::{decode, encode};
 

@@ -33,7 +33,7 @@ use std::time::Duration;
 use tokio::sync::{Mutex, Notify};
 
 use crate::command::ProducerSequence;
-use crate::producer_table::PRODUCERS_PER_PARTITION_MAX;
+use crate::partition::producer_table::PRODUCERS_PER_PARTITION_MAX;
 
 /// How long a batch ahead of its producer's proposals waits for earlier ones that have not
 /// reached this replica.

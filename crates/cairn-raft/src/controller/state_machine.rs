@@ -5,19 +5,19 @@
 use std::io;
 use std::sync::Arc;
 
-use cairn_storage::Store;
+use cairn_storage::{Store, WriteBatch};
 use cairn_types::CONTROLLER_GROUP_ID;
 use futures::{Stream, StreamExt};
 use openraft::storage::{EntryResponder, RaftStateMachine};
 use openraft::{EntryPayload, OptionalSend, RaftSnapshotBuilder};
-use rocksdb::WriteBatch;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
+use super::apply::ControllerOutcome;
+use super::state::ControllerState;
+use super::store::ControllerStore;
 use crate::command::{Command, CommandResponse};
-use crate::controller_state::{ControllerOutcome, ControllerState};
-use crate::controller_store::ControllerStore;
-use crate::partition_sm::{Snapshot, SnapshotLock, StateSnapshot, build_and_save, load_snapshot, save_snapshot};
+use crate::partition::snapshot::{Snapshot, SnapshotLock, StateSnapshot, build_and_save, load_snapshot, save_snapshot};
 use crate::type_config::{LogId, SnapshotMeta, StoredMembership, TypeConfig};
 use crate::{decode, encode};
 
@@ -175,7 +175,7 @@ mod tests {
 
     use super::*;
     use crate::command::ControllerCommand;
-    use crate::controller_state::{PartitionAssignment, TopicMeta};
+    use crate::controller::topic::{PartitionAssignment, TopicMeta};
     use crate::type_config::Entry;
 
     fn open(dir: &std::path::Path) -> ControllerStateMachine {

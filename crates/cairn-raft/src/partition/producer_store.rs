@@ -15,11 +15,10 @@
 use std::collections::BTreeSet;
 use std::io;
 
-use cairn_storage::Store;
+use cairn_storage::{Store, WriteBatch};
 use cairn_types::GroupId;
-use rocksdb::WriteBatch;
 
-use crate::producer_table::{ProducerState, ProducerTable};
+use super::producer_table::{ProducerState, ProducerTable};
 use crate::{decode, encode};
 
 /// The table tag of producer entries in the state-machine metadata.

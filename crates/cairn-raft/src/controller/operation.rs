@@ -70,7 +70,7 @@ impl Move {
             *slot = self.to;
         }
         if let Some(leader) = self.leader {
-            crate::controller_state::prefer(replicas, leader);
+            super::topic::prefer(replicas, leader);
         }
     }
 }

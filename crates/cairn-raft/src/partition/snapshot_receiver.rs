@@ -23,7 +23,7 @@ use cairn_types::Offset;
 use cairn_types::batch::decode_header;
 use serde::{Deserialize, Serialize};
 
-use crate::partition_sm::PartitionSmState;
+use super::state_machine::PartitionSmState;
 use crate::type_config::{LogId, Vote};
 
 /// Part of a partition's records, sent ahead of its snapshot, tagged with the transfer it

@@ -17,11 +17,11 @@
 use std::collections::BTreeMap;
 use std::io;
 
-use cairn_storage::Store;
+use cairn_storage::{Store, WriteBatch};
 use cairn_types::{CONTROLLER_GROUP_ID, GroupId};
-use rocksdb::WriteBatch;
 
-use crate::controller_state::{ControllerState, TopicMeta};
+use super::state::ControllerState;
+use super::topic::TopicMeta;
 use crate::{decode, encode};
 
 /// The table tag of topic entries in the controller's state-machine metadata.
