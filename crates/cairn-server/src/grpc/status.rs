@@ -11,6 +11,7 @@
 use cairn_proto::Message as _;
 use cairn_proto::v1 as pb;
 use cairn_raft::HostError;
+use cairn_types::NodeId;
 use tonic::metadata::MetadataValue;
 use tonic::{Code, Status};
 
@@ -51,6 +52,30 @@ pub fn from_host(err: HostError) -> Status {
     let status = Status::new(code(host_error_code(&err)), host_error_message(&err));
     log_fault(&status);
     with_not_leader(status, host_not_leader(&err))
+}
+
+/// A failure serving a peer's Raft message: as `from_host`, but a payload this node cannot
+/// decode is the sender's fault.
+pub fn from_raft_message(err: HostError) -> Status {
+    match err {
+        HostError::Storage(err) if err.kind() == std::io::ErrorKind::InvalidData => {
+            Status::invalid_argument(format!("malformed raft message: {err}"))
+        }
+        err => from_host(err),
+    }
+}
+
+/// A Raft envelope of a kind this node does not know (a newer peer's).
+pub fn unknown_raft_kind(kind: i32) -> Status {
+    Status::invalid_argument(format!("unknown raft message kind {kind}"))
+}
+
+/// A Raft message stamped with another cluster's identity.
+pub fn foreign_cluster(from_node: NodeId, sender: &str, me: NodeId, cluster: &str) -> Status {
+    Status::failed_precondition(format!(
+        "raft message from node {from_node} of cluster [{sender}] refused: node {me} belongs to cluster [{cluster}]; \
+         a node of another cluster is using this address (check its --initial-cluster or --join)"
+    ))
 }
 
 /// A failure on this node.

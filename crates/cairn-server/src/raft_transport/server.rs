@@ -7,7 +7,7 @@ use bytes::Bytes;
 use cairn_proto::v1::raft_transport_server::RaftTransport;
 use cairn_proto::v1::{RaftEnvelope, RaftFrame, RaftKind, RaftMessage};
 use cairn_raft::network::BoxFuture;
-use cairn_raft::{Host, HostError, RpcKind};
+use cairn_raft::{Host, RpcKind};
 use cairn_types::{GroupId, NodeId};
 use futures::Stream;
 use tokio::sync::{Semaphore, mpsc};
@@ -46,12 +46,7 @@ impl RaftHandler for HostHandler {
     fn handle(&self, group: GroupId, to: NodeId, kind: RpcKind, payload: Bytes) -> BoxFuture<Result<Vec<u8>, Status>> {
         let host = Arc::clone(&self.0);
         Box::pin(async move {
-            host.handle_rpc(group, to, kind, &payload).await.map_err(|err| match err {
-                HostError::Storage(err) if err.kind() == std::io::ErrorKind::InvalidData => {
-                    Status::invalid_argument(format!("malformed raft message: {err}"))
-                }
-                err => crate::status::from_host(err),
-            })
+            host.handle_rpc(group, to, kind, &payload).await.map_err(crate::status::from_raft_message)
         })
     }
 }
@@ -66,13 +61,7 @@ pub struct RaftTransportService<H: RaftHandler = HostHandler> {
 
 /// Why a message stamped with `sender`'s cluster is refused here, if it is.
 fn refusal(cluster: &ClusterIdentity, me: NodeId, from_node: NodeId, sender: &str) -> Option<Status> {
-    (!cluster.admits(sender)).then(|| {
-        Status::failed_precondition(format!(
-            "raft message from node {from_node} of cluster [{sender}] refused: node {me} belongs to cluster [{}]; \
-             a node of another cluster is using this address (check its --initial-cluster or --join)",
-            cluster.get()
-        ))
-    })
+    (!cluster.admits(sender)).then(|| crate::status::foreign_cluster(from_node, sender, me, &cluster.get()))
 }
 
 impl<H: RaftHandler> RaftTransportService<H> {
@@ -132,7 +121,7 @@ async fn serve_frames<H: RaftHandler>(
                 let RaftEnvelope { id, kind, group_id, to_node, payload, .. } = envelope;
                 let outcome = match (refused, rpc_kind(kind)) {
                     (Some(refused), _) => Err(refused),
-                    (None, None) => Err(Status::invalid_argument(format!("unknown raft message kind {kind}"))),
+                    (None, None) => Err(crate::status::unknown_raft_kind(kind)),
                     (None, Some(rpc)) => handler.handle(group_id, to_node, rpc, payload).await,
                 };
                 let (payload, code, error) = match outcome {
