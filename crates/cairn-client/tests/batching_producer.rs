@@ -10,9 +10,10 @@ use std::time::Duration;
 use bytes::Bytes;
 use cairn_client::{BatchingConfig, BatchingProducer, CairnClient, ClientError, Code, CreateTopicOptions, RetryPolicy};
 use cairn_types::{PRODUCER_BATCHES_REMEMBERED, Record};
-use fake_cairn::{Answer, AppendAttempt, AppendScript, FakeCairn};
+use fake_cairn::FakeCairn;
+use fake_cairn::append_script::{Answer, AppendAttempt, AppendScript};
 
-use Answer::{ApplyOutOfOrder, LoseAnswer, Refuse};
+use Answer::{ApplyOutOfOrder, ApplyThenLoseReply, Refuse};
 
 /// What one batch's send gets.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -86,7 +87,7 @@ const ROWS: &[Row] = &[
     },
     Row {
         name: "a lost answer: the retry is answered with the original offset",
-        script: &[&[LoseAnswer], &[], &[]],
+        script: &[&[ApplyThenLoseReply], &[], &[]],
         expected: &[Offset(0), Offset(1), Offset(2)],
         retries: &[(0, 0)],
         after: After::Continues { sequence: 3, offset: 3 },

@@ -22,7 +22,7 @@ pub enum Answer {
     /// Refused with this code, nothing applied.
     Refuse(Code),
     /// Served, but answered `UNAVAILABLE` when applied: the answer was lost.
-    LoseAnswer,
+    ApplyThenLoseReply,
     /// Applied whatever its sequence: a partition that disagrees with the producer.
     ApplyOutOfOrder,
 }
@@ -92,7 +92,7 @@ impl AppendScript {
         match answer {
             Answer::Refuse(code) => Err(Status::new(code, format!("scripted refusal of batch {batch}"))),
             Answer::Serve => self.serve(request, log),
-            Answer::LoseAnswer => {
+            Answer::ApplyThenLoseReply => {
                 self.serve(request, log)?;
                 Err(Status::unavailable(format!("the answer to batch {batch} was lost")))
             }

@@ -5,7 +5,7 @@
 // Each test binary uses a part of the fake.
 #![allow(dead_code)]
 
-mod append_script;
+pub mod append_script;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -18,8 +18,7 @@ use futures::stream::BoxStream;
 use tokio::sync::watch;
 use tonic::{Request, Response, Status};
 
-use append_script::Turns;
-pub use append_script::{Answer, AppendAttempt, AppendScript};
+use append_script::{AppendScript, Turns};
 
 /// Batches a subscription sends per message.
 const SUBSCRIBE_BATCH_RECORDS: usize = 2;
