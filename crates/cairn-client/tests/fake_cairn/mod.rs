@@ -1,5 +1,11 @@
 //! An in-memory Cairn server for client tests: one node, no Raft, and scripted
-//! failures (`UNAVAILABLE` answers, a lost create answer, a broken subscription).
+//! failures (`UNAVAILABLE` answers, a lost create answer, a broken subscription, answers to
+//! a producer's appends: see `append_script`).
+
+// Each test binary uses a part of the fake.
+#![allow(dead_code)]
+
+pub mod append_script;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -9,7 +15,10 @@ use cairn_client::proto::cairn_server::{Cairn, CairnServer};
 use cairn_client::proto::{self, subscribe_request::Start};
 use futures::StreamExt as _;
 use futures::stream::BoxStream;
+use tokio::sync::watch;
 use tonic::{Request, Response, Status};
+
+use append_script::{AppendScript, Turns};
 
 /// Batches a subscription sends per message.
 const SUBSCRIBE_BATCH_RECORDS: usize = 2;
@@ -28,11 +37,25 @@ pub struct FakeState {
     pub subscribe_requests: Vec<proto::SubscribeRequest>,
     /// Subscriptions stay open after the stored records instead of ending.
     pub keep_subscriptions_open: bool,
+    /// Appends are answered as scripted (and sequences checked) instead of applied as
+    /// they come.
+    pub append_script: Option<AppendScript>,
+    /// Where the fake serves: `cluster_status` reports it as node 1's address, so that a
+    /// producer routes to the partitions' leader here.
+    address: Option<SocketAddr>,
 }
 
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct FakeCairn {
     state: Arc<Mutex<FakeState>>,
+    /// The turns of held first attempts (see `append_script`).
+    turns: Arc<watch::Sender<Turns>>,
+}
+
+impl Default for FakeCairn {
+    fn default() -> Self {
+        FakeCairn { state: Arc::default(), turns: Arc::new(watch::Sender::new(Turns::default())) }
+    }
 }
 
 impl FakeCairn {
@@ -40,6 +63,7 @@ impl FakeCairn {
     pub async fn start(&self) -> SocketAddr {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind localhost");
         let address = listener.local_addr().expect("local address");
+        self.state().address = Some(address);
         let incoming = futures::stream::unfold(listener, |listener| async move {
             let connection = listener.accept().await.and_then(|(stream, _)| {
                 stream.set_nodelay(true)?;
@@ -67,6 +91,38 @@ impl FakeCairn {
             return Err(Status::unavailable(format!("{method}: no leader yet")));
         }
         Ok(state)
+    }
+
+    /// An append answered as `AppendScript` says; a held first attempt waits for its turn.
+    async fn scripted_append(&self, request: proto::AppendRequest) -> Result<proto::AppendResponse, Status> {
+        let sequence = request.sequence.unwrap_or_default();
+        let record_count = request.records.len() as u64;
+        let (batch, held, pipelined) = {
+            let mut state = self.state();
+            let script = state.append_script.as_mut().ok_or_else(|| Status::internal("no append script"))?;
+            let (batch, held) = script.enter(&request);
+            (batch, held, script.pipelined)
+        };
+        if held {
+            self.turns.send_modify(|turns| turns.arrived += 1);
+            let mut turns = self.turns.subscribe();
+            turns
+                .wait_for(|turns| turns.arrived >= pipelined && turns.next_sequence == sequence)
+                .await
+                .map_err(|_| Status::internal("the fake stopped"))?;
+        }
+        let answered = {
+            let mut state = self.state();
+            let mut script = state.append_script.take().ok_or_else(|| Status::internal("no append script"))?;
+            let answered = partition_log(&mut state, &request.topic, request.partition.unwrap_or(0))
+                .and_then(|log| script.answer(&batch, request, log));
+            state.append_script = Some(script);
+            answered
+        };
+        if held {
+            self.turns.send_modify(|turns| turns.next_sequence = sequence + record_count);
+        }
+        answered
     }
 }
 
@@ -170,7 +226,10 @@ impl Cairn for FakeCairn {
 
     async fn append(&self, request: Request<proto::AppendRequest>) -> Result<Response<proto::AppendResponse>, Status> {
         let request = request.into_inner();
-        let mut state = self.enter("append")?;
+        if self.enter("append")?.append_script.is_some() {
+            return self.scripted_append(request).await.map(Response::new);
+        }
+        let mut state = self.state();
         let partition = request.partition.unwrap_or(0);
         let log = partition_log(&mut state, &request.topic, partition)?;
         let mut positions = Vec::new();
@@ -315,10 +374,11 @@ impl Cairn for FakeCairn {
         &self,
         _request: Request<proto::ClusterStatusRequest>,
     ) -> Result<Response<proto::ClusterStatusResponse>, Status> {
-        let _state = self.enter("cluster_status")?;
+        let state = self.enter("cluster_status")?;
+        let address = state.address.map_or_else(|| "127.0.0.1:7070".to_string(), |address| address.to_string());
         Ok(Response::new(proto::ClusterStatusResponse {
             node_id: 1,
-            nodes: vec![proto::NodeStatus { node_id: 1, address: "127.0.0.1:7070".to_string(), live: true }],
+            nodes: vec![proto::NodeStatus { node_id: 1, address, live: true }],
             groups: Vec::new(),
             cluster: "single-node".to_string(),
             operations: Vec::new(),
