@@ -45,9 +45,9 @@ impl RaftHandler for HostHandler {
 
     fn handle(&self, group: GroupId, to: NodeId, kind: RpcKind, payload: Bytes) -> BoxFuture<Result<Vec<u8>, Status>> {
         let host = Arc::clone(&self.0);
-        Box::pin(async move {
-            host.handle_rpc(group, to, kind, &payload).await.map_err(crate::status::from_raft_message)
-        })
+        Box::pin(
+            async move { host.handle_rpc(group, to, kind, &payload).await.map_err(crate::status::from_raft_message) },
+        )
     }
 }
 
