@@ -3,7 +3,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use cairn_types::partitioner::partition_for_key;
-use cairn_types::{Offset, PartitionId, Record};
+use cairn_types::{Offset, PartitionId, Record, retry_delays};
 use tokio::time::Instant;
 
 use crate::{CairnClient, ClientError, proto};
@@ -149,7 +149,11 @@ pub(crate) async fn append_until_answered(
     request: proto::AppendRequest,
 ) -> Result<AnsweredAppend, FailedAppend> {
     let deadline = Instant::now() + APPEND_RETRY_TOTAL;
-    let mut backoff = Duration::from_millis(20);
+    // A short ceiling: a failover takes well under a second, and a long wait between
+    // attempts would add up to its length again.
+    const BACKOFF_CEILING: Duration = Duration::from_millis(200);
+    let mut delays = retry_delays(Duration::from_millis(20), BACKOFF_CEILING);
+    let mut wait = delays.next().unwrap_or(BACKOFF_CEILING);
     let mut attempts = 0;
     let mut maybe_applied = false;
     loop {
@@ -163,12 +167,10 @@ pub(crate) async fn append_until_answered(
                     attempts,
                 });
             }
-            Err(status) if retryable(status.code()) && Instant::now() + backoff < deadline => {
+            Err(status) if retryable(status.code()) && Instant::now() + wait < deadline => {
                 maybe_applied = true;
-                tokio::time::sleep(backoff).await;
-                // A short cap: a failover takes well under a second, and a long wait between
-                // attempts would add up to its length again.
-                backoff = (backoff * 2).min(Duration::from_millis(200));
+                tokio::time::sleep(wait).await;
+                wait = delays.next().unwrap_or(BACKOFF_CEILING);
             }
             Err(status) => {
                 // A sequence refusal means the producer and the partition disagree: treat

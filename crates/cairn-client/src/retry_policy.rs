@@ -1,6 +1,7 @@
 use std::future::Future;
 use std::time::Duration;
 
+use cairn_types::retry_delays;
 use tokio::time::Instant;
 
 /// How long idempotent calls are retried while the server answers `UNAVAILABLE` (no
@@ -11,7 +12,8 @@ pub struct RetryPolicy {
     pub retry_total_ms: u64,
     /// The wait before the first retry; doubled after each one.
     pub backoff_initial_ms: u64,
-    /// The longest wait between two attempts.
+    /// Where the doubling stops. Each wait has a random part added, up to as much again
+    /// (`cairn_types::retry_delays`).
     pub backoff_max_ms: u64,
 }
 
@@ -49,16 +51,16 @@ impl RetryPolicy {
         Fut: Future<Output = Result<T, tonic::Status>>,
     {
         let deadline = Instant::now() + Duration::from_millis(self.retry_total_ms);
-        let mut backoff = Duration::from_millis(self.backoff_initial_ms);
-        let backoff_max = Duration::from_millis(self.backoff_max_ms);
+        let mut delays =
+            retry_delays(Duration::from_millis(self.backoff_initial_ms), Duration::from_millis(self.backoff_max_ms));
         let mut retried = false;
         loop {
             let result = call().await;
             let now = Instant::now();
             match result {
                 Err(status) if status.code() == tonic::Code::Unavailable && now < deadline => {
-                    tokio::time::sleep(backoff.min(deadline - now)).await;
-                    backoff = (backoff * 2).min(backoff_max);
+                    let wait = delays.next().unwrap_or(Duration::from_millis(self.backoff_max_ms));
+                    tokio::time::sleep(wait.min(deadline - now)).await;
                     retried = true;
                 }
                 result => return RetryOutcome { result, retried },

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use cairn_proto::v1 as pb;
 use cairn_proto::v1::cairn_client::CairnClient;
-use rand::{Rng, SeedableRng};
+use cairn_types::retry_delays;
 
 use crate::api::{ErrorCode, RemoteError};
 use crate::cluster_identity::ClusterIdentity;
@@ -32,13 +32,6 @@ const BACKOFF_MAX: Duration = Duration::from_secs(5);
 /// Whether a refusal stands: asking again would be refused again.
 pub fn refused_for_good(err: &RemoteError) -> bool {
     matches!(err.code, ErrorCode::FailedPrecondition | ErrorCode::InvalidArgument)
-}
-
-/// The wait before the attempt after `failures` failed ones: doubling from
-/// `BACKOFF_INITIAL` up to `BACKOFF_MAX`, a random part of it (between half and all).
-pub fn backoff(failures: u32, rng: &mut impl Rng) -> Duration {
-    let ceiling = BACKOFF_INITIAL.saturating_mul(1 << failures.min(16)).min(BACKOFF_MAX);
-    rng.random_range(ceiling / 2..=ceiling)
 }
 
 /// What a new node needs to join.
@@ -57,7 +50,8 @@ impl Joiner {
     /// Asks `target` to add this node until it is admitted; records the cluster in the data
     /// directory. Exits the process when the cluster refuses this node for good.
     pub async fn run(self) {
-        let mut rng = rand::rngs::StdRng::from_os_rng();
+        // Waits double from BACKOFF_INITIAL to BACKOFF_MAX, with jitter.
+        let mut delays = retry_delays(BACKOFF_INITIAL, BACKOFF_MAX);
         let mut failures = 0u32;
         let recorded = !self.identity.get().is_empty();
         loop {
@@ -78,7 +72,7 @@ impl Joiner {
                     std::process::exit(2);
                 }
                 Err(err) => {
-                    let wait = backoff(failures, &mut rng);
+                    let wait = delays.next().unwrap_or(BACKOFF_MAX);
                     failures = failures.saturating_add(1);
                     tracing::warn!(
                         via = %self.target,
@@ -136,18 +130,6 @@ impl Joiner {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn backoff_doubles_to_a_cap_with_jitter() {
-        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
-        for failures in 0..40 {
-            let ceiling = BACKOFF_INITIAL.saturating_mul(1 << failures.min(16)).min(BACKOFF_MAX);
-            let waits: Vec<Duration> = (0..50).map(|_| backoff(failures, &mut rng)).collect();
-            assert!(waits.iter().all(|w| *w >= ceiling / 2 && *w <= ceiling), "{failures}: {waits:?}");
-            assert!(waits.windows(2).any(|w| w[0] != w[1]), "jitter spreads the waits");
-        }
-        assert_eq!(BACKOFF_INITIAL.saturating_mul(1 << 16).min(BACKOFF_MAX), BACKOFF_MAX);
-    }
 
     #[test]
     fn only_a_refusal_for_good_stands() {

@@ -5,11 +5,13 @@ pub mod batch;
 pub mod limits;
 pub mod partitioner;
 pub mod record;
+pub mod retry_delays;
 pub mod topic;
 
 pub use batch::{BatchHeader, CodecError, DecodedBatch, decode_batch, encode_batch};
 pub use limits::Limits;
 pub use record::{Record, StoredRecord};
+pub use retry_delays::retry_delays;
 pub use topic::{TopicConfig, TopicError, validate_topic_name};
 
 /// A Cairn server process. Stable for the life of its data directory.

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use cairn_raft::{CommandResponse, HostError, PartitionCommand, ProducerSequence, TopicMeta};
 use cairn_types::partitioner::partition_for_key;
-use cairn_types::{PartitionId, Record, now_ms};
+use cairn_types::{PartitionId, Record, now_ms, retry_delays};
 
 use crate::api::append_outcomes;
 use crate::api::forwarding_bounds::{HOPS_MAX, LEADER_WAIT};
@@ -91,7 +91,9 @@ impl CairnApi {
         let assignment = &topic.partitions[partition as usize];
         let group = assignment.group_id;
         let deadline = tokio::time::Instant::now() + LEADER_WAIT;
-        let mut backoff = Duration::from_millis(20);
+        // Checking again is cheap; a new leader is usually there within a second.
+        const BACKOFF_CEILING: Duration = Duration::from_millis(100);
+        let mut delays = retry_delays(Duration::from_millis(20), BACKOFF_CEILING);
         // The leader a forwarded attempt's "not leader" answer named: tried next.
         let mut named_leader = None;
         // The producer's later batches wait for this one while it is tried here.
@@ -184,12 +186,11 @@ impl CairnApi {
                     Err(err) => return Err(AppendError::Remote(err)),
                 }
             }
-            if tokio::time::Instant::now() + backoff >= deadline {
+            let wait = delays.next().unwrap_or(BACKOFF_CEILING);
+            if tokio::time::Instant::now() + wait >= deadline {
                 break;
             }
-            tokio::time::sleep(backoff).await;
-            // Checking again is cheap; a new leader is usually there within a second.
-            backoff = (backoff * 2).min(Duration::from_millis(100));
+            tokio::time::sleep(wait).await;
         }
         Err(AppendError::NoReachableLeader { topic: topic.name.clone(), partition, waited_s: LEADER_WAIT.as_secs() })
     }

@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use cairn_raft::{CommandResponse, ControllerCommand, HostError};
+use cairn_types::retry_delays;
 
 use crate::api::forwarding_bounds::{HOPS_MAX, LEADER_WAIT};
 use crate::api::{AdminError, CairnApi};
@@ -31,7 +32,8 @@ impl CairnApi {
         Fut: std::future::Future<Output = Result<T, HostError>>,
     {
         let deadline = tokio::time::Instant::now() + LEADER_WAIT;
-        let mut backoff = Duration::from_millis(20);
+        const BACKOFF_CEILING: Duration = Duration::from_millis(500);
+        let mut delays = retry_delays(Duration::from_millis(20), BACKOFF_CEILING);
         loop {
             match operation().await {
                 Ok(done) => return Ok(Ok(done)),
@@ -49,11 +51,11 @@ impl CairnApi {
                 Err(HostError::NotLeader { .. } | HostError::NoLeader { .. }) => {}
                 Err(err) => return Err(AdminError::Host(err)),
             }
-            if tokio::time::Instant::now() + backoff >= deadline {
+            let wait = delays.next().unwrap_or(BACKOFF_CEILING);
+            if tokio::time::Instant::now() + wait >= deadline {
                 return Err(AdminError::NoControllerLeader);
             }
-            tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(Duration::from_millis(500));
+            tokio::time::sleep(wait).await;
         }
     }
 }
