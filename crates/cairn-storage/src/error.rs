@@ -6,8 +6,10 @@ use cairn_types::{CodecError, GroupId, Offset};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
-    #[error("rocksdb: {0}")]
-    RocksDb(#[from] rocksdb::Error),
+    /// The storage engine failed. Only its message travels: the engine's types stay inside
+    /// this crate.
+    #[error("rocksdb: {message}")]
+    Engine { message: String },
     #[error("group {group}: stored batch at offset {base_offset} is corrupt: {source}")]
     Corrupt { group: GroupId, base_offset: Offset, source: CodecError },
     #[error("group {group}: stored metadata {what} is corrupt: {detail}")]
@@ -16,6 +18,12 @@ pub enum StorageError {
     OffsetOutOfRange { offset: Offset, log_start_offset: Offset, high_watermark: Offset },
     #[error("the WAL syncer has stopped")]
     SyncerStopped,
+}
+
+impl From<rocksdb::Error> for StorageError {
+    fn from(err: rocksdb::Error) -> Self {
+        StorageError::Engine { message: err.into_string() }
+    }
 }
 
 impl From<StorageError> for std::io::Error {
