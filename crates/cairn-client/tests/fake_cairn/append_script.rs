@@ -119,18 +119,7 @@ impl AppendScript {
             )));
         }
         let partition = request.partition.unwrap_or(0);
-        let mut positions = Vec::with_capacity(request.records.len());
-        for record in request.records {
-            let offset = log.len() as u64;
-            log.push(proto::StoredRecord {
-                offset,
-                timestamp_ms: 1_000 + offset,
-                key: record.key,
-                headers: record.headers,
-                value: record.value,
-            });
-            positions.push(proto::RecordPosition { partition, offset });
-        }
+        let positions = super::store(log, partition, request.records);
         self.next_sequence += positions.len() as u64;
         self.applied.insert(sequence, positions.clone());
         Ok(proto::AppendResponse { positions, tokens: Vec::new(), duplicate: false })

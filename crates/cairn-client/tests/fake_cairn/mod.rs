@@ -126,6 +126,28 @@ impl FakeCairn {
     }
 }
 
+/// Appends `records` to a partition's `log` as the server would: the next offsets, with
+/// timestamps derived from them. Returns where each landed.
+fn store(
+    log: &mut Vec<proto::StoredRecord>,
+    partition: u32,
+    records: Vec<proto::Record>,
+) -> Vec<proto::RecordPosition> {
+    let mut positions = Vec::with_capacity(records.len());
+    for record in records {
+        let offset = log.len() as u64;
+        log.push(proto::StoredRecord {
+            offset,
+            timestamp_ms: 1_000 + offset,
+            key: record.key,
+            headers: record.headers,
+            value: record.value,
+        });
+        positions.push(proto::RecordPosition { partition, offset });
+    }
+    positions
+}
+
 fn partition_log<'a>(
     state: &'a mut FakeState,
     topic: &str,
@@ -232,18 +254,7 @@ impl Cairn for FakeCairn {
         let mut state = self.state();
         let partition = request.partition.unwrap_or(0);
         let log = partition_log(&mut state, &request.topic, partition)?;
-        let mut positions = Vec::new();
-        for record in request.records {
-            let offset = log.len() as u64;
-            log.push(proto::StoredRecord {
-                offset,
-                timestamp_ms: 1_000 + offset,
-                key: record.key,
-                headers: record.headers,
-                value: record.value,
-            });
-            positions.push(proto::RecordPosition { partition, offset });
-        }
+        let positions = store(log, partition, request.records);
         Ok(Response::new(proto::AppendResponse { positions, tokens: Vec::new(), duplicate: false }))
     }
 
