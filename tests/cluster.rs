@@ -28,6 +28,18 @@ fn consume_all(node: &harness::Node, topic: &str) -> BTreeMap<(u64, u64), String
         .collect()
 }
 
+/// Whether `node` serves `count` records of `topic`. A replica still catching up may refuse
+/// a read past its own end after another replica served the reads before it (the known
+/// gap in ARCHITECTURE.md): that is "not yet", said on stderr, not a failure.
+fn serves(node: &harness::Node, topic: &str, count: usize) -> bool {
+    let output = node.cli(&["consume", topic, "--output", "json"]);
+    if !output.status.success() {
+        eprintln!("not caught up yet: {}", String::from_utf8_lossy(&output.stderr).lines().next().unwrap_or(""));
+        return false;
+    }
+    json_lines(&String::from_utf8_lossy(&output.stdout)).len() == count
+}
+
 #[test]
 fn three_nodes_produce_anywhere_consume_anywhere_survive_leader_kill() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -271,17 +283,13 @@ fn a_replica_behind_a_purged_log_catches_up_by_streaming() {
     assert_eq!(expected.len(), 3_000);
     cluster.nodes[lagging].restart();
     let back = &cluster.nodes[lagging];
-    wait_until("the lagging replica to catch up", Duration::from_secs(60), || {
-        consume_all(back, "catchup").len() == 3_000
-    });
+    wait_until("the lagging replica to catch up", Duration::from_secs(60), || serves(back, "catchup", 3_000));
     assert_eq!(consume_all(back, "catchup"), expected, "the streamed replica holds exactly the same records");
     let log = std::fs::read_to_string(back.data_dir.with_extension("log")).expect("node log");
     assert!(log.contains("partition snapshot installed"), "the replica caught up from a streamed snapshot");
     // And it keeps following the log after the snapshot.
     cluster.nodes[writing].cli_ok(&["produce", "catchup", "--partition", "0", "--value", "after"]);
-    wait_until("the caught-up replica to follow", Duration::from_secs(30), || {
-        consume_all(back, "catchup").len() == 3_001
-    });
+    wait_until("the caught-up replica to follow", Duration::from_secs(30), || serves(back, "catchup", 3_001));
 }
 
 #[test]
