@@ -19,7 +19,7 @@ fn storage(c: &mut Criterion) {
         group.bench_function(format!("append_{count}x1KiB"), |b| {
             b.iter(|| {
                 let mut batch = WriteBatch::default();
-                log.append(&mut batch, &mut state, &batch_records, 1);
+                log.append(&mut batch, &mut state, &batch_records, &[], 1);
                 store.write(batch).expect("write");
             })
         });

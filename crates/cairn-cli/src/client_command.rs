@@ -2,7 +2,7 @@ use cairn_client::CairnClient;
 
 use crate::{
     ClusterCommand, ConsumeCommand, LeaderCommand, NodeCommand, OperationCommand, PartitionCommand, ProduceCommand,
-    RebalanceCommand, TopicCommand,
+    RebalanceCommand, StreamCommand, TopicCommand,
 };
 
 /// The commands that talk to a Cairn cluster.
@@ -15,6 +15,9 @@ pub enum ClientCommand {
     Produce(ProduceCommand),
     /// Read records from a topic, to the high watermark or (--follow) as they come.
     Consume(ConsumeCommand),
+    /// Event streams: append with an expected revision, read, show a stream's revision.
+    #[command(subcommand)]
+    Stream(StreamCommand),
     /// Inspect the cluster.
     #[command(subcommand)]
     Cluster(ClusterCommand),
@@ -43,6 +46,7 @@ pub async fn run(command: ClientCommand, server: &str) -> anyhow::Result<()> {
         ClientCommand::Topic(command) => command.run(&client, &mut stdout).await,
         ClientCommand::Produce(command) => command.run(&client).await,
         ClientCommand::Consume(command) => command.run(&client).await,
+        ClientCommand::Stream(command) => command.run(&client, &mut stdout).await,
         ClientCommand::Cluster(command) => command.run(&client, &mut stdout).await,
         ClientCommand::Node(command) => command.run(&client, &mut stdout).await,
         ClientCommand::Leader(command) => command.run(&client, &mut stdout).await,
@@ -168,6 +172,19 @@ mod tests {
         assert!(error.to_string().contains("expected 'earliest'"), "{error}");
         assert!(parse(&["topic", "create", "t"]).is_err(), "--partitions is required");
         assert!(parse(&["topic", "describe", "t", "--output", "yaml"]).is_err());
+    }
+
+    #[test]
+    fn stream_commands_parse_under_the_cairn_binary() {
+        let cli =
+            parse(&["stream", "append", "bank", "account-1", "--type", "Deposited", "--expect", "3"]).expect("parses");
+        let ClientCommand::Stream(StreamCommand::Append(append)) = cli.command else { panic!("wrong command") };
+        assert_eq!(append.expect, cairn_client::ExpectedRevision::Exact(3));
+        let cli = parse(&["stream", "info", "bank", "account-1", "--server", "h:1"]).expect("parses");
+        assert_eq!(cli.server.server, "h:1");
+        assert!(matches!(cli.command, ClientCommand::Stream(StreamCommand::Info { .. })));
+        let error = parse(&["stream", "read", "bank", "account-1", "--as-of", "last week"]).expect_err("bad time");
+        assert!(error.to_string().contains("RFC 3339"), "{error}");
     }
 
     #[test]

@@ -1,10 +1,11 @@
-//! The `cairn` client commands (topics, produce, consume, cluster status), built on
-//! `cairn-client`. The `cairn` binary in `cairn-server` embeds [`ClientCommand`] and
-//! flattens [`ServerArg`], then calls [`run`].
+//! The `cairn` client commands (topics, produce, consume, event streams, cluster status),
+//! built on `cairn-client`. The `cairn` binary in `cairn-server` embeds [`ClientCommand`]
+//! and flattens [`ServerArg`], then calls [`run`].
 
 mod client_command;
 mod cluster_command;
 mod consume_command;
+mod event_printer;
 mod header_arg;
 mod leader_command;
 mod node_command;
@@ -21,6 +22,7 @@ mod record_printer;
 mod server_arg;
 mod start_from;
 mod stdin_lines;
+mod stream_command;
 mod table;
 mod text;
 mod topic_command;
@@ -40,6 +42,7 @@ pub use rebalance_command::RebalanceCommand;
 pub use record_json::RecordJson;
 pub use server_arg::ServerArg;
 pub use start_from::StartFrom;
+pub use stream_command::{DataArg, StreamAppendArgs, StreamCommand, StreamReadArgs};
 pub use topic_command::TopicCommand;
 
 /// Whether an error is a closed stdout (`cairn consume ... | head`): a normal end.

@@ -81,6 +81,7 @@ mod tests {
             key: key.map(Bytes::from_static),
             headers: headers.iter().map(|(name, value)| (name.to_string(), Bytes::from_static(value))).collect(),
             value: Bytes::from_static(value),
+            event: None,
         }
     }
 

@@ -77,6 +77,7 @@ mod tests {
             key: Some(Bytes::from_static(b"k")),
             headers: vec![("h".to_string(), Bytes::from_static(b"v"))],
             value: Bytes::from_static(b"line\nbreak"),
+            event: None,
         }
     }
 

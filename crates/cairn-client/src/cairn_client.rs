@@ -389,7 +389,7 @@ impl CairnClient {
     }
 
     /// Runs a call that is safe to repeat under the retry policy.
-    async fn call_idempotent<Req, Resp, F, Fut>(&self, request: Req, call: F) -> RetryOutcome<Resp>
+    pub(crate) async fn call_idempotent<Req, Resp, F, Fut>(&self, request: Req, call: F) -> RetryOutcome<Resp>
     where
         Req: Clone,
         F: Fn(ProtoClient<Channel>, Req) -> Fut,

@@ -1,7 +1,7 @@
 use std::error::Error as _;
 
 use cairn_proto::Message as _;
-use cairn_types::{Offset, PartitionId};
+use cairn_types::{Offset, PartitionId, RevisionViolation};
 
 use crate::proto;
 
@@ -31,6 +31,11 @@ pub enum ClientError {
         written: Vec<(usize, PartitionId, Offset)>,
         unwritten: Vec<usize>,
     },
+    /// An event append refused because streams were not at the expected revisions
+    /// (`FAILED_PRECONDITION`): nothing was written. Every violation is listed, so the
+    /// caller can re-read those streams and decide without another round trip.
+    #[error("{message} (FailedPrecondition)")]
+    WrongExpectedRevision { message: String, violations: Vec<RevisionViolation> },
 }
 
 impl ClientError {
@@ -38,6 +43,7 @@ impl ClientError {
     pub fn code(&self) -> Option<tonic::Code> {
         match self {
             ClientError::Status { code, .. } | ClientError::PartlyWritten { code, .. } => Some(*code),
+            ClientError::WrongExpectedRevision { .. } => Some(tonic::Code::FailedPrecondition),
             _ => None,
         }
     }

@@ -2,7 +2,8 @@
 //!
 //! Records cross this boundary as `cairn_types` values; admin results are the generated
 //! proto messages, re-exported as [`proto`]. Idempotent calls (reads, admin calls) are
-//! retried on `UNAVAILABLE` for a bounded time; appends never are.
+//! retried on `UNAVAILABLE` for a bounded time, and so are event appends (their event ids
+//! make a retry safe); record appends never are.
 
 mod batching_producer;
 mod cairn_client;
@@ -12,6 +13,7 @@ mod idempotent_producer;
 mod read_result;
 mod retry_policy;
 mod start_position;
+mod stream_calls;
 mod subscription;
 
 pub use batching_producer::{BatchingConfig, BatchingProducer};
@@ -40,11 +42,15 @@ impl Consistency {
     }
 }
 pub use cairn_proto::v1 as proto;
+pub use cairn_types::ExpectedRevision;
 pub use client_error::ClientError;
 pub use create_topic_options::CreateTopicOptions;
 pub use idempotent_producer::{IdempotentProducer, ProducedBatch};
 pub use read_result::ReadResult;
 pub use retry_policy::RetryPolicy;
 pub use start_position::StartPosition;
+pub use stream_calls::{
+    AppendedEvents, EventData, ReadStreamOptions, RecordedEvent, StreamSlice, StreamWrite, json_event,
+};
 /// The gRPC status code a `ClientError::Status` carries.
 pub use tonic::Code;

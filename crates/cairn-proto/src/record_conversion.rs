@@ -1,8 +1,9 @@
 //! The one place where records cross between `cairn_types` and the proto messages, for
-//! the server and the client alike: `From` both ways for `Record` and `StoredRecord`.
+//! the server and the client alike: `From` both ways for `Record` and `StoredRecord` (an
+//! event's fields: `event_conversion.rs`).
 
 use bytes::Bytes;
-use cairn_types::{Record, StoredRecord};
+use cairn_types::{EventFields, Record, StoredRecord};
 
 use crate::v1 as pb;
 
@@ -26,6 +27,7 @@ impl From<StoredRecord> for pb::StoredRecord {
             key: record.key,
             headers: headers_to_proto(record.headers),
             value: record.value,
+            event: record.event.map(pb::EventFields::from),
         }
     }
 }
@@ -38,6 +40,7 @@ impl From<pb::StoredRecord> for StoredRecord {
             key: record.key,
             headers: headers_from_proto(record.headers),
             value: record.value,
+            event: record.event.map(EventFields::from),
         }
     }
 }
@@ -77,6 +80,7 @@ mod tests {
             key: proto_record.key,
             headers: proto_record.headers,
             value: proto_record.value,
+            event: None,
         });
         assert_eq!(stored.offset, 7);
         assert_eq!(stored.timestamp_ms, 9);

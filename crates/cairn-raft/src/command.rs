@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::controller::error::ControllerError;
 use crate::controller::operation::{Phase, RebalancePlan};
 use crate::controller::topic::TopicMeta;
+use crate::stream_command::{EventAppend, EventAppendRefusal, EventsAppended};
 
 /// What a Raft entry asks a state machine to do.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -24,6 +25,9 @@ impl std::fmt::Display for Command {
             }
             Command::Partition(PartitionCommand::DeletePrefix { before_offset }) => {
                 write!(f, "delete-prefix(before {before_offset})")
+            }
+            Command::Partition(PartitionCommand::AppendEvents(append)) => {
+                write!(f, "append-events({} events, {} streams)", append.event_count(), append.writes.len())
             }
             Command::Controller(command) => write!(f, "controller({command:?})"),
         }
@@ -44,6 +48,8 @@ pub enum PartitionCommand {
     Append { records: Vec<Record>, timestamp_ms: u64, producer: Option<ProducerSequence> },
     /// Retention: drop every batch that ends at or before `before_offset`.
     DeletePrefix { before_offset: Offset },
+    /// Events for streams of the partition, with conditions checked at apply time.
+    AppendEvents(EventAppend),
 }
 
 /// An idempotent producer's id and the sequence number of a batch's first record.
@@ -154,6 +160,8 @@ pub enum CommandResponse {
         operations: Vec<u64>,
     },
     OperationUpdated(Result<(), ControllerError>),
+    EventsAppended(EventsAppended),
+    EventAppendRefused(EventAppendRefusal),
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]

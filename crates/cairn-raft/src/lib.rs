@@ -11,6 +11,7 @@ pub mod log_store;
 pub mod network;
 pub mod node_addresses;
 pub mod partition;
+pub mod stream_command;
 pub mod type_config;
 
 pub use command::{AppendOutcome, Command, CommandResponse, ControllerCommand, PartitionCommand, ProducerSequence};
@@ -20,6 +21,9 @@ pub use controller::{
 };
 pub use host::{Host, HostConfig, HostError, PartitionReplica};
 pub use network::{RpcKind, Transport, TransportError};
+pub use stream_command::{
+    EventAppend, EventAppendRefusal, EventIdReuse, EventPosition, EventsAppended, StreamCheck, StreamWrite,
+};
 pub use type_config::TypeConfig;
 
 /// Encodes a value for the Raft log, the wire or RocksDB metadata.

@@ -76,6 +76,13 @@ fn entry_size_estimate(entry: &crate::type_config::Entry) -> usize {
         openraft::EntryPayload::Normal(Command::Partition(PartitionCommand::Append { records, .. })) => {
             64 + records.iter().map(cairn_types::Record::encoded_len).sum::<usize>()
         }
+        openraft::EntryPayload::Normal(Command::Partition(PartitionCommand::AppendEvents(append))) => {
+            64 + append
+                .writes
+                .iter()
+                .map(|write| 16 + write.stream.len() + write.events.iter().map(|e| e.size_bytes()).sum::<usize>())
+                .sum::<usize>()
+        }
         _ => 256,
     }
 }

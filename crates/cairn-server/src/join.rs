@@ -21,7 +21,7 @@ use cairn_types::retry_delays;
 use crate::api::{ErrorCode, RemoteError};
 use crate::cluster_identity::ClusterIdentity;
 use crate::grpc::status::remote_error;
-use crate::node::{DATA_FORMAT_VERSION, NodeIdentity, write_identity};
+use crate::node_identity::{DATA_FORMAT_VERSION, NodeIdentity, write_identity};
 use crate::peers::PeerSettings;
 
 /// How long one attempt (connect, learn the cluster, ask to join) may take.

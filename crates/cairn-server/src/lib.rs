@@ -9,6 +9,7 @@ pub mod grpc;
 pub mod heartbeat_lane;
 pub mod join;
 pub mod node;
+pub mod node_identity;
 pub mod peers;
 pub mod raft_transport;
 pub mod request_limits;

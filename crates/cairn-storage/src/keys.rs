@@ -11,6 +11,12 @@ pub const COLUMN_FAMILIES: [&str; 5] = [CF_RAFT_LOG, CF_RAFT_META, CF_RECORDS, C
 
 pub const INDEX_TIMESTAMP: u8 = b't';
 pub const INDEX_KEY: u8 = b'k';
+/// A stream's events by revision: `group 'r' len:u32 stream revision:u64` -> offset.
+pub const INDEX_STREAM: u8 = b'r';
+/// Events by id: `group 'e' event_id:[u8; 16]` -> offset.
+pub const INDEX_EVENT_ID: u8 = b'e';
+/// A stream's head (its next revision): `group 'h' stream` -> `StreamHead`.
+pub const INDEX_STREAM_HEAD: u8 = b'h';
 
 pub fn group_u64(group: GroupId, value: u64) -> [u8; 16] {
     let mut key = [0; 16];
@@ -49,12 +55,7 @@ pub fn timestamp_index(group: GroupId, timestamp_ms: u64, base_offset: Offset) -
 }
 
 pub fn key_index_prefix(group: GroupId, record_key: &[u8]) -> Vec<u8> {
-    let mut key = Vec::with_capacity(8 + 1 + 4 + record_key.len() + 8);
-    key.extend_from_slice(&group.to_be_bytes());
-    key.push(INDEX_KEY);
-    key.extend_from_slice(&(record_key.len() as u32).to_be_bytes());
-    key.extend_from_slice(record_key);
-    key
+    named(group, INDEX_KEY, record_key, 8)
 }
 
 pub fn key_index(group: GroupId, record_key: &[u8], offset: Offset) -> Vec<u8> {
@@ -79,4 +80,36 @@ pub fn prefix_end(prefix: &[u8]) -> Vec<u8> {
         }
     }
     vec![u8::MAX; prefix.len() + 1]
+}
+
+/// `group tag len:u32 name`, with room for `extra` more bytes.
+fn named(group: GroupId, tag: u8, name: &[u8], extra: usize) -> Vec<u8> {
+    let mut key = Vec::with_capacity(8 + 1 + 4 + name.len() + extra);
+    key.extend_from_slice(&group.to_be_bytes());
+    key.push(tag);
+    key.extend_from_slice(&(name.len() as u32).to_be_bytes());
+    key.extend_from_slice(name);
+    key
+}
+
+pub fn stream_index_prefix(group: GroupId, stream: &[u8]) -> Vec<u8> {
+    named(group, INDEX_STREAM, stream, 8)
+}
+
+pub fn stream_index(group: GroupId, stream: &[u8], revision: u64) -> Vec<u8> {
+    let mut key = stream_index_prefix(group, stream);
+    key.extend_from_slice(&revision.to_be_bytes());
+    key
+}
+
+pub fn stream_head(group: GroupId, stream: &[u8]) -> Vec<u8> {
+    named(group, INDEX_STREAM_HEAD, stream, 0)
+}
+
+pub fn event_id_index(group: GroupId, event_id: &[u8; 16]) -> [u8; 25] {
+    let mut key = [0; 25];
+    key[..8].copy_from_slice(&group.to_be_bytes());
+    key[8] = INDEX_EVENT_ID;
+    key[9..].copy_from_slice(event_id);
+    key
 }

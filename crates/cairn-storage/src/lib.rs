@@ -6,19 +6,23 @@
 //! - `raft_log`: `group | index` → encoded Raft entry
 //! - `raft_meta`: `group | tag` → vote, last purged log id
 //! - `records`: `group | base_offset` → one stored batch (`cairn_types::batch` format)
-//! - `index`: `group | 't' | last_timestamp_ms | base_offset` and
-//!   `group | 'k' | key_len | key | offset`
+//! - `index`: `group | 't' | last_timestamp_ms | base_offset`,
+//!   `group | 'k' | key_len | key | offset`, and for streams (`stream_index.rs`)
+//!   `group | 'r' | stream_len | stream | revision` → offset,
+//!   `group | 'e' | event_id` → offset, `group | 'h' | stream_len | stream` → stream head
 //! - `sm_meta`: `group | tag` → state-machine state, snapshot metadata
 
 mod error;
 mod keys;
 mod partition_log;
 mod store;
+mod stream_index;
 mod syncer;
 mod write_batch;
 
 pub use error::StorageError;
 pub use partition_log::{PartitionLog, PartitionLogState, ReadLimits};
 pub use store::{Store, StoreOptions};
+pub use stream_index::{Direction, StreamEvents, StreamHead};
 pub use syncer::SyncCallback;
 pub use write_batch::WriteBatch;

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use cairn_types::batch::decode_header;
-use cairn_types::{GroupId, Offset, Record, StoredRecord, decode_batch, encode_batch};
+use cairn_types::{EventFields, GroupId, Offset, Record, StoredRecord, decode_batch, encode_batch};
 use rocksdb::ReadOptions;
 use serde::{Deserialize, Serialize};
 
@@ -53,13 +53,20 @@ impl PartitionLog {
         self.group
     }
 
+    pub(crate) fn store(&self) -> &Store {
+        &self.store
+    }
+
     /// Adds `records` as one batch to `batch`, stamped `max(timestamp_ms, last timestamp)`.
-    /// Returns the batch's base offset. `state` advances; the caller persists it in `batch`.
+    /// `events` is empty, or holds each record's event fields (the record's key names its
+    /// stream): they are stored in the batch and indexed (see `stream_index.rs`). Returns
+    /// the batch's base offset. `state` advances; the caller persists it in `batch`.
     pub fn append(
         &self,
         batch: &mut WriteBatch,
         state: &mut PartitionLogState,
         records: &[Record],
+        events: &[EventFields],
         timestamp_ms: u64,
     ) -> Offset {
         let base_offset = state.next_offset;
@@ -68,7 +75,9 @@ impl PartitionLog {
         }
         let timestamp_ms = timestamp_ms.max(state.last_timestamp_ms);
         let timestamps = vec![timestamp_ms; records.len()];
-        let encoded = encode_batch(base_offset, records, &timestamps);
+        let encoded = encode_batch(base_offset, records, events, &timestamps);
+        let keyed_events = records.iter().enumerate().map(|(i, record)| (record.key.as_deref(), events.get(i)));
+        self.index_events(batch, base_offset, keyed_events);
         batch.inner.put_cf(self.store.records_cf(), keys::group_u64(self.group, base_offset), &encoded);
         let index = self.store.cf(CF_INDEX);
         batch.inner.put_cf(index, keys::timestamp_index(self.group, timestamp_ms, base_offset), []);
@@ -362,6 +371,8 @@ impl PartitionLog {
     pub fn import_batches(&self, batches: &[(Offset, Vec<u8>)]) -> Result<(), StorageError> {
         let mut batch = WriteBatch::default();
         let index = self.store.cf(CF_INDEX);
+        // The next revision of each stream the batches hold events of.
+        let mut heads: std::collections::BTreeMap<Bytes, u64> = std::collections::BTreeMap::new();
         for (base_offset, raw) in batches {
             let raw = Bytes::copy_from_slice(raw);
             let decoded = decode_batch(&raw).map_err(|source| StorageError::Corrupt {
@@ -385,10 +396,33 @@ impl PartitionLog {
             for record in &decoded.records {
                 if let Some(key) = &record.key {
                     batch.inner.put_cf(index, keys::key_index(self.group, key, record.offset), []);
+                    if let Some(event) = &record.event {
+                        let head = heads.entry(key.clone()).or_default();
+                        *head = (*head).max(event.stream_revision + 1);
+                    }
                 }
+            }
+            let keyed_events = decoded.records.iter().map(|record| (record.key.as_deref(), record.event.as_ref()));
+            self.index_events(&mut batch, *base_offset, keyed_events);
+        }
+        for (stream, next_revision) in heads {
+            if self.stream_head(&stream)?.next_revision < next_revision {
+                self.put_stream_head(&mut batch, &stream, crate::StreamHead { next_revision });
             }
         }
         self.store.write(batch)
+    }
+
+    /// The stored batch holding `offset` or, failing that, the last one before it.
+    pub(crate) fn batch_at_or_before(&self, offset: Offset) -> Result<Option<(Offset, Vec<u8>)>, StorageError> {
+        let mut iter = self.records_iter();
+        iter.seek_for_prev(keys::group_u64(self.group, offset));
+        let found = match (iter.key(), iter.value()) {
+            (Some(key), Some(value)) => Some((keys::trailing_u64(key).unwrap_or_default(), value.to_vec())),
+            _ => None,
+        };
+        iter.status()?;
+        Ok(found)
     }
 
     /// The base offset and verified header of a stored batch.

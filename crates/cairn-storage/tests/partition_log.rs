@@ -37,7 +37,7 @@ fn record(key: Option<&str>, value: &[u8]) -> Record {
 
 fn append(store: &Arc<Store>, log: &PartitionLog, state: &mut PartitionLogState, records: &[Record], ts: u64) -> u64 {
     let mut batch = WriteBatch::default();
-    let base = log.append(&mut batch, state, records, ts);
+    let base = log.append(&mut batch, state, records, &[], ts);
     save_state(store, &mut batch, state);
     store.write(batch).expect("write");
     base
@@ -108,7 +108,7 @@ proptest! {
                         let (expected, ts) = &model[offset as usize];
                         prop_assert_eq!(stored, &StoredRecord {
                             offset, timestamp_ms: *ts, key: expected.key.clone(),
-                            headers: expected.headers.clone(), value: expected.value.clone(),
+                            headers: expected.headers.clone(), value: expected.value.clone(), event: None,
                         });
                     }
                 }

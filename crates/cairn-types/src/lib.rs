@@ -6,12 +6,14 @@ pub mod limits;
 pub mod partitioner;
 pub mod record;
 pub mod retry_delays;
+pub mod stream;
 pub mod topic;
 
 pub use batch::{BatchHeader, CodecError, DecodedBatch, decode_batch, encode_batch};
 pub use limits::Limits;
-pub use record::{Record, StoredRecord};
+pub use record::{EventFields, Record, StoredRecord};
 pub use retry_delays::retry_delays;
+pub use stream::{ExpectedRevision, NewEvent, RevisionViolation};
 pub use topic::{TopicConfig, TopicError, validate_topic_name};
 
 /// A Cairn server process. Stable for the life of its data directory.

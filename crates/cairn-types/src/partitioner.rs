@@ -1,9 +1,14 @@
 //! Which partition a record goes to when the producer names none.
 //!
-//! Keyed records: `(murmur2(key) & 0x7fff_ffff) % partition_count`, the same 32-bit
-//! MurmurHash2 (seed `0x9747b28c`) Kafka's default partitioner uses, so a key maps to the
-//! same partition number in Cairn as in Kafka. This mapping is part of the API: it never
-//! changes for a given partition count.
+//! Keyed records: `(murmur2(hashed) & 0x7fff_ffff) % partition_count`, the same 32-bit
+//! MurmurHash2 (seed `0x9747b28c`) Kafka's default partitioner uses, where `hashed` is the
+//! key's hash tag when it has one, else the whole key. A hash tag, as in Redis Cluster, is
+//! the text between the first `{` and the first `}` after it, when that is not empty: the
+//! streams `{order-17}/payments` and `{order-17}/shipping` both hash `order-17`, so they
+//! share a partition and one append can write both atomically. A key without a tag maps
+//! to the same partition number in Cairn as in Kafka; a Kafka producer that partitions by
+//! itself does not know tags, so it must name the partition of a tagged key. This mapping
+//! is part of the API: it never changes for a given partition count.
 
 use crate::PartitionId;
 
@@ -43,12 +48,40 @@ pub fn murmur2(data: &[u8]) -> i32 {
 /// The partition of a keyed record.
 pub fn partition_for_key(key: &[u8], partition_count: PartitionId) -> PartitionId {
     assert!(partition_count > 0, "a topic has at least one partition");
-    ((murmur2(key) as u32 & 0x7fff_ffff) % partition_count) as PartitionId
+    ((murmur2(hashed_part(key)) as u32 & 0x7fff_ffff) % partition_count) as PartitionId
+}
+
+/// The part of `key` that decides its partition: its hash tag, or all of it.
+pub fn hashed_part(key: &[u8]) -> &[u8] {
+    let Some(open) = key.iter().position(|&byte| byte == b'{') else {
+        return key;
+    };
+    match key[open + 1..].iter().position(|&byte| byte == b'}') {
+        Some(len) if len > 0 => &key[open + 1..open + 1 + len],
+        _ => key,
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hash_tags_pick_the_hashed_part() {
+        assert_eq!(hashed_part(b"{order-17}/payments"), b"order-17");
+        assert_eq!(hashed_part(b"shipping/{order-17}"), b"order-17");
+        assert_eq!(hashed_part(b"{order-17}{x}"), b"order-17");
+        assert_eq!(hashed_part(b"{}order-17"), b"{}order-17", "an empty tag hashes the whole key");
+        assert_eq!(hashed_part(b"order{-17"), b"order{-17", "an open tag hashes the whole key");
+        assert_eq!(hashed_part(b"account-42"), b"account-42");
+        for count in [1, 3, 8, 64] {
+            assert_eq!(
+                partition_for_key(b"{order-17}/payments", count),
+                partition_for_key(b"{order-17}/shipping", count)
+            );
+            assert_eq!(partition_for_key(b"{order-17}/payments", count), partition_for_key(b"order-17", count));
+        }
+    }
 
     #[test]
     fn spreads_keys() {

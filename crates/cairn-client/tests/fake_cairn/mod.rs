@@ -142,6 +142,7 @@ fn store(
             key: record.key,
             headers: record.headers,
             value: record.value,
+            event: None,
         });
         positions.push(proto::RecordPosition { partition, offset });
     }
@@ -183,6 +184,20 @@ fn description(name: &str, partitions: &[Vec<proto::StoredRecord>]) -> proto::To
 
 #[tonic::async_trait]
 impl Cairn for FakeCairn {
+    async fn append_to_streams(
+        &self,
+        _request: Request<proto::AppendToStreamsRequest>,
+    ) -> Result<Response<proto::AppendToStreamsResponse>, Status> {
+        Err(Status::unimplemented("the fake server keeps no streams"))
+    }
+
+    async fn read_stream(
+        &self,
+        _request: Request<proto::ReadStreamRequest>,
+    ) -> Result<Response<proto::ReadStreamResponse>, Status> {
+        Err(Status::unimplemented("the fake server keeps no streams"))
+    }
+
     async fn join_cluster(
         &self,
         _request: Request<proto::JoinClusterRequest>,

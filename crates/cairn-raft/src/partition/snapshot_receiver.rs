@@ -162,7 +162,7 @@ mod tests {
     fn batch(base_offset: Offset, records: usize) -> (Offset, Vec<u8>) {
         let records: Vec<Record> =
             (0..records).map(|_| Record { key: None, headers: Vec::new(), value: Bytes::from_static(b"v") }).collect();
-        (base_offset, encode_batch(base_offset, &records, &vec![1; records.len()]).to_vec())
+        (base_offset, encode_batch(base_offset, &records, &[], &vec![1; records.len()]).to_vec())
     }
 
     fn vote(term: u64) -> Vote {

@@ -1,4 +1,5 @@
-//! The state machine of one partition: applies committed batches to the partition log.
+//! The state machine of one partition: applies committed batches, and event appends
+//! (`stream_apply.rs`), to the partition log.
 //!
 //! Records, the partition's `PartitionLogState`, `last_applied` and the entries of the
 //! producers the entries touched (`producer_store.rs`) are written in one RocksDB
@@ -19,6 +20,7 @@ use tokio::sync::watch;
 use super::producer_store::{self, ProducerChanges};
 use super::producer_table::{ProducerBatch, ProducerTable, SequenceCheck};
 use super::snapshot::{Snapshot, SnapshotLock, StateSnapshot, build_and_save, load_snapshot, save_snapshot};
+use super::stream_apply::PendingStreams;
 use crate::command::{AppendOutcome, Command, CommandResponse, PartitionCommand};
 use crate::type_config::{LogId, SnapshotMeta, StoredMembership, TypeConfig};
 use crate::{decode, encode};
@@ -53,9 +55,11 @@ impl PartitionView {
 const APPLY_BATCH_BYTES_MAX: usize = 64 * 1024 * 1024;
 
 pub struct PartitionStateMachine {
-    store: Arc<Store>,
-    log: PartitionLog,
-    state: PartitionSmState,
+    pub(super) store: Arc<Store>,
+    pub(super) log: PartitionLog,
+    pub(super) state: PartitionSmState,
+    /// Stream heads and events written by the apply batch being built (`stream_apply.rs`).
+    pub(super) pending: PendingStreams,
     /// Producers changed since the state was last written.
     producer_changes: ProducerChanges,
     view: watch::Sender<PartitionView>,
@@ -81,14 +85,15 @@ impl PartitionStateMachine {
         let (view, receiver) = watch::channel(view_of(&state));
         let log = PartitionLog::new(Arc::clone(&store), group);
         let snapshot_lock = SnapshotLock::default();
-        Ok((PartitionStateMachine { store, log, state, producer_changes, view, snapshot_lock }, receiver))
+        let pending = PendingStreams::default();
+        Ok((PartitionStateMachine { store, log, state, pending, producer_changes, view, snapshot_lock }, receiver))
     }
 
     pub fn log(&self) -> &PartitionLog {
         &self.log
     }
 
-    fn apply_command(
+    pub(super) fn apply_command(
         &mut self,
         batch: &mut WriteBatch,
         command: PartitionCommand,
@@ -117,7 +122,7 @@ impl PartitionStateMachine {
                         }
                     }
                 }
-                let base_offset = self.log.append(batch, &mut self.state.log, &records, timestamp_ms);
+                let base_offset = self.log.append(batch, &mut self.state.log, &records, &[], timestamp_ms);
                 let timestamp_ms = self.state.log.last_timestamp_ms;
                 if let Some(producer) = producer {
                     let record_count = records.len() as u32;
@@ -141,6 +146,7 @@ impl PartitionStateMachine {
                 self.log.delete_prefix(batch, &mut self.state.log, before_offset)?;
                 CommandResponse::PrefixDeleted { log_start_offset: self.state.log.log_start_offset }
             }
+            PartitionCommand::AppendEvents(append) => self.apply_events(batch, append, index)?,
         })
     }
 
@@ -152,6 +158,7 @@ impl PartitionStateMachine {
     ) -> io::Result<()> {
         self.persist(&mut batch)?;
         crate::blocking::write(&self.store, batch).await?;
+        self.pending.clear();
         self.view.send_replace(view_of(&self.state));
         for (responder, response) in responses {
             responder.send(response);
@@ -161,7 +168,7 @@ impl PartitionStateMachine {
 
     /// Adds the state to `batch`: the state value without the producer table, and the
     /// entries of the producers that changed.
-    fn persist(&mut self, batch: &mut WriteBatch) -> io::Result<()> {
+    pub(super) fn persist(&mut self, batch: &mut WriteBatch) -> io::Result<()> {
         let group = self.log.group();
         self.producer_changes.write(&self.store, batch, group, &self.state.producers)?;
         let producers = std::mem::take(&mut self.state.producers);
@@ -238,6 +245,7 @@ impl RaftStateMachine<TypeConfig> for PartitionStateMachine {
         self.log.truncate_below(&mut batch, state.log.log_start_offset)?;
         producer_store::replace_all(&self.store, &mut batch, self.log.group(), &state.producers)?;
         self.producer_changes = ProducerChanges::default();
+        self.pending.clear();
         self.state = state;
         self.persist(&mut batch)?;
         save_snapshot(&self.store, self.log.group(), &self.snapshot_lock, &mut batch, meta, &snapshot)?;

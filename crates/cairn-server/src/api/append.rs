@@ -3,28 +3,17 @@
 
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
+
 use std::time::Duration;
 
-use cairn_raft::{CommandResponse, HostError, PartitionCommand, ProducerSequence, TopicMeta};
+use cairn_raft::{CommandResponse, PartitionCommand, ProducerSequence, TopicMeta};
 use cairn_types::partitioner::partition_for_key;
-use cairn_types::{PartitionId, Record, now_ms, retry_delays};
+use cairn_types::{PartitionId, Record, now_ms};
 
 use crate::api::append_outcomes;
-use crate::api::forwarding_bounds::{HOPS_MAX, LEADER_WAIT};
+use crate::api::leader_write::LeaderWrite;
 use crate::api::record_limits::check_records;
-use crate::api::{AppendAnswer, AppendError, CairnApi, PartitionWrite, TopicLookupError, Written};
-
-/// Records for a topic: to `partition`, or else each to its key's partition (unkeyed ones
-/// together to one round-robin partition). With a producer id and sequence (both or
-/// neither) it is idempotent, and then it names its partition.
-#[derive(Debug, Clone)]
-pub struct AppendRequest {
-    pub topic: String,
-    pub partition: Option<PartitionId>,
-    pub records: Vec<Record>,
-    pub producer_id: Option<u64>,
-    pub sequence: Option<u64>,
-}
+use crate::api::{AppendAnswer, AppendError, AppendRequest, CairnApi, PartitionWrite, TopicLookupError, Written};
 
 impl CairnApi {
     /// Appends `request`, forwarded `hops` times already. Every partition's write runs to
@@ -79,7 +68,7 @@ impl CairnApi {
     }
 
     /// Appends one partition's batch: here when this node leads the partition, else at
-    /// the leader (found through the local replica, or asked of a replica).
+    /// the leader (`write_at_leader`).
     async fn append_partition(
         &self,
         topic: &TopicMeta,
@@ -88,110 +77,39 @@ impl CairnApi {
         producer: Option<ProducerSequence>,
         hops: u32,
     ) -> Result<Written, AppendError> {
-        let assignment = &topic.partitions[partition as usize];
-        let group = assignment.group_id;
-        let deadline = tokio::time::Instant::now() + LEADER_WAIT;
-        // Checking again is cheap; a new leader is usually there within a second.
-        const BACKOFF_CEILING: Duration = Duration::from_millis(100);
-        let mut delays = retry_delays(Duration::from_millis(20), BACKOFF_CEILING);
-        // The leader a forwarded attempt's "not leader" answer named: tried next.
-        let mut named_leader = None;
+        let group = topic.partitions[partition as usize].group_id;
         // The producer's later batches wait for this one while it is tried here.
         let _arrival = producer.and_then(|producer| self.host.arrive(group, producer));
-        for attempt in 0usize.. {
-            let target = if self.host.partition(group).is_some() {
-                let command = PartitionCommand::Append { records: records.clone(), timestamp_ms: now_ms(), producer };
-                match self.host.partition_write(group, command).await {
-                    Ok(CommandResponse::Appended(outcome)) => {
-                        return Ok(Written {
-                            base_offset: outcome.base_offset,
-                            applied_index: outcome.applied_index,
-                            duplicate: outcome.duplicate,
-                        });
-                    }
-                    Ok(CommandResponse::SequenceError { producer_id, sequence, expected }) => {
-                        return Err(AppendError::Sequence {
-                            producer_id,
-                            sequence,
-                            topic: topic.name.clone(),
-                            partition,
-                            expected,
-                        });
-                    }
-                    Ok(other) => return Err(AppendError::UnexpectedOutcome(format!("{other:?}"))),
-                    // The last hop cannot forward: it names the leader at once (nothing was
-                    // proposed), and the hop before it or the client goes there.
-                    Err(err @ HostError::NotLeader { leader: Some(leader), leader_address: Some(_), .. })
-                        if hops >= HOPS_MAX && leader != self.host.node_id() =>
-                    {
-                        return Err(AppendError::Host(err));
-                    }
-                    // A replica that cannot name its leader asks the live nodes' claims, as a
-                    // node without a replica does: it may be out of the group's membership (a
-                    // move's source once promoted, until it leaves), and nobody tells it
-                    // who leads the new voters.
-                    Err(HostError::NotLeader { leader, leader_address, .. }) if leader != Some(self.host.node_id()) => {
-                        leader_address.or_else(|| self.host.claimed_leader(group).map(|(_, address)| address))
-                    }
-                    Err(HostError::NotLeader { .. }) => None,
-                    Err(err) => return Err(AppendError::Host(err)),
+        let request = AppendRequest {
+            topic: topic.name.clone(),
+            partition: Some(partition),
+            records: records.clone(),
+            producer_id: producer.map(|p| p.producer_id),
+            sequence: producer.map(|p| p.sequence),
+        };
+        let write = LeaderWrite {
+            command: || PartitionCommand::Append { records: records.clone(), timestamp_ms: now_ms(), producer },
+            applied: |response: CommandResponse| match response {
+                CommandResponse::Appended(outcome) => Ok(Written {
+                    base_offset: outcome.base_offset,
+                    applied_index: outcome.applied_index,
+                    duplicate: outcome.duplicate,
+                }),
+                CommandResponse::SequenceError { producer_id, sequence, expected } => {
+                    Err(AppendError::Sequence { producer_id, sequence, topic: topic.name.clone(), partition, expected })
                 }
-            } else if hops >= HOPS_MAX {
-                return Err(AppendError::LastHopWithoutReplica {
-                    node: self.host.node_id(),
-                    topic: topic.name.clone(),
-                    partition,
-                    hops,
-                });
-            } else {
-                // No replica here: the live node that claims to lead the group, else a live
-                // replica (a replica knows its leader), else any replica.
-                self.host.claimed_leader(group).map(|(_, address)| address).or_else(|| {
-                    let live: Vec<cairn_types::NodeId> =
-                        assignment.replicas.iter().copied().filter(|node| self.host.is_node_live(*node)).collect();
-                    let candidates = if live.is_empty() { &assignment.replicas } else { &live };
-                    let replica = candidates[attempt % candidates.len()];
-                    self.host.cluster_nodes().get(&replica).cloned()
-                })
-            };
-            if let Some(address) = named_leader.take().or(target).filter(|_| hops < HOPS_MAX) {
-                let request = AppendRequest {
-                    topic: topic.name.clone(),
-                    partition: Some(partition),
-                    records: records.clone(),
-                    producer_id: producer.map(|p| p.producer_id),
-                    sequence: producer.map(|p| p.sequence),
-                };
-                let within = deadline.saturating_duration_since(tokio::time::Instant::now());
-                match self.forward.append(address.clone(), request, hops, within).await {
-                    Ok(answer) => {
-                        let base = answer.positions.first().map(|p| p.offset);
-                        let applied_index = answer.tokens.first().map_or(0, |t| t.applied_index);
-                        return base
-                            .map(|base_offset| Written { base_offset, applied_index, duplicate: answer.duplicate })
-                            .ok_or(AppendError::ForwardedWithoutOffsets);
-                    }
-                    // "Not leader": not proposed there, so safe to try again, at the leader
-                    // it named.
-                    Err(err) if err.not_leader.is_some() => {
-                        named_leader = err.not_leader.and_then(|not_leader| not_leader.leader_address);
-                    }
-                    // The peer went silent (its connection was closed for an unanswered
-                    // ping) or did not answer in time: the append may have been proposed
-                    // there, so only one with a producer sequence, which cannot be applied
-                    // twice, is tried again, at the leader the others elect meanwhile.
-                    Err(err) if producer.is_some() && err.code.is_no_answer() => {
-                        tracing::debug!(%address, message = %err, "forwarded append failed; retrying");
-                    }
-                    Err(err) => return Err(AppendError::Remote(err)),
-                }
-            }
-            let wait = delays.next().unwrap_or(BACKOFF_CEILING);
-            if tokio::time::Instant::now() + wait >= deadline {
-                break;
-            }
-            tokio::time::sleep(wait).await;
-        }
-        Err(AppendError::NoReachableLeader { topic: topic.name.clone(), partition, waited_s: LEADER_WAIT.as_secs() })
+                other => Err(AppendError::UnexpectedOutcome(format!("{other:?}"))),
+            },
+            forward: |address: String, within: Duration| self.forward.append(address, request.clone(), hops, within),
+            forwarded: |answer: AppendAnswer| {
+                let base = answer.positions.first().map(|p| p.offset);
+                let applied_index = answer.tokens.first().map_or(0, |t| t.applied_index);
+                base.map(|base_offset| Written { base_offset, applied_index, duplicate: answer.duplicate })
+                    .ok_or(AppendError::ForwardedWithoutOffsets)
+            },
+            // An append with a producer sequence is never applied twice.
+            retry_unanswered: producer.is_some(),
+        };
+        self.write_at_leader(topic, partition, hops, write).await
     }
 }

@@ -1,10 +1,11 @@
 //! Why an append was refused or failed.
 
-use cairn_raft::HostError;
-use cairn_types::{Offset, PartitionId};
+use cairn_raft::{EventIdReuse, HostError};
+use cairn_types::stream::format_event_id;
+use cairn_types::{Offset, PartitionId, RevisionViolation};
 
 use crate::api::underlying::{host_error_code, host_error_message, host_not_leader};
-use crate::api::{ApiError, ErrorCode, NotLeader, RecordLimitError, RemoteError, TopicLookupError};
+use crate::api::{ApiError, ErrorCode, EventInputError, NotLeader, RecordLimitError, RemoteError, TopicLookupError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AppendError {
@@ -50,6 +51,40 @@ pub enum AppendError {
     Remote(RemoteError),
     #[error(transparent)]
     PartlyWritten(PartlyWritten),
+    #[error(transparent)]
+    InvalidEvents(#[from] EventInputError),
+    /// Every stream not at the revision the append expected; nothing was written.
+    #[error("wrong expected revision, nothing was written: {}", list_violations(.0))]
+    WrongExpectedRevision(Vec<RevisionViolation>),
+    #[error(
+        "event id {} is already stored (offset {stored_at}) {}: give new events new ids, and retry an append \
+         only with exactly the events it had",
+        format_event_id(.event_id),
+        match .reason {
+            EventIdReuse::OtherContent => "with other content",
+            EventIdReuse::PartOfAnotherAppend => "by another append (the rest of this one is not stored)",
+        }
+    )]
+    EventIdReused { event_id: [u8; 16], stored_at: Offset, reason: EventIdReuse },
+    /// The streams of one event append live in more than one partition.
+    #[error(
+        "the streams of one append must share a partition of topic {topic:?}, but they are in {}: append to \
+         each partition separately, or name the streams with a common hash tag ({{order-17}}/payments)",
+        list_partitions(.streams)
+    )]
+    StreamsInSeveralPartitions { topic: String, streams: Vec<(String, PartitionId)> },
+}
+
+fn list_violations(violations: &[RevisionViolation]) -> String {
+    violations.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
+}
+
+fn list_partitions(streams: &[(String, PartitionId)]) -> String {
+    streams
+        .iter()
+        .map(|(stream, partition)| format!("{stream:?} in partition {partition}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 impl ApiError for AppendError {
@@ -66,6 +101,10 @@ impl ApiError for AppendError {
             AppendError::UnexpectedOutcome(_) | AppendError::ForwardedWithoutOffsets => ErrorCode::Internal,
             AppendError::Remote(err) => err.code,
             AppendError::PartlyWritten(partly) => partly.code(),
+            AppendError::InvalidEvents(err) => err.code(),
+            AppendError::WrongExpectedRevision(_) => ErrorCode::FailedPrecondition,
+            AppendError::EventIdReused { .. } => ErrorCode::AlreadyExists,
+            AppendError::StreamsInSeveralPartitions { .. } => ErrorCode::InvalidArgument,
         }
     }
 

@@ -18,9 +18,10 @@ use futures::future::BoxFuture;
 use futures::stream::BoxStream;
 
 use crate::api::{
-    AlterTopicRequest, AppendAnswer, AppendRequest, CreateTopicRequest, JoinRequest, MovePartitionRequest,
-    OffsetForTimestampRequest, OffsetFound, ReadBatch, ReadRequest, RebalanceAnswer, RemoteError, RemoveNodeRequest,
-    SubscribeBatch, SubscribeRequest, TopicDescription, TransferLeaderRequest,
+    AlterTopicRequest, AppendAnswer, AppendRequest, AppendToStreamsRequest, CreateTopicRequest, JoinRequest,
+    MovePartitionRequest, OffsetForTimestampRequest, OffsetFound, ReadBatch, ReadRequest, ReadStreamRequest,
+    RebalanceAnswer, RemoteError, RemoveNodeRequest, StreamEventsRead, StreamsAppended, SubscribeBatch,
+    SubscribeRequest, TopicDescription, TransferLeaderRequest,
 };
 
 /// The answer of another node, or why there is none.
@@ -38,6 +39,20 @@ pub trait Forward: Send + Sync {
         within: Duration,
     ) -> Forwarded<'a, AppendAnswer>;
     fn read<'a>(&'a self, address: String, request: ReadRequest, hops: u32) -> Forwarded<'a, ReadBatch>;
+    /// An event append, answered within `within` (at most the forwarding deadline).
+    fn append_to_streams<'a>(
+        &'a self,
+        address: String,
+        request: AppendToStreamsRequest,
+        hops: u32,
+        within: Duration,
+    ) -> Forwarded<'a, StreamsAppended>;
+    fn read_stream<'a>(
+        &'a self,
+        address: String,
+        request: ReadStreamRequest,
+        hops: u32,
+    ) -> Forwarded<'a, StreamEventsRead>;
     /// A subscription relayed from `address`: the deadline covers its start only.
     fn subscribe<'a>(
         &'a self,

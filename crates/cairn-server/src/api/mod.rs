@@ -7,46 +7,61 @@
 //! other nodes.
 
 mod admin_error;
+mod admin_messages;
 mod append;
 mod append_error;
 mod append_outcomes;
+mod append_request;
 mod cairn_api;
 mod cluster_status;
+mod consistency;
 mod controller_leader;
 mod error_code;
+mod event_limits;
 mod forward;
 mod forwarding_bounds;
+mod leader_write;
 mod locate;
 mod nodes;
 mod producers;
 mod read;
 mod read_consistency;
 mod read_error;
+mod read_messages;
 mod record_limits;
 mod remote_error;
 mod replica_moves;
+mod stream_append;
+mod stream_messages;
+mod stream_read;
 mod subscribe;
 mod topic_lookup;
+mod topic_lookup_error;
 mod topics;
 mod underlying;
 
 pub use admin_error::AdminError;
-pub use append::AppendRequest;
+pub use admin_messages::{
+    AlterTopicRequest, CreateTopicRequest, JoinRequest, MovePartitionRequest, PartitionDescription, PlannedLeader,
+    PlannedMove, RebalanceAnswer, RemoveNodeRequest, TopicDescription, TransferLeaderRequest,
+};
 pub use append_error::{AppendError, PartitionWrite, PartlyWritten, Written};
 pub use append_outcomes::{AppendAnswer, PartitionToken, RecordPosition};
+pub use append_request::AppendRequest;
 pub use cairn_api::CairnApi;
 pub use cluster_status::{ClusterStatus, GroupStatus, NodeStatus, ReplicaLag};
+pub use consistency::Consistency;
 pub use error_code::{ApiError, ErrorCode, NotLeader};
+pub use event_limits::EventInputError;
 pub use forward::{Forward, Forwarded};
 pub use forwarding_bounds::{HOPS_MAX, LEADER_WAIT};
-pub use nodes::{JoinRequest, RemoveNodeRequest};
-pub use read::{OffsetForTimestampRequest, OffsetFound, ReadBatch, ReadRequest};
-pub use read_consistency::Consistency;
 pub use read_error::ReadError;
+pub use read_messages::{
+    OffsetForTimestampRequest, OffsetFound, ReadBatch, ReadRequest, StartPosition, SubscribeBatch, SubscribeRequest,
+};
 pub use record_limits::RecordLimitError;
 pub use remote_error::RemoteError;
-pub use replica_moves::{MovePartitionRequest, PlannedLeader, PlannedMove, RebalanceAnswer, TransferLeaderRequest};
-pub use subscribe::{StartPosition, SubscribeBatch, SubscribeRequest, Subscription};
-pub use topic_lookup::TopicLookupError;
-pub use topics::{AlterTopicRequest, CreateTopicRequest, PartitionDescription, TopicDescription};
+pub use stream_messages::{AppendToStreamsRequest, ReadStreamRequest, StreamEventsRead, StreamFrom, StreamsAppended};
+pub use subscribe::Subscription;
+pub use topic_lookup_error::TopicLookupError;
 pub use underlying::{host_error_code, host_error_message, host_not_leader, storage_error_code, storage_error_message};

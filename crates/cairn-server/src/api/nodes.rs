@@ -5,23 +5,7 @@ use cairn_raft::{CommandResponse, ControllerCommand};
 use cairn_types::{NodeId, now_ms};
 
 use crate::api::controller_leader::unexpected;
-use crate::api::{AdminError, CairnApi};
-
-/// A node asking to join: its id, the address the others reach it at, and the cluster
-/// its data directory belongs to (empty for a new one).
-#[derive(Debug, Clone)]
-pub struct JoinRequest {
-    pub node_id: NodeId,
-    pub address: String,
-    pub cluster: String,
-}
-
-/// A node to remove; `force` even while partitions list it as a replica.
-#[derive(Debug, Clone, Copy)]
-pub struct RemoveNodeRequest {
-    pub node_id: NodeId,
-    pub force: bool,
-}
+use crate::api::{AdminError, CairnApi, JoinRequest, RemoveNodeRequest};
 
 impl CairnApi {
     /// Adds a node to the cluster (as a learner of the controller group); answers the

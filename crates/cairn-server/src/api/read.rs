@@ -5,54 +5,15 @@ use std::time::Duration;
 
 use cairn_raft::PartitionReplica;
 use cairn_storage::{PartitionLogState, ReadLimits};
-use cairn_types::{Offset, PartitionId, StoredRecord};
+use cairn_types::{Offset, StoredRecord};
 
-use crate::api::{CairnApi, Consistency, ReadError};
+use crate::api::forwarding_bounds::LEADER_WAIT;
+use crate::api::{CairnApi, OffsetForTimestampRequest, OffsetFound, ReadBatch, ReadError, ReadRequest};
 
 /// Records returned by a read that names no limit.
 const READ_RECORDS_DEFAULT: usize = 1_000;
 /// Bytes returned by a read that names no limit.
 const READ_BYTES_DEFAULT: usize = 1024 * 1024;
-
-/// Records of `topic`/`partition` from `from_offset`, at most `max_records` and
-/// `max_bytes` (0: the defaults; never more than the node's limits), waiting up to
-/// `wait_ms` for records when there are none yet.
-#[derive(Debug, Clone)]
-pub struct ReadRequest {
-    pub topic: String,
-    pub partition: PartitionId,
-    pub from_offset: Offset,
-    pub max_records: u32,
-    pub max_bytes: u32,
-    pub wait_ms: u64,
-    pub consistency: Consistency,
-}
-
-/// The records read, and the partition's bounds when they were.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ReadBatch {
-    pub records: Vec<StoredRecord>,
-    pub high_watermark: Offset,
-    pub log_start_offset: Offset,
-    /// Where the next read goes on.
-    pub next_offset: Offset,
-}
-
-/// The first offset of `topic`/`partition` whose record's timestamp is at least
-/// `timestamp_ms`.
-#[derive(Debug, Clone)]
-pub struct OffsetForTimestampRequest {
-    pub topic: String,
-    pub partition: PartitionId,
-    pub timestamp_ms: u64,
-}
-
-/// The offset found, or (`found` false) the high watermark.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct OffsetFound {
-    pub offset: Offset,
-    pub found: bool,
-}
 
 impl CairnApi {
     pub async fn read(&self, request: ReadRequest, hops: u32) -> Result<ReadBatch, ReadError> {
@@ -67,11 +28,21 @@ impl CairnApi {
             Err(answer) => return Ok(answer),
         };
         let limits = self.read_limits(request.max_records, request.max_bytes);
-        let wait = Duration::from_millis(request.wait_ms.min(self.host.limits().read_wait_ms_max));
+        let wait_max = self.host.limits().read_wait_ms_max;
         self.make_consistent(&replica, request.consistency).await?;
         let mut view = replica.view.clone();
         let mut state = view.borrow_and_update().log;
-        // A lagging replica may not have reached `from_offset` yet: wait for it too.
+        // Nothing there yet: wait up to `wait_ms` for records. An offset past the end of a
+        // follower's replica (reached by an earlier read another replica served: this one
+        // lags, say after a restart) is waited for, up to `LEADER_WAIT` (and
+        // `read_wait_ms_max`), before it counts as out of range; past the leader's end it is
+        // out of range at once.
+        let lagging = replica.metrics().state != openraft::ServerState::Leader;
+        let wait = if request.from_offset > state.next_offset && lagging {
+            LEADER_WAIT.min(Duration::from_millis(wait_max))
+        } else {
+            Duration::from_millis(request.wait_ms.min(wait_max))
+        };
         if request.from_offset >= state.next_offset && !wait.is_zero() {
             let deadline = tokio::time::Instant::now() + wait;
             while state.next_offset <= request.from_offset {

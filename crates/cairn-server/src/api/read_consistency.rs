@@ -6,20 +6,7 @@
 use cairn_raft::{HostError, PartitionReplica, RpcKind};
 
 use crate::api::forwarding_bounds::LEADER_WAIT;
-use crate::api::{CairnApi, ReadError};
-
-/// The consistency a read or subscription asks for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Consistency {
-    /// What the replica asked has applied.
-    Local,
-    /// At least up to this applied index (an append's token).
-    ReadYourWrites { min_applied_index: u64 },
-    /// Every append acknowledged before the read began.
-    Linearizable,
-    /// A value this node does not know (a newer client): refused once the replica is found.
-    Unknown(i32),
-}
+use crate::api::{CairnApi, Consistency, ReadError};
 
 impl CairnApi {
     /// Waits until `replica` may serve a read at `consistency`.

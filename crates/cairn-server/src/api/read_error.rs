@@ -53,6 +53,15 @@ pub enum ReadError {
     Storage(StorageError),
     #[error(transparent)]
     Remote(RemoteError),
+    /// Retention removed the revision a stream read started from.
+    #[error(
+        "revision {revision} of stream {stream:?} is no longer stored (retention){}",
+        match .first_revision {
+            Some(first) => format!(": its first stored revision is {first}; read from there, or from the start"),
+            None => ": none of its events is stored any more".to_owned(),
+        }
+    )]
+    StreamRevisionRemoved { stream: String, revision: u64, first_revision: Option<u64> },
 }
 
 impl ApiError for ReadError {
@@ -70,7 +79,7 @@ impl ApiError for ReadError {
             | ReadError::NotAppliedYet { .. }
             | ReadError::ReplicaStopped
             | ReadError::SubscribedReplicaStopped => ErrorCode::Unavailable,
-            ReadError::OffsetOutside { .. } => ErrorCode::OutOfRange,
+            ReadError::OffsetOutside { .. } | ReadError::StreamRevisionRemoved { .. } => ErrorCode::OutOfRange,
             ReadError::TooManySubscriptions(_) => ErrorCode::ResourceExhausted,
             ReadError::ReadIndexReply(_) | ReadError::ReadTask(_) => ErrorCode::Internal,
             ReadError::Host(err) => host_error_code(err),

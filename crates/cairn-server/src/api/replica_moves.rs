@@ -1,87 +1,14 @@
 //! Replica moves and leadership: moving a partition's replica, rebalancing the cluster,
 //! handing a partition's leadership over, and listing the operations under way.
 
-use cairn_raft::{CommandResponse, ControllerCommand, HostError, Operation, RebalancePlan};
-use cairn_types::{NodeId, PartitionId, now_ms};
+use cairn_raft::{CommandResponse, ControllerCommand, HostError, Operation};
+use cairn_types::{NodeId, now_ms};
 
 use crate::api::controller_leader::unexpected;
 use crate::api::forwarding_bounds::HOPS_MAX;
 use crate::api::nodes::operation_ids;
 use crate::api::topic_lookup::partition_of;
-use crate::api::{AdminError, CairnApi};
-
-/// `topic`/`partition`'s replica to move from one node to another.
-#[derive(Debug, Clone)]
-pub struct MovePartitionRequest {
-    pub topic: String,
-    pub partition: PartitionId,
-    pub from_node: NodeId,
-    pub to_node: NodeId,
-}
-
-/// `topic`/`partition`'s leadership to hand to `to_node` (which becomes preferred).
-#[derive(Debug, Clone)]
-pub struct TransferLeaderRequest {
-    pub topic: String,
-    pub partition: PartitionId,
-    pub to_node: NodeId,
-}
-
-/// What a rebalance moves (replicas, then preferred leaders), and the operations it
-/// recorded (none for a dry run).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct RebalanceAnswer {
-    pub moves: Vec<PlannedMove>,
-    pub leaders: Vec<PlannedLeader>,
-    pub operation_ids: Vec<u64>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PlannedMove {
-    pub topic: String,
-    pub partition: PartitionId,
-    pub from_node: NodeId,
-    pub to_node: NodeId,
-    /// The partition's leader when the move was planned.
-    pub leader: Option<NodeId>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PlannedLeader {
-    pub topic: String,
-    pub partition: PartitionId,
-    pub from_node: NodeId,
-    pub to_node: NodeId,
-}
-
-impl RebalanceAnswer {
-    fn new(plan: &RebalancePlan, operation_ids: Vec<u64>) -> RebalanceAnswer {
-        RebalanceAnswer {
-            moves: plan
-                .moves
-                .iter()
-                .map(|m| PlannedMove {
-                    topic: m.topic.clone(),
-                    partition: m.partition,
-                    from_node: m.from,
-                    to_node: m.to,
-                    leader: m.leader,
-                })
-                .collect(),
-            leaders: plan
-                .leaders
-                .iter()
-                .map(|l| PlannedLeader {
-                    topic: l.topic.clone(),
-                    partition: l.partition,
-                    from_node: l.from,
-                    to_node: l.to,
-                })
-                .collect(),
-            operation_ids,
-        }
-    }
-}
+use crate::api::{AdminError, CairnApi, MovePartitionRequest, RebalanceAnswer, TransferLeaderRequest};
 
 impl CairnApi {
     /// Records a replica move; answers the operation ids.

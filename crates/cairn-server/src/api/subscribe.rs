@@ -6,45 +6,17 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use cairn_types::{Offset, PartitionId, StoredRecord};
+use cairn_types::Offset;
 use futures::StreamExt as _;
 use futures::stream::BoxStream;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
 use crate::api::read::{offset_for_timestamp_blocking, read_blocking};
-use crate::api::{CairnApi, Consistency, ReadError};
+use crate::api::{CairnApi, ReadError, StartPosition, SubscribeBatch, SubscribeRequest};
 
 /// Messages buffered per subscription before the server waits for the client.
 const SUBSCRIPTION_BUFFER: usize = 8;
-
-/// Where a subscription starts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StartPosition {
-    Earliest,
-    Latest,
-    Offset(Offset),
-    /// The first record at or after this time.
-    TimestampMs(u64),
-}
-
-/// Records of `topic`/`partition` from `start` on, at most `max_bytes_per_message` (0:
-/// the default) per batch, at `consistency` before the first.
-#[derive(Debug, Clone)]
-pub struct SubscribeRequest {
-    pub topic: String,
-    pub partition: PartitionId,
-    pub start: StartPosition,
-    pub max_bytes_per_message: u32,
-    pub consistency: Consistency,
-}
-
-/// Records of a subscription, and the partition's high watermark when they were read.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SubscribeBatch {
-    pub records: Vec<StoredRecord>,
-    pub high_watermark: Offset,
-}
 
 /// A subscription's batches, until it fails or the client goes.
 pub type Subscription = BoxStream<'static, Result<SubscribeBatch, ReadError>>;

@@ -4,51 +4,13 @@
 use std::time::Duration;
 
 use cairn_raft::{CommandResponse, ControllerCommand, TopicMeta};
-use cairn_types::{GroupId, NodeId, Offset, PartitionId, TopicConfig, validate_topic_name};
+use cairn_types::{TopicConfig, validate_topic_name};
 
 use crate::api::controller_leader::unexpected;
-use crate::api::{AdminError, CairnApi};
+use crate::api::{AdminError, AlterTopicRequest, CairnApi, CreateTopicRequest, PartitionDescription, TopicDescription};
 
 /// How long CreateTopic waits for the new partitions to elect leaders.
 const TOPIC_READY_TIMEOUT: Duration = Duration::from_secs(15);
-
-/// A topic to create; a replication factor of 0 means 1.
-#[derive(Debug, Clone)]
-pub struct CreateTopicRequest {
-    pub name: String,
-    pub partitions: u32,
-    pub replication_factor: u32,
-    pub retention_ms: Option<u64>,
-    pub retention_bytes: Option<u64>,
-}
-
-/// A topic to grow to `partitions` partitions.
-#[derive(Debug, Clone)]
-pub struct AlterTopicRequest {
-    pub name: String,
-    pub partitions: u32,
-}
-
-/// A topic as this node sees it: its configuration, and each partition's replicas, with
-/// the leader and bounds of the replica on this node (when there is one).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TopicDescription {
-    pub name: String,
-    pub replication_factor: u32,
-    pub retention_ms: Option<u64>,
-    pub retention_bytes: Option<u64>,
-    pub partitions: Vec<PartitionDescription>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PartitionDescription {
-    pub partition: PartitionId,
-    pub group_id: GroupId,
-    pub replicas: Vec<NodeId>,
-    pub leader: Option<NodeId>,
-    pub high_watermark: Offset,
-    pub log_start_offset: Offset,
-}
 
 impl CairnApi {
     pub async fn create_topic(&self, request: CreateTopicRequest, hops: u32) -> Result<TopicDescription, AdminError> {

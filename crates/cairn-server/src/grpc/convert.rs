@@ -74,7 +74,7 @@ impl From<pb::AppendResponse> for AppendAnswer {
 }
 
 /// A proto consistency (and the index a read-your-writes read needs) as the api's.
-fn consistency(value: i32, min_applied_index: u64) -> Consistency {
+pub(crate) fn consistency(value: i32, min_applied_index: u64) -> Consistency {
     match pb::Consistency::try_from(value) {
         Ok(pb::Consistency::Local) => Consistency::Local,
         Ok(pb::Consistency::ReadYourWrites) => Consistency::ReadYourWrites { min_applied_index },
@@ -84,7 +84,7 @@ fn consistency(value: i32, min_applied_index: u64) -> Consistency {
 }
 
 /// The api's consistency as the proto's value and read-your-writes index.
-fn consistency_to_proto(consistency: Consistency) -> (i32, u64) {
+pub(crate) fn consistency_to_proto(consistency: Consistency) -> (i32, u64) {
     match consistency {
         Consistency::Local => (pb::Consistency::Local as i32, 0),
         Consistency::ReadYourWrites { min_applied_index } => {

@@ -15,9 +15,10 @@ use tonic::metadata::MetadataValue;
 use tonic::transport::Channel;
 
 use crate::api::{
-    AlterTopicRequest, AppendAnswer, AppendRequest, CreateTopicRequest, ErrorCode, Forward, Forwarded, JoinRequest,
-    MovePartitionRequest, OffsetForTimestampRequest, OffsetFound, ReadBatch, ReadRequest, RebalanceAnswer, RemoteError,
-    RemoveNodeRequest, SubscribeBatch, SubscribeRequest, TopicDescription, TransferLeaderRequest,
+    AlterTopicRequest, AppendAnswer, AppendRequest, AppendToStreamsRequest, CreateTopicRequest, ErrorCode, Forward,
+    Forwarded, JoinRequest, MovePartitionRequest, OffsetForTimestampRequest, OffsetFound, ReadBatch, ReadRequest,
+    ReadStreamRequest, RebalanceAnswer, RemoteError, RemoveNodeRequest, StreamEventsRead, StreamsAppended,
+    SubscribeBatch, SubscribeRequest, TopicDescription, TransferLeaderRequest,
 };
 pub use crate::api::{HOPS_MAX, LEADER_WAIT};
 use crate::grpc::convert::topic_description;
@@ -94,6 +95,27 @@ impl Forward for Forwarder {
 
     fn read<'a>(&'a self, address: String, request: ReadRequest, hops: u32) -> Forwarded<'a, ReadBatch> {
         forward_call!(self, address, read, self.request(pb::ReadRequest::from(request), hops), |r| ReadBatch::from(r))
+    }
+
+    fn append_to_streams<'a>(
+        &'a self,
+        address: String,
+        request: AppendToStreamsRequest,
+        hops: u32,
+        within: Duration,
+    ) -> Forwarded<'a, StreamsAppended> {
+        let request = self.request_within(pb::AppendToStreamsRequest::from(request), hops, within);
+        forward_call!(self, address, append_to_streams, request, |r| StreamsAppended::from(r))
+    }
+
+    fn read_stream<'a>(
+        &'a self,
+        address: String,
+        request: ReadStreamRequest,
+        hops: u32,
+    ) -> Forwarded<'a, StreamEventsRead> {
+        let request = self.request(pb::ReadStreamRequest::from(request), hops);
+        forward_call!(self, address, read_stream, request, |r| StreamEventsRead::from(r))
     }
 
     fn subscribe<'a>(

@@ -7,3 +7,4 @@ pub mod convert;
 pub mod forward;
 pub mod service;
 pub mod status;
+pub mod stream_convert;

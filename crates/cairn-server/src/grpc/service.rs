@@ -33,6 +33,25 @@ impl pb::cairn_server::Cairn for CairnService {
         Ok(Response::new(answer.into()))
     }
 
+    async fn append_to_streams(
+        &self,
+        request: Request<pb::AppendToStreamsRequest>,
+    ) -> Result<Response<pb::AppendToStreamsResponse>, Status> {
+        let hops = hops(&request);
+        let request = request.into_inner().try_into().map_err(status::from_bad_event_id)?;
+        let answer = self.api.append_to_streams(request, hops).await.map_err(status::from_append)?;
+        Ok(Response::new(answer.into()))
+    }
+
+    async fn read_stream(
+        &self,
+        request: Request<pb::ReadStreamRequest>,
+    ) -> Result<Response<pb::ReadStreamResponse>, Status> {
+        let hops = hops(&request);
+        let read = self.api.read_stream(request.into_inner().into(), hops).await.map_err(status::from_read)?;
+        Ok(Response::new(read.into()))
+    }
+
     async fn read(&self, request: Request<pb::ReadRequest>) -> Result<Response<pb::ReadResponse>, Status> {
         let hops = hops(&request);
         let batch = self.api.read(request.into_inner().into(), hops).await.map_err(status::from_read)?;

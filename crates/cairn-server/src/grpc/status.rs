@@ -5,7 +5,8 @@
 //! `Display`. "Not leader, nothing proposed" travels as metadata (`x-cairn-not-leader`,
 //! with the leader's address in `x-cairn-leader`), so a forwarding node or a client knows
 //! it may send the request again. An append written to some partitions but not all
-//! carries every partition's outcome in its details (`AppendOutcomes`). A failure another
+//! carries every partition's outcome in its details (`AppendOutcomes`), and an event append
+//! refused for its expected revisions every violation (`WrongExpectedRevision`). A failure another
 //! node answered goes back as it came, details included.
 
 use cairn_proto::Message as _;
@@ -29,8 +30,19 @@ pub fn from_append(err: AppendError) -> Status {
     match err {
         AppendError::Remote(err) => from_remote(err),
         AppendError::PartlyWritten(partly) => from_partly_written(partly),
+        AppendError::WrongExpectedRevision(ref violations) => {
+            let details = pb::WrongExpectedRevision {
+                violations: violations.iter().cloned().map(pb::RevisionViolation::from).collect(),
+            };
+            Status::with_details(code(err.code()), err.to_string(), details.encode_to_vec().into())
+        }
         err => from_api(&err),
     }
+}
+
+/// A request whose event ids are not all UUIDs.
+pub fn from_bad_event_id(err: cairn_proto::BadEventId) -> Status {
+    Status::invalid_argument(err.to_string())
 }
 
 pub fn from_read(err: ReadError) -> Status {

@@ -1,0 +1,622 @@
+use std::io::{BufWriter, Write};
+use std::path::PathBuf;
+use std::time::UNIX_EPOCH;
+
+use anyhow::{Context as _, bail};
+use bytes::Bytes;
+use cairn_client::{AppendedEvents, CairnClient, ClientError, EventData, ExpectedRevision, ReadStreamOptions};
+use cairn_types::partitioner::partition_for_key;
+use cairn_types::stream::{EVENT_TAG_BYTES_MAX, EVENT_TAGS_MAX, new_event_id, parse_event_id};
+use cairn_types::{PartitionId, RevisionViolation};
+use serde::Serialize;
+
+use crate::event_printer::EventPrinter;
+use crate::table::{Table, optional_number};
+use crate::text::timestamp_text;
+use crate::{OutputFormat, is_broken_pipe};
+
+/// Event streams: append events on a condition on the stream's revision, read them,
+/// show where a stream stands.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum StreamCommand {
+    /// Append one event to a stream, if the stream is at the --expect'ed revision.
+    Append(Box<StreamAppendArgs>),
+    /// Read a stream's events, forwards (default) or --backwards.
+    Read(Box<StreamReadArgs>),
+    /// Show a stream's current revision, first stored revision and partition.
+    Info {
+        /// Topic name.
+        topic: String,
+        /// Stream name (the events' key).
+        stream: String,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t)]
+        output: OutputFormat,
+    },
+}
+
+/// `cairn stream append`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct StreamAppendArgs {
+    /// Topic name.
+    pub topic: String,
+    /// Stream name (the events' key).
+    pub stream: String,
+    /// What the stream's revision (its last event's) must be for the append to happen:
+    /// a revision, `any` (no condition), `no-stream` (no events yet) or `exists` (at least
+    /// one event). Otherwise nothing is written and the command fails.
+    #[arg(long, value_name = "N|any|no-stream|exists", default_value = "any", value_parser = parse_expected_revision)]
+    pub expect: ExpectedRevision,
+    /// The event's type, e.g. Deposited.
+    #[arg(long = "type", value_name = "TYPE")]
+    pub event_type: String,
+    /// The event's data, or @PATH to read it from a file. Checked to be JSON when the
+    /// content type is JSON. Default: empty.
+    #[arg(long, value_name = "JSON|@PATH", value_parser = parse_data)]
+    pub data: Option<DataArg>,
+    /// The event's metadata, a JSON document (e.g. '{"user":"ana"}').
+    #[arg(long, value_name = "JSON")]
+    pub metadata: Option<String>,
+    /// A tag on the event, as KEY=VALUE; repeatable.
+    #[arg(long = "tag", value_name = "KEY=VALUE", value_parser = parse_tag)]
+    pub tags: Vec<String>,
+    /// The event's id, a UUID (default: a new random one). Appending an id that is stored
+    /// already, with the same content, writes nothing and prints the original position,
+    /// so a retry with the same id is safe.
+    #[arg(long, value_name = "UUID", value_parser = parse_event_id_arg)]
+    pub event_id: Option<[u8; 16]>,
+    /// The data's content type.
+    #[arg(long, default_value = "application/json")]
+    pub content_type: String,
+    /// Output format: json prints one object with the event's position.
+    #[arg(long, value_enum, default_value_t)]
+    pub output: OutputFormat,
+}
+
+/// `cairn stream read`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct StreamReadArgs {
+    /// Topic name.
+    pub topic: String,
+    /// Stream name (the events' key).
+    pub stream: String,
+    /// Read from the last event towards the first.
+    #[arg(long)]
+    pub backwards: bool,
+    /// Start at this revision, inclusive (default: the first event still stored, or the
+    /// last one with --backwards).
+    #[arg(long, value_name = "REV")]
+    pub from: Option<u64>,
+    /// Only events appended at or before this time: the stream as it stood then. An
+    /// RFC 3339 time in UTC (2026-03-01T00:00:00Z) or milliseconds since the Unix epoch.
+    #[arg(long, value_name = "TIME", value_parser = parse_as_of_ms)]
+    pub as_of: Option<u64>,
+    /// Stop after this many events; 0 reads to the end of the stream.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub max: u64,
+    /// Output format: json prints one object per event per line.
+    #[arg(long, value_enum, default_value_t)]
+    pub output: OutputFormat,
+}
+
+/// `--data`: the text itself, or the file it names after `@`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DataArg {
+    Inline(String),
+    File(PathBuf),
+}
+
+impl DataArg {
+    fn load(&self) -> anyhow::Result<Bytes> {
+        match self {
+            DataArg::Inline(text) => Ok(Bytes::from(text.clone())),
+            DataArg::File(path) => {
+                let bytes = std::fs::read(path).with_context(|| format!("reading --data file {}", path.display()))?;
+                Ok(Bytes::from(bytes))
+            }
+        }
+    }
+}
+
+impl StreamCommand {
+    pub async fn run(self, client: &CairnClient, out: &mut impl Write) -> anyhow::Result<()> {
+        match self {
+            StreamCommand::Append(append) => append.run(client, out).await,
+            StreamCommand::Read(read) => {
+                let mut printer = EventPrinter::new(read.output, BufWriter::new(std::io::stdout()));
+                match read.run(client, &mut printer).await.and_then(|()| Ok(printer.flush()?)) {
+                    Err(error) if is_broken_pipe(&error) => Ok(()),
+                    result => result,
+                }
+            }
+            StreamCommand::Info { topic, stream, output } => write_info(client, &topic, &stream, output, out).await,
+        }
+    }
+}
+
+impl StreamAppendArgs {
+    async fn run(self, client: &CairnClient, out: &mut impl Write) -> anyhow::Result<()> {
+        let event = self.to_event()?;
+        let event_id = cairn_types::stream::format_event_id(&event.event_id);
+        let appended = match client.append_to_stream(&self.topic, &self.stream, self.expect, vec![event]).await {
+            Ok(appended) => appended,
+            Err(ClientError::WrongExpectedRevision { violations, .. }) => {
+                bail!(wrong_revision_message(&self.topic, &violations))
+            }
+            Err(error) => return Err(error.into()),
+        };
+        write_appended(&self, &event_id, &appended, out)
+    }
+
+    /// The event the flags describe: data loaded (and checked when its content type is
+    /// JSON, so a typo fails here rather than in every later reader), metadata checked.
+    fn to_event(&self) -> anyhow::Result<EventData> {
+        if self.tags.len() > EVENT_TAGS_MAX {
+            bail!("an event has at most {EVENT_TAGS_MAX} tags, got {}", self.tags.len());
+        }
+        let data = match &self.data {
+            Some(data) => data.load()?,
+            None => Bytes::new(),
+        };
+        if is_json_content_type(&self.content_type) && !data.is_empty() {
+            serde_json::from_slice::<serde_json::Value>(&data).map_err(|error| {
+                anyhow::anyhow!(
+                    "--data is not valid JSON ({error}); pass --content-type (e.g. text/plain) to store other data"
+                )
+            })?;
+        }
+        let metadata = match &self.metadata {
+            Some(metadata) => {
+                serde_json::from_str::<serde_json::Value>(metadata)
+                    .map_err(|error| anyhow::anyhow!("--metadata is not valid JSON ({error})"))?;
+                Bytes::from(metadata.clone())
+            }
+            None => Bytes::new(),
+        };
+        Ok(EventData {
+            event_id: self.event_id.unwrap_or_else(new_event_id),
+            event_type: self.event_type.clone(),
+            content_type: self.content_type.clone(),
+            data,
+            metadata,
+            tags: self.tags.clone(),
+        })
+    }
+}
+
+impl StreamReadArgs {
+    /// Pages through the stream with `next_revision` until the end or --max events.
+    async fn run(&self, client: &CairnClient, printer: &mut EventPrinter<impl Write>) -> anyhow::Result<()> {
+        let mut options = ReadStreamOptions {
+            from_revision: self.from,
+            backwards: self.backwards,
+            as_of_ms: self.as_of,
+            ..ReadStreamOptions::default()
+        };
+        loop {
+            let remaining = self.max.saturating_sub(printer.events_printed());
+            // 0 asks for the server's default page size.
+            options.max_events = if self.max == 0 { 0 } else { u32::try_from(remaining).unwrap_or(u32::MAX) };
+            let slice = client.read_stream(&self.topic, &self.stream, options).await?;
+            for event in &slice.events {
+                if self.max != 0 && printer.events_printed() == self.max {
+                    break;
+                }
+                printer.print(event)?;
+            }
+            printer.flush()?;
+            if self.max != 0 && printer.events_printed() == self.max {
+                break;
+            }
+            match slice.next_revision {
+                None => break,
+                Some(next) if Some(next) == options.from_revision && slice.events.is_empty() => {
+                    bail!("the server returned no events and the same next revision {next}; stopping")
+                }
+                Some(next) => options.from_revision = Some(next),
+            }
+        }
+        if printer.events_printed() == 0 && self.output == OutputFormat::Table {
+            writeln!(printer.out(), "no events in stream '{}' of topic '{}'", self.stream, self.topic)?;
+        }
+        Ok(())
+    }
+}
+
+/// Whether data of this content type should parse as JSON: `application/json` and the
+/// `+json` types (`application/cloudevents+json`), parameters ignored.
+fn is_json_content_type(content_type: &str) -> bool {
+    let media_type = content_type.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+    media_type == "application/json" || media_type.ends_with("+json")
+}
+
+/// What a person needs after a refused append: every stream's expected and actual
+/// revision, and what to do next.
+fn wrong_revision_message(topic: &str, violations: &[RevisionViolation]) -> String {
+    let mut message =
+        format!("append refused, nothing was written: a stream of topic '{topic}' is not at the expected revision");
+    for violation in violations {
+        let actual = match violation.actual {
+            Some(revision) => format!("revision {revision}"),
+            None => "no events".to_string(),
+        };
+        message
+            .push_str(&format!("\n  stream '{}': expected {}, actual {actual}", violation.stream, violation.expected));
+    }
+    message.push_str("\nread the stream again (`cairn stream read`) and retry with --expect set to its revision");
+    message
+}
+
+#[derive(Serialize)]
+struct AppendedJson<'a> {
+    topic: &'a str,
+    stream: &'a str,
+    partition: PartitionId,
+    offset: u64,
+    revision: u64,
+    timestamp_ms: u64,
+    event_id: &'a str,
+    /// The event id was stored already: the position is the original append's.
+    duplicate: bool,
+}
+
+/// JSON: one object `{"topic","stream","partition","offset","revision","timestamp_ms",
+/// "event_id","duplicate"}`.
+fn write_appended(
+    append: &StreamAppendArgs,
+    event_id: &str,
+    appended: &AppendedEvents,
+    out: &mut impl Write,
+) -> anyhow::Result<()> {
+    let Some(&(offset, revision)) = appended.positions.first() else {
+        bail!("the server answered an append of one event with no position");
+    };
+    match append.output {
+        OutputFormat::Json => {
+            let json = AppendedJson {
+                topic: &append.topic,
+                stream: &append.stream,
+                partition: appended.partition,
+                offset,
+                revision,
+                timestamp_ms: appended.timestamp_ms,
+                event_id,
+                duplicate: appended.duplicate,
+            };
+            writeln!(out, "{}", serde_json::to_string(&json)?)?;
+        }
+        OutputFormat::Table => {
+            let mut table = Table::new(&["STREAM", "PARTITION", "OFFSET", "REVISION", "EVENT ID"]);
+            table.row(vec![
+                append.stream.clone(),
+                appended.partition.to_string(),
+                offset.to_string(),
+                revision.to_string(),
+                event_id.to_string(),
+            ]);
+            table.write(out)?;
+            if appended.duplicate {
+                writeln!(out, "(event {event_id} was stored already: this is its original position)")?;
+            }
+        }
+    }
+    Ok(())
+}
+
+#[derive(Debug, Serialize, PartialEq, Eq)]
+struct StreamInfo {
+    topic: String,
+    stream: String,
+    partition: PartitionId,
+    /// The last event's revision; `None`: the stream has no events.
+    revision: Option<u64>,
+    first_revision: Option<u64>,
+    last_timestamp_ms: Option<u64>,
+}
+
+/// The last event (a backwards read of one) gives the revision; the partition is the one
+/// the stream's name hashes to, which is part of the API (`cairn_types::partitioner`).
+async fn write_info(
+    client: &CairnClient,
+    topic: &str,
+    stream: &str,
+    output: OutputFormat,
+    out: &mut impl Write,
+) -> anyhow::Result<()> {
+    let description = client.describe_topic(topic).await?;
+    let partition_count = PartitionId::try_from(description.partitions.len())?;
+    if partition_count == 0 {
+        bail!("topic '{topic}' has no partitions");
+    }
+    let options = ReadStreamOptions { backwards: true, max_events: 1, ..ReadStreamOptions::default() };
+    let slice = client.read_stream(topic, stream, options).await?;
+    let last = slice.events.first();
+    let info = StreamInfo {
+        topic: topic.to_string(),
+        stream: stream.to_string(),
+        partition: partition_for_key(stream.as_bytes(), partition_count),
+        revision: last.map(|event| event.stream_revision),
+        first_revision: slice.first_revision,
+        last_timestamp_ms: last.map(|event| event.timestamp_ms),
+    };
+    write_stream_info(&info, output, out)
+}
+
+/// JSON: one object `{"topic","stream","partition","revision","first_revision",
+/// "last_timestamp_ms"}`, `null` for what an empty stream lacks.
+fn write_stream_info(info: &StreamInfo, output: OutputFormat, out: &mut impl Write) -> anyhow::Result<()> {
+    match output {
+        OutputFormat::Json => writeln!(out, "{}", serde_json::to_string(info)?)?,
+        OutputFormat::Table => {
+            let mut table = Table::new(&["STREAM", "PARTITION", "REVISION", "FIRST REVISION", "LAST APPENDED"]);
+            table.row(vec![
+                info.stream.clone(),
+                info.partition.to_string(),
+                optional_number(info.revision),
+                optional_number(info.first_revision),
+                info.last_timestamp_ms.map_or_else(|| "-".to_string(), timestamp_text),
+            ]);
+            table.write(out)?;
+        }
+    }
+    Ok(())
+}
+
+/// `--expect`: `any`, `no-stream`, `exists` or a revision.
+pub fn parse_expected_revision(text: &str) -> Result<ExpectedRevision, String> {
+    match text {
+        "any" => Ok(ExpectedRevision::Any),
+        "no-stream" => Ok(ExpectedRevision::NoStream),
+        "exists" => Ok(ExpectedRevision::Exists),
+        _ => text.parse().map(ExpectedRevision::Exact).map_err(|_| {
+            format!(
+                "expected a revision (e.g. 4), 'any', 'no-stream' or 'exists', got '{text}' \
+                 (`cairn stream info` shows a stream's revision)"
+            )
+        }),
+    }
+}
+
+/// `--tag KEY=VALUE`: kept as the text itself (tags are strings, `key=value` by
+/// convention), split only to check that the key is there.
+pub fn parse_tag(text: &str) -> Result<String, String> {
+    match text.split_once('=') {
+        None => Err(format!("expected KEY=VALUE, got '{text}' (no '=')")),
+        Some(("", _)) => Err(format!("the tag key before '=' is empty in '{text}'")),
+        Some(_) if text.len() > EVENT_TAG_BYTES_MAX => {
+            Err(format!("a tag has at most {EVENT_TAG_BYTES_MAX} bytes, this one has {}", text.len()))
+        }
+        Some(_) => Ok(text.to_string()),
+    }
+}
+
+/// `--as-of`: an RFC 3339 time in UTC, or milliseconds since the Unix epoch (a leading
+/// `@`, as in `cairn consume --from @UNIX_MS`, is accepted too).
+pub fn parse_as_of_ms(text: &str) -> Result<u64, String> {
+    let expected = "expected an RFC 3339 time in UTC (e.g. 2026-03-01T00:00:00Z) \
+                    or milliseconds since the Unix epoch (e.g. 1772323200000)";
+    let digits = text.strip_prefix('@').unwrap_or(text);
+    if !digits.is_empty() && digits.bytes().all(|byte| byte.is_ascii_digit()) {
+        return digits.parse().map_err(|_| format!("'{text}' is too large; {expected}"));
+    }
+    let time = humantime::parse_rfc3339(text).map_err(|error| format!("'{text}': {error}; {expected}"))?;
+    let since_epoch = time.duration_since(UNIX_EPOCH).map_err(|_| format!("'{text}' is before 1970; {expected}"))?;
+    u64::try_from(since_epoch.as_millis()).map_err(|_| format!("'{text}' is too far in the future; {expected}"))
+}
+
+/// `--data`: `@PATH` names a file (read when the command runs), anything else is the data.
+pub fn parse_data(text: &str) -> Result<DataArg, String> {
+    match text.strip_prefix('@') {
+        Some("") => Err("'@' must be followed by a file path, e.g. --data @event.json".to_string()),
+        Some(path) => Ok(DataArg::File(PathBuf::from(path))),
+        None => Ok(DataArg::Inline(text.to_string())),
+    }
+}
+
+/// `--event-id`: a UUID.
+pub fn parse_event_id_arg(text: &str) -> Result<[u8; 16], String> {
+    parse_event_id(text)
+        .ok_or_else(|| format!("'{text}' is not a UUID (expected e.g. 67e55044-10b1-426f-9247-bb680e5fe0c8)"))
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Debug, Parser)]
+    struct Cli {
+        #[command(subcommand)]
+        command: StreamCommand,
+    }
+
+    fn parse(args: &[&str]) -> Result<StreamCommand, clap::Error> {
+        Cli::try_parse_from(std::iter::once("stream").chain(args.iter().copied())).map(|cli| cli.command)
+    }
+
+    fn parse_append(args: &[&str]) -> StreamAppendArgs {
+        let all: Vec<&str> = ["append", "bank", "account-1"].iter().chain(args).copied().collect();
+        match parse(&all) {
+            Ok(StreamCommand::Append(append)) => *append,
+            other => panic!("{args:?}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn expect_takes_every_form() {
+        assert_eq!(parse_expected_revision("any"), Ok(ExpectedRevision::Any));
+        assert_eq!(parse_expected_revision("no-stream"), Ok(ExpectedRevision::NoStream));
+        assert_eq!(parse_expected_revision("exists"), Ok(ExpectedRevision::Exists));
+        assert_eq!(parse_expected_revision("0"), Ok(ExpectedRevision::Exact(0)));
+        assert_eq!(parse_expected_revision("18446744073709551615"), Ok(ExpectedRevision::Exact(u64::MAX)));
+        for bad in ["", "-1", "Any", "no_stream", "1.5", "18446744073709551616", " 3"] {
+            let error = parse_expected_revision(bad).expect_err(bad);
+            assert!(error.contains("'no-stream'"), "{bad}: {error}");
+        }
+    }
+
+    #[test]
+    fn append_defaults() {
+        let append = parse_append(&["--type", "Deposited"]);
+        assert_eq!(append.expect, ExpectedRevision::Any);
+        assert_eq!(append.content_type, "application/json");
+        assert_eq!(append.output, OutputFormat::Table);
+        assert!(append.data.is_none() && append.metadata.is_none() && append.event_id.is_none());
+        assert!(append.tags.is_empty());
+        let event = append.to_event().expect("an event");
+        assert!(event.data.is_empty() && event.metadata.is_empty());
+        assert!(parse(&["append", "bank", "account-1"]).is_err(), "--type is required");
+    }
+
+    #[test]
+    fn append_takes_every_option() {
+        let append = parse_append(&[
+            "--type",
+            "Deposited",
+            "--expect",
+            "no-stream",
+            "--data",
+            r#"{"amount":5}"#,
+            "--tag",
+            "tenant=acme",
+            "--tag",
+            "query=a=b",
+            "--metadata",
+            r#"{"user":"ana"}"#,
+            "--event-id",
+            "12345678-9abc-def0-0102-030405060708",
+            "--output",
+            "json",
+        ]);
+        assert_eq!(append.expect, ExpectedRevision::NoStream);
+        assert_eq!(append.output, OutputFormat::Json);
+        let event = append.to_event().expect("an event");
+        assert_eq!(event.event_type, "Deposited");
+        assert_eq!(event.data, Bytes::from_static(br#"{"amount":5}"#));
+        assert_eq!(event.metadata, Bytes::from_static(br#"{"user":"ana"}"#));
+        assert_eq!(event.tags, ["tenant=acme", "query=a=b"]);
+        assert_eq!(event.event_id, [0x12, 0x34, 0x56, 0x78, 0x9a, 0xbc, 0xde, 0xf0, 1, 2, 3, 4, 5, 6, 7, 8]);
+    }
+
+    #[test]
+    fn tags_need_a_key_and_an_equals_sign() {
+        assert_eq!(parse_tag("tenant=acme"), Ok("tenant=acme".to_string()));
+        assert_eq!(parse_tag("empty="), Ok("empty=".to_string()));
+        assert!(parse_tag("tenant").expect_err("no '='").contains("KEY=VALUE"));
+        assert!(parse_tag("=acme").expect_err("no key").contains("empty"));
+        let long = format!("k={}", "v".repeat(EVENT_TAG_BYTES_MAX));
+        assert!(parse_tag(&long).expect_err("too long").contains("at most"));
+        let error = parse(&["append", "t", "s", "--type", "T", "--tag", "oops"]).expect_err("bad tag");
+        assert!(error.to_string().contains("KEY=VALUE"), "{error}");
+    }
+
+    #[test]
+    fn as_of_takes_rfc3339_and_milliseconds() {
+        assert_eq!(parse_as_of_ms("2026-03-01T00:00:00Z"), Ok(1_772_323_200_000));
+        assert_eq!(parse_as_of_ms("2026-03-01T00:00:00.250Z"), Ok(1_772_323_200_250));
+        assert_eq!(parse_as_of_ms("1970-01-01T00:00:00Z"), Ok(0));
+        assert_eq!(parse_as_of_ms("1772323200000"), Ok(1_772_323_200_000));
+        assert_eq!(parse_as_of_ms("@1772323200000"), Ok(1_772_323_200_000));
+        for bad in ["", "@", "yesterday", "2026-03-01", "2026-03-01T00:00:00", "2026-03-01T00:00:00+02:00", "-5"] {
+            let error = parse_as_of_ms(bad).expect_err(bad);
+            assert!(error.contains("RFC 3339"), "{bad}: {error}");
+        }
+        let read = parse(&["read", "bank", "account-1", "--as-of", "2026-03-01T00:00:00Z"]).expect("parses");
+        let StreamCommand::Read(read) = read else { panic!("wrong command") };
+        assert_eq!(read.as_of, Some(1_772_323_200_000));
+    }
+
+    #[test]
+    fn read_defaults_and_options() {
+        let StreamCommand::Read(read) = parse(&["read", "bank", "account-1"]).expect("parses") else {
+            panic!("wrong command")
+        };
+        assert!(!read.backwards && read.from.is_none() && read.as_of.is_none());
+        assert_eq!((read.max, read.output), (0, OutputFormat::Table));
+        let StreamCommand::Read(read) =
+            parse(&["read", "bank", "account-1", "--backwards", "--from", "7", "--max", "3", "--output", "json"])
+                .expect("parses")
+        else {
+            panic!("wrong command")
+        };
+        assert!(read.backwards);
+        assert_eq!((read.from, read.max, read.output), (Some(7), 3, OutputFormat::Json));
+    }
+
+    #[test]
+    fn data_from_a_file_is_read_when_the_command_runs() {
+        let directory = tempfile::tempdir().expect("temporary directory");
+        let path = directory.path().join("event.json");
+        std::fs::write(&path, br#"{"amount": 12}"#).expect("write");
+        let argument = format!("@{}", path.display());
+        let append = parse_append(&["--type", "Deposited", "--data", &argument]);
+        assert_eq!(append.data, Some(DataArg::File(path.clone())));
+        assert_eq!(append.to_event().expect("an event").data, Bytes::from_static(br#"{"amount": 12}"#));
+
+        let missing = format!("@{}", directory.path().join("missing.json").display());
+        let error = parse_append(&["--type", "T", "--data", &missing]).to_event().expect_err("no such file");
+        assert!(format!("{error:#}").contains("missing.json"), "{error:#}");
+        assert!(parse_data("@").expect_err("no path").contains("file path"));
+    }
+
+    #[test]
+    fn json_data_and_metadata_are_checked() {
+        let error = parse_append(&["--type", "T", "--data", "{oops"]).to_event().expect_err("not JSON");
+        assert!(error.to_string().contains("--content-type"), "{error}");
+        let event = parse_append(&["--type", "T", "--data", "{oops", "--content-type", "text/plain"])
+            .to_event()
+            .expect("any text when not JSON");
+        assert_eq!(event.data, Bytes::from_static(b"{oops"));
+        let error = parse_append(&["--type", "T", "--metadata", "user=ana"]).to_event().expect_err("not JSON");
+        assert!(error.to_string().contains("--metadata"), "{error}");
+        assert!(is_json_content_type("application/cloudevents+json; charset=utf-8"));
+        assert!(!is_json_content_type("text/plain"));
+    }
+
+    #[test]
+    fn event_id_must_be_a_uuid() {
+        let error = parse(&["append", "t", "s", "--type", "T", "--event-id", "42"]).expect_err("not a UUID");
+        assert!(error.to_string().contains("not a UUID"), "{error}");
+    }
+
+    #[test]
+    fn wrong_revision_lists_every_violation() {
+        let violations = [
+            RevisionViolation {
+                stream: "account-1".to_string(),
+                expected: ExpectedRevision::Exact(3),
+                actual: Some(5),
+            },
+            RevisionViolation { stream: "account-2".to_string(), expected: ExpectedRevision::Exists, actual: None },
+        ];
+        let message = wrong_revision_message("bank", &violations);
+        assert!(message.contains("stream 'account-1': expected revision 3, actual revision 5"), "{message}");
+        assert!(message.contains("stream 'account-2': expected an existing stream, actual no events"), "{message}");
+        assert!(message.contains("nothing was written"), "{message}");
+    }
+
+    #[test]
+    fn info_prints_dashes_for_an_empty_stream() {
+        let info = StreamInfo {
+            topic: "bank".to_string(),
+            stream: "account-9".to_string(),
+            partition: 2,
+            revision: None,
+            first_revision: None,
+            last_timestamp_ms: None,
+        };
+        let mut out = Vec::new();
+        write_stream_info(&info, OutputFormat::Table, &mut out).expect("write");
+        let text = String::from_utf8(out).expect("utf8");
+        assert_eq!(text.lines().nth(1), Some("account-9  2          -         -               -"), "{text}");
+        let mut out = Vec::new();
+        write_stream_info(&info, OutputFormat::Json, &mut out).expect("write");
+        let value: serde_json::Value = serde_json::from_slice(&out).expect("json");
+        assert_eq!(
+            value,
+            serde_json::json!({"topic": "bank", "stream": "account-9", "partition": 2, "revision": null,
+                "first_revision": null, "last_timestamp_ms": null})
+        );
+    }
+}

@@ -1,0 +1,414 @@
+//! Applying an event append (`EventAppend`): the checks, in order, then the write.
+//!
+//! 1. **Event ids.** When every event id of the append is stored with the same content, it
+//!    is a retry (after a timeout or a failover): answered with the original positions,
+//!    nothing written. An id stored with other content, or an append only part of which is
+//!    stored, is refused. Ids are looked up in the event-id index for as long as the
+//!    events are retained, not for a time window. This check comes first so that a retry of
+//!    an append made with an exact expected revision is not refused by its own success.
+//! 2. **Revisions.** Every written and every checked stream must be at its expected
+//!    revision; all violations are answered at once.
+//! 3. **Write.** The events become one batch; each stream's head moves on.
+//!
+//! Apply accumulates many entries in one RocksDB `WriteBatch`, which cannot be read back:
+//! the heads and events written by earlier entries of the same batch live in
+//! `PendingStreams` until the batch is written, so an append sees every one applied before
+//! it (else two appends to one stream in one apply call would both check a stale head).
+
+use std::collections::{HashMap, HashSet};
+use std::io;
+
+use bytes::Bytes;
+use cairn_storage::{StreamHead, WriteBatch};
+use cairn_types::{EventFields, NewEvent, Record, RevisionViolation, StoredRecord};
+
+use super::state_machine::PartitionStateMachine;
+use crate::command::CommandResponse;
+use crate::stream_command::{EventAppend, EventAppendRefusal, EventIdReuse, EventPosition, EventsAppended};
+
+/// What the entries of the current apply batch wrote, until the batch is written.
+#[derive(Debug, Default)]
+pub(super) struct PendingStreams {
+    heads: HashMap<Bytes, StreamHead>,
+    events: HashMap<[u8; 16], StoredRecord>,
+}
+
+impl PendingStreams {
+    /// The batch was written (or dropped): the store answers from here on.
+    pub(super) fn clear(&mut self) {
+        self.heads.clear();
+        self.events.clear();
+    }
+}
+
+impl PartitionStateMachine {
+    pub(super) fn apply_events(
+        &mut self,
+        batch: &mut WriteBatch,
+        append: EventAppend,
+        index: u64,
+    ) -> io::Result<CommandResponse> {
+        if let Some(answer) = self.stored_already(&append, index)? {
+            return Ok(answer);
+        }
+        let mut violations = Vec::new();
+        let conditions = append.writes.iter().map(|write| (&write.stream, write.expected));
+        for (stream, expected) in conditions.chain(append.checks.iter().map(|check| (&check.stream, check.expected))) {
+            let actual = self.stream_head(stream.as_bytes())?.current_revision();
+            if !expected.is_met_by(actual) {
+                violations.push(RevisionViolation { stream: stream.clone(), expected, actual });
+            }
+        }
+        if !violations.is_empty() {
+            return Ok(CommandResponse::EventAppendRefused(EventAppendRefusal::WrongExpectedRevision(violations)));
+        }
+
+        let mut records = Vec::with_capacity(append.event_count());
+        let mut fields = Vec::with_capacity(append.event_count());
+        let mut revisions = Vec::with_capacity(append.event_count());
+        for write in append.writes {
+            let stream = Bytes::from(write.stream.into_bytes());
+            let mut head = self.stream_head(&stream)?;
+            for event in write.events {
+                revisions.push(head.next_revision);
+                let (record, event) = split(stream.clone(), event, head.next_revision);
+                records.push(record);
+                fields.push(event);
+                head.next_revision += 1;
+            }
+            self.log.put_stream_head(batch, &stream, head);
+            self.pending.heads.insert(stream, head);
+        }
+        let base_offset = self.log.append(batch, &mut self.state.log, &records, &fields, append.timestamp_ms);
+        let timestamp_ms = self.state.log.last_timestamp_ms;
+        let positions =
+            (0..records.len()).map(|i| EventPosition { offset: base_offset + i as u64, stream_revision: revisions[i] });
+        let positions: Vec<EventPosition> = positions.collect();
+        for ((record, event), position) in records.into_iter().zip(fields).zip(&positions) {
+            let stored = StoredRecord {
+                offset: position.offset,
+                timestamp_ms,
+                key: record.key,
+                headers: record.headers,
+                value: record.value,
+                event: Some(event),
+            };
+            self.pending.events.insert(stored.event.as_ref().map_or([0; 16], |e| e.event_id), stored);
+        }
+        Ok(CommandResponse::EventsAppended(EventsAppended {
+            positions,
+            timestamp_ms,
+            applied_index: index,
+            duplicate: false,
+        }))
+    }
+
+    /// The answer when the append's event ids are stored already (see the module doc).
+    fn stored_already(&self, append: &EventAppend, index: u64) -> io::Result<Option<CommandResponse>> {
+        let mut seen = HashSet::with_capacity(append.event_count());
+        let mut stored = Vec::with_capacity(append.event_count());
+        let mut missing = false;
+        for write in &append.writes {
+            for event in &write.events {
+                if !seen.insert(event.event_id) {
+                    let refusal = EventAppendRefusal::EventIdRepeated { event_id: event.event_id };
+                    return Ok(Some(CommandResponse::EventAppendRefused(refusal)));
+                }
+                match self.stored_event(&event.event_id)? {
+                    Some(record) => stored.push((&write.stream, event, record)),
+                    None => missing = true,
+                }
+            }
+        }
+        let Some((_, _, first)) = stored.first() else {
+            return Ok(None);
+        };
+        let refused = |event_id, stored_at, reason| {
+            Some(CommandResponse::EventAppendRefused(EventAppendRefusal::EventIdReused { event_id, stored_at, reason }))
+        };
+        for (stream, event, record) in &stored {
+            if !same_event(record, stream, event) {
+                return Ok(refused(event.event_id, record.offset, EventIdReuse::OtherContent));
+            }
+        }
+        if missing {
+            return Ok(refused(
+                first.event.as_ref().map_or([0; 16], |e| e.event_id),
+                first.offset,
+                EventIdReuse::PartOfAnotherAppend,
+            ));
+        }
+        let positions = stored
+            .iter()
+            .map(|(_, _, record)| EventPosition {
+                offset: record.offset,
+                stream_revision: record.event.as_ref().map_or(0, |event| event.stream_revision),
+            })
+            .collect();
+        Ok(Some(CommandResponse::EventsAppended(EventsAppended {
+            positions,
+            timestamp_ms: first.timestamp_ms,
+            applied_index: index,
+            duplicate: true,
+        })))
+    }
+
+    /// The stored event with `event_id`: written by this apply batch, or in the store.
+    fn stored_event(&self, event_id: &[u8; 16]) -> io::Result<Option<StoredRecord>> {
+        if let Some(record) = self.pending.events.get(event_id) {
+            return Ok(Some(record.clone()));
+        }
+        let state = &self.state.log;
+        match self.log.event_offset(event_id, state, state.next_offset)? {
+            Some(offset) => Ok(self.log.record_at(offset)?),
+            None => Ok(None),
+        }
+    }
+
+    /// The stream's head after the entries applied so far.
+    fn stream_head(&self, stream: &[u8]) -> io::Result<StreamHead> {
+        match self.pending.heads.get(stream) {
+            Some(head) => Ok(*head),
+            None => Ok(self.log.stream_head(stream)?),
+        }
+    }
+}
+
+/// A new event as a stored record: the stream is its key, the data its value.
+fn split(stream: Bytes, event: NewEvent, stream_revision: u64) -> (Record, EventFields) {
+    let record = Record { key: Some(stream), headers: Vec::new(), value: event.data };
+    let fields = EventFields {
+        event_id: event.event_id,
+        stream_revision,
+        event_type: event.event_type,
+        content_type: event.content_type,
+        metadata: event.metadata,
+        tags: event.tags,
+    };
+    (record, fields)
+}
+
+/// Whether `record` is `event` appended to `stream`.
+fn same_event(record: &StoredRecord, stream: &str, event: &NewEvent) -> bool {
+    let Some(stored) = &record.event else { return false };
+    record.key.as_deref() == Some(stream.as_bytes())
+        && record.value == event.data
+        && stored.event_type == event.event_type
+        && stored.content_type == event.content_type
+        && stored.metadata == event.metadata
+        && stored.tags == event.tags
+}
+
+#[cfg(test)]
+mod tests {
+    use cairn_storage::{Direction, Store, StoreOptions};
+    use cairn_types::{ExpectedRevision, GroupId};
+
+    use super::*;
+    use crate::command::PartitionCommand;
+    use crate::stream_command::{StreamCheck, StreamWrite};
+
+    const GROUP: GroupId = 7;
+
+    fn open(dir: &std::path::Path) -> PartitionStateMachine {
+        let store = Store::open(&dir.join("db"), &StoreOptions::default()).expect("store");
+        PartitionStateMachine::open(store, GROUP).expect("open").0
+    }
+
+    fn event(id: u8, data: &str) -> NewEvent {
+        NewEvent {
+            event_id: [id; 16],
+            event_type: "Deposited".into(),
+            content_type: "application/json".into(),
+            data: Bytes::copy_from_slice(data.as_bytes()),
+            metadata: Bytes::new(),
+            tags: vec!["account=1".into()],
+        }
+    }
+
+    fn write(stream: &str, expected: ExpectedRevision, events: Vec<NewEvent>) -> StreamWrite {
+        StreamWrite { stream: stream.into(), expected, events }
+    }
+
+    fn append(writes: Vec<StreamWrite>, checks: Vec<StreamCheck>) -> PartitionCommand {
+        PartitionCommand::AppendEvents(EventAppend { writes, checks, timestamp_ms: 1_000 })
+    }
+
+    /// Applies `commands` as one apply call does (one WriteBatch, written at the end).
+    fn apply(sm: &mut PartitionStateMachine, commands: Vec<PartitionCommand>) -> Vec<CommandResponse> {
+        let mut batch = WriteBatch::default();
+        let base = sm.state.last_applied.map_or(0, |id| id.index) + 1;
+        let responses = commands
+            .into_iter()
+            .enumerate()
+            .map(|(i, command)| sm.apply_command(&mut batch, command, base + i as u64).expect("apply"))
+            .collect();
+        sm.persist(&mut batch).expect("persist");
+        sm.store.write(batch).expect("write");
+        sm.pending.clear();
+        responses
+    }
+
+    fn appended(response: &CommandResponse) -> &EventsAppended {
+        match response {
+            CommandResponse::EventsAppended(appended) => appended,
+            other => panic!("not appended: {other:?}"),
+        }
+    }
+
+    fn revisions(sm: &PartitionStateMachine, stream: &str) -> Vec<u64> {
+        let state = sm.state.log;
+        let read = sm
+            .log
+            .read_stream(
+                stream.as_bytes(),
+                None,
+                Direction::Forwards,
+                1000,
+                usize::MAX,
+                &state,
+                state.next_offset,
+                |_| false,
+            )
+            .expect("read");
+        read.events.iter().map(|r| r.event.as_ref().expect("event").stream_revision).collect()
+    }
+
+    /// The trap the module doc names: two appends to one stream in one apply batch. The
+    /// second must see the first's head, though the batch is not written yet.
+    #[test]
+    fn appends_in_one_apply_batch_see_each_other() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut sm = open(dir.path());
+        let responses = apply(
+            &mut sm,
+            vec![
+                append(vec![write("a", ExpectedRevision::NoStream, vec![event(1, "1"), event(2, "2")])], vec![]),
+                // Expects the revision the first append left: succeeds.
+                append(vec![write("a", ExpectedRevision::Exact(1), vec![event(3, "3")])], vec![]),
+                // Expects what the stream was before the batch: refused.
+                append(vec![write("a", ExpectedRevision::NoStream, vec![event(4, "4")])], vec![]),
+            ],
+        );
+        assert_eq!(appended(&responses[0]).positions.iter().map(|p| p.stream_revision).collect::<Vec<_>>(), [0, 1]);
+        assert_eq!(appended(&responses[1]).positions[0].stream_revision, 2);
+        let CommandResponse::EventAppendRefused(EventAppendRefusal::WrongExpectedRevision(violations)) = &responses[2]
+        else {
+            panic!("{:?}", responses[2]);
+        };
+        let expected = RevisionViolation { stream: "a".into(), expected: ExpectedRevision::NoStream, actual: Some(2) };
+        assert_eq!(violations, &[expected]);
+        assert_eq!(revisions(&sm, "a"), [0, 1, 2]);
+        // The head survives a restart.
+        drop(sm);
+        let mut sm = open(dir.path());
+        let responses =
+            apply(&mut sm, vec![append(vec![write("a", ExpectedRevision::Exact(2), vec![event(5, "5")])], vec![])]);
+        assert_eq!(appended(&responses[0]).positions[0].stream_revision, 3);
+    }
+
+    /// Every violation is answered at once (written streams and checked ones), and a
+    /// refused append writes nothing.
+    #[test]
+    fn every_violation_is_listed_and_nothing_is_written() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut sm = open(dir.path());
+        apply(&mut sm, vec![append(vec![write("a", ExpectedRevision::Any, vec![event(1, "1")])], vec![])]);
+        let next_offset = sm.state.log.next_offset;
+        let responses = apply(
+            &mut sm,
+            vec![append(
+                vec![
+                    write("a", ExpectedRevision::NoStream, vec![event(2, "2")]),
+                    write("b", ExpectedRevision::Exists, vec![event(3, "3")]),
+                    write("c", ExpectedRevision::Any, vec![event(4, "4")]),
+                ],
+                vec![
+                    StreamCheck { stream: "a".into(), expected: ExpectedRevision::Exact(0) },
+                    StreamCheck { stream: "d".into(), expected: ExpectedRevision::Exact(5) },
+                ],
+            )],
+        );
+        let CommandResponse::EventAppendRefused(EventAppendRefusal::WrongExpectedRevision(violations)) = &responses[0]
+        else {
+            panic!("{:?}", responses[0]);
+        };
+        let listed: Vec<(&str, Option<u64>)> = violations.iter().map(|v| (v.stream.as_str(), v.actual)).collect();
+        assert_eq!(listed, [("a", Some(0)), ("b", None), ("d", None)]);
+        assert_eq!(sm.state.log.next_offset, next_offset, "nothing written");
+        assert_eq!(revisions(&sm, "c"), Vec::<u64>::new());
+    }
+
+    /// A retry (same ids, same content) answers the original positions and writes nothing,
+    /// whether the original is in the store or in the same apply batch, and even when the
+    /// expected revision no longer holds. Other content, or a partial match, is refused.
+    #[test]
+    fn event_ids_make_appends_idempotent() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut sm = open(dir.path());
+        let original = append(vec![write("a", ExpectedRevision::NoStream, vec![event(1, "1"), event(2, "2")])], vec![]);
+        let responses = apply(&mut sm, vec![original.clone(), original.clone()]);
+        let first = appended(&responses[0]).clone();
+        let in_batch = appended(&responses[1]);
+        assert!(!first.duplicate && in_batch.duplicate);
+        assert_eq!(in_batch.positions, first.positions);
+        let next_offset = sm.state.log.next_offset;
+        let responses = apply(&mut sm, vec![original]);
+        assert!(appended(&responses[0]).duplicate);
+        assert_eq!(appended(&responses[0]).positions, first.positions);
+        assert_eq!(sm.state.log.next_offset, next_offset, "a retry writes nothing");
+
+        let other_content = append(vec![write("a", ExpectedRevision::Any, vec![event(1, "changed")])], vec![]);
+        let partial = append(vec![write("a", ExpectedRevision::Any, vec![event(2, "2"), event(9, "9")])], vec![]);
+        let repeated = append(vec![write("b", ExpectedRevision::Any, vec![event(7, "7"), event(7, "7")])], vec![]);
+        let responses = apply(&mut sm, vec![other_content, partial, repeated]);
+        let offset = first.positions[0].offset;
+        assert!(matches!(
+            &responses[0],
+            CommandResponse::EventAppendRefused(EventAppendRefusal::EventIdReused { stored_at, reason: EventIdReuse::OtherContent, .. })
+                if *stored_at == offset
+        ));
+        assert!(matches!(
+            &responses[1],
+            CommandResponse::EventAppendRefused(EventAppendRefusal::EventIdReused {
+                reason: EventIdReuse::PartOfAnotherAppend,
+                ..
+            })
+        ));
+        assert!(matches!(
+            &responses[2],
+            CommandResponse::EventAppendRefused(EventAppendRefusal::EventIdRepeated { event_id })
+                if *event_id == [7; 16]
+        ));
+        assert_eq!(sm.state.log.next_offset, next_offset);
+    }
+
+    /// Streams read back exactly, forwards and backwards, with limits.
+    #[test]
+    fn streams_read_back_in_both_directions() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut sm = open(dir.path());
+        let mut commands = Vec::new();
+        for i in 0..20u8 {
+            let stream = if i % 2 == 0 { "even" } else { "odd" };
+            commands
+                .push(append(vec![write(stream, ExpectedRevision::Any, vec![event(i + 1, &i.to_string())])], vec![]));
+        }
+        apply(&mut sm, commands);
+        assert_eq!(revisions(&sm, "even"), (0..10).collect::<Vec<_>>());
+        let state = sm.state.log;
+        let read = |from, direction, max| {
+            let read = sm
+                .log
+                .read_stream(b"odd", from, direction, max, usize::MAX, &state, state.next_offset, |_| false)
+                .expect("read");
+            let data: Vec<String> =
+                read.events.iter().map(|r| String::from_utf8(r.value.to_vec()).expect("utf-8")).collect();
+            (data, read.limited, read.first_revision)
+        };
+        assert_eq!(read(Some(3), Direction::Forwards, 2), (vec!["7".into(), "9".into()], true, Some(0)));
+        assert_eq!(read(None, Direction::Backwards, 3), (vec!["19".into(), "17".into(), "15".into()], true, Some(0)));
+        assert_eq!(read(Some(1), Direction::Backwards, 5), (vec!["3".into(), "1".into()], false, Some(0)));
+        assert_eq!(read(Some(10), Direction::Forwards, 5), (vec![], false, Some(0)));
+    }
+}

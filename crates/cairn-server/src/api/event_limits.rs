@@ -1,0 +1,112 @@
+//! An event append checked before anything is proposed: its shape (streams named once,
+//! events typed, ids unique) and the node's limits (`cairn_types::Limits` and the event
+//! limits of `cairn_types::stream`), each refusal naming what to change.
+
+use std::collections::HashSet;
+
+use cairn_raft::{StreamCheck, StreamWrite};
+use cairn_types::Limits;
+use cairn_types::stream::{
+    EVENT_TAG_BYTES_MAX, EVENT_TAGS_MAX, EVENT_TYPE_BYTES_MAX, STREAM_NAME_BYTES_MAX, format_event_id,
+};
+
+use crate::api::{ApiError, ErrorCode};
+
+#[derive(Debug, thiserror::Error)]
+pub enum EventInputError {
+    #[error("an event append needs at least one event")]
+    NoEvents,
+    #[error("a stream name is empty: name every stream written or checked")]
+    StreamNameEmpty,
+    #[error("stream name {stream:?}... has {bytes} bytes; the limit is {max}")]
+    StreamNameTooLong { stream: String, bytes: usize, max: usize },
+    #[error("stream {0:?} is listed twice: write or check each stream once per append")]
+    StreamListedTwice(String),
+    #[error("event {index} has no event type: every event needs one")]
+    EventTypeEmpty { index: usize },
+    #[error("event {index}: its {what} has {bytes} bytes; the limit is {max}")]
+    FieldTooLong { index: usize, what: &'static str, bytes: usize, max: usize },
+    #[error("event {index} has {count} tags; the limit is {max}")]
+    TooManyTags { index: usize, count: usize, max: usize },
+    #[error("{count} events in one append; the limit is {max} (records_per_request_max): split the append")]
+    TooManyEvents { count: usize, max: usize },
+    #[error("the append carries {bytes} bytes; the limit is {max} bytes per request (request_bytes_max): split it")]
+    RequestTooLarge { bytes: usize, max: usize },
+    #[error("event id {} appears twice in the append: every event needs its own id", format_event_id(.event_id))]
+    EventIdRepeated { event_id: [u8; 16] },
+}
+
+impl ApiError for EventInputError {
+    fn code(&self) -> ErrorCode {
+        match self {
+            EventInputError::FieldTooLong { .. }
+            | EventInputError::TooManyTags { .. }
+            | EventInputError::TooManyEvents { .. }
+            | EventInputError::RequestTooLarge { .. } => ErrorCode::ResourceExhausted,
+            _ => ErrorCode::InvalidArgument,
+        }
+    }
+}
+
+/// Refuses an event append that is malformed or breaks one of `limits`.
+pub fn check_events(writes: &[StreamWrite], checks: &[StreamCheck], limits: &Limits) -> Result<(), EventInputError> {
+    let mut streams = HashSet::new();
+    for stream in writes.iter().map(|w| &w.stream).chain(checks.iter().map(|c| &c.stream)) {
+        if stream.is_empty() {
+            return Err(EventInputError::StreamNameEmpty);
+        }
+        let max = STREAM_NAME_BYTES_MAX.min(limits.record_key_bytes_max);
+        if stream.len() > max {
+            let shown: String = stream.chars().take(40).collect();
+            return Err(EventInputError::StreamNameTooLong { stream: shown, bytes: stream.len(), max });
+        }
+        if !streams.insert(stream.as_str()) {
+            return Err(EventInputError::StreamListedTwice(stream.clone()));
+        }
+    }
+    let count: usize = writes.iter().map(|w| w.events.len()).sum();
+    if count == 0 {
+        return Err(EventInputError::NoEvents);
+    }
+    if count > limits.records_per_request_max {
+        return Err(EventInputError::TooManyEvents { count, max: limits.records_per_request_max });
+    }
+    let mut ids = HashSet::with_capacity(count);
+    let mut total = 0usize;
+    for (index, event) in writes.iter().flat_map(|w| &w.events).enumerate() {
+        if event.event_type.is_empty() {
+            return Err(EventInputError::EventTypeEmpty { index });
+        }
+        let too_long = |what, bytes: usize, max| {
+            (bytes > max).then_some(EventInputError::FieldTooLong { index, what, bytes, max })
+        };
+        let fields = [
+            too_long("event type", event.event_type.len(), EVENT_TYPE_BYTES_MAX),
+            too_long("content type", event.content_type.len(), EVENT_TYPE_BYTES_MAX),
+            too_long("data", event.data.len(), limits.record_value_bytes_max),
+            too_long("metadata", event.metadata.len(), limits.record_value_bytes_max),
+        ];
+        if let Some(err) = fields.into_iter().flatten().next() {
+            return Err(err);
+        }
+        if event.tags.len() > EVENT_TAGS_MAX {
+            return Err(EventInputError::TooManyTags { index, count: event.tags.len(), max: EVENT_TAGS_MAX });
+        }
+        if let Some(tag) = event.tags.iter().find(|tag| tag.len() > EVENT_TAG_BYTES_MAX) {
+            return Err(EventInputError::FieldTooLong {
+                index,
+                what: "tag",
+                bytes: tag.len(),
+                max: EVENT_TAG_BYTES_MAX,
+            });
+        }
+        if !ids.insert(event.event_id) {
+            return Err(EventInputError::EventIdRepeated { event_id: event.event_id });
+        }
+        total += event.size_bytes();
+    }
+    if total > limits.request_bytes_max {
+        return Err(EventInputError::RequestTooLarge { bytes: total, max: limits.request_bytes_max });
+    }
+    Ok(())
+}

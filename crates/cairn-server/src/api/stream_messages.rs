@@ -1,0 +1,69 @@
+//! What event appends and stream reads ask and answer, as every front door and `Forward`
+//! see them. Imports nothing that serves them.
+
+use cairn_raft::{EventPosition, StreamCheck, StreamWrite};
+use cairn_storage::Direction;
+use cairn_types::{PartitionId, StoredRecord};
+
+use crate::api::Consistency;
+
+/// Events for streams of `topic`, written all or none. Every stream written or checked
+/// must be in one partition (streams sharing a hash tag are, see
+/// `cairn_types::partitioner`).
+#[derive(Debug, Clone)]
+pub struct AppendToStreamsRequest {
+    pub topic: String,
+    pub writes: Vec<StreamWrite>,
+    pub checks: Vec<StreamCheck>,
+}
+
+/// Where the events went: their partition, and each event's offset and stream revision, in
+/// the order of the request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamsAppended {
+    pub partition: PartitionId,
+    pub positions: Vec<EventPosition>,
+    pub timestamp_ms: u64,
+    /// For read-your-writes reads (see `Consistency::ReadYourWrites`).
+    pub applied_index: u64,
+    /// A retry of an append stored before: the original positions, nothing written.
+    pub duplicate: bool,
+}
+
+/// Where a stream read starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StreamFrom {
+    /// The first event still stored (going forwards) or the last one (backwards).
+    Start,
+    /// This revision, inclusive.
+    Revision(u64),
+}
+
+/// Events of one stream, from `from` in `direction`, at most `max_events` (0: the default,
+/// never more than the node's record limit), only those stamped at or before `as_of_ms`
+/// when it is set.
+#[derive(Debug, Clone)]
+pub struct ReadStreamRequest {
+    pub topic: String,
+    pub stream: String,
+    pub from: StreamFrom,
+    pub direction: Direction,
+    pub max_events: u32,
+    /// "As of": leader timestamps never decrease within a partition, so the events
+    /// stamped at or before a time are exactly the stream as it stood then.
+    pub as_of_ms: Option<u64>,
+    pub consistency: Consistency,
+}
+
+/// A stream's events, as read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamEventsRead {
+    pub partition: PartitionId,
+    /// Each a record whose key is the stream and whose `event` is set.
+    pub events: Vec<StoredRecord>,
+    /// The revision the next read in the same direction starts from; `None` when the read
+    /// reached the end (or, backwards, the start) of the stream.
+    pub next_revision: Option<u64>,
+    /// The stream's first revision still stored; `None` when it has none.
+    pub first_revision: Option<u64>,
+}

@@ -1,0 +1,142 @@
+//! Event appends and stream reads to and from the proto messages, both ways (they are
+//! forwarded). Events themselves convert in `cairn-proto`. A request with an event id
+//! that is not a UUID is refused here, before it reaches the api.
+
+use cairn_proto::v1 as pb;
+use cairn_proto::{
+    BadEventId, expected_from_proto, new_event_from_proto, stored_records_from_proto, stored_records_to_proto,
+};
+use cairn_raft::{EventPosition, StreamCheck, StreamWrite};
+use cairn_storage::Direction;
+
+use crate::api::{AppendToStreamsRequest, ReadStreamRequest, StreamEventsRead, StreamFrom, StreamsAppended};
+use crate::grpc::convert::{consistency, consistency_to_proto};
+
+impl TryFrom<pb::AppendToStreamsRequest> for AppendToStreamsRequest {
+    type Error = BadEventId;
+
+    fn try_from(request: pb::AppendToStreamsRequest) -> Result<AppendToStreamsRequest, BadEventId> {
+        let writes = request.writes.into_iter().map(|write| {
+            let events = write.events.into_iter().map(new_event_from_proto).collect::<Result<_, _>>()?;
+            Ok(StreamWrite { stream: write.stream, expected: expected_from_proto(write.expected), events })
+        });
+        Ok(AppendToStreamsRequest {
+            topic: request.topic,
+            writes: writes.collect::<Result<_, BadEventId>>()?,
+            checks: request
+                .checks
+                .into_iter()
+                .map(|check| StreamCheck { stream: check.stream, expected: expected_from_proto(check.expected) })
+                .collect(),
+        })
+    }
+}
+
+impl From<AppendToStreamsRequest> for pb::AppendToStreamsRequest {
+    fn from(request: AppendToStreamsRequest) -> pb::AppendToStreamsRequest {
+        pb::AppendToStreamsRequest {
+            topic: request.topic,
+            writes: request
+                .writes
+                .into_iter()
+                .map(|write| pb::StreamWrite {
+                    stream: write.stream,
+                    expected: Some(write.expected.into()),
+                    events: write.events.into_iter().map(pb::Event::from).collect(),
+                })
+                .collect(),
+            checks: request
+                .checks
+                .into_iter()
+                .map(|check| pb::StreamCheck { stream: check.stream, expected: Some(check.expected.into()) })
+                .collect(),
+        }
+    }
+}
+
+impl From<StreamsAppended> for pb::AppendToStreamsResponse {
+    fn from(answer: StreamsAppended) -> pb::AppendToStreamsResponse {
+        pb::AppendToStreamsResponse {
+            partition: answer.partition,
+            positions: answer
+                .positions
+                .into_iter()
+                .map(|p| pb::EventPosition { offset: p.offset, stream_revision: p.stream_revision })
+                .collect(),
+            timestamp_ms: answer.timestamp_ms,
+            applied_index: answer.applied_index,
+            duplicate: answer.duplicate,
+        }
+    }
+}
+
+impl From<pb::AppendToStreamsResponse> for StreamsAppended {
+    fn from(response: pb::AppendToStreamsResponse) -> StreamsAppended {
+        StreamsAppended {
+            partition: response.partition,
+            positions: response
+                .positions
+                .into_iter()
+                .map(|p| EventPosition { offset: p.offset, stream_revision: p.stream_revision })
+                .collect(),
+            timestamp_ms: response.timestamp_ms,
+            applied_index: response.applied_index,
+            duplicate: response.duplicate,
+        }
+    }
+}
+
+impl From<pb::ReadStreamRequest> for ReadStreamRequest {
+    fn from(request: pb::ReadStreamRequest) -> ReadStreamRequest {
+        ReadStreamRequest {
+            topic: request.topic,
+            stream: request.stream,
+            from: request.from_revision.map_or(StreamFrom::Start, StreamFrom::Revision),
+            direction: if request.backwards { Direction::Backwards } else { Direction::Forwards },
+            max_events: request.max_events,
+            as_of_ms: request.as_of_ms,
+            consistency: consistency(request.consistency, request.min_applied_index),
+        }
+    }
+}
+
+impl From<ReadStreamRequest> for pb::ReadStreamRequest {
+    fn from(request: ReadStreamRequest) -> pb::ReadStreamRequest {
+        let (consistency, min_applied_index) = consistency_to_proto(request.consistency);
+        pb::ReadStreamRequest {
+            topic: request.topic,
+            stream: request.stream,
+            from_revision: match request.from {
+                StreamFrom::Start => None,
+                StreamFrom::Revision(revision) => Some(revision),
+            },
+            backwards: request.direction == Direction::Backwards,
+            max_events: request.max_events,
+            as_of_ms: request.as_of_ms,
+            consistency,
+            min_applied_index,
+        }
+    }
+}
+
+impl From<StreamEventsRead> for pb::ReadStreamResponse {
+    fn from(read: StreamEventsRead) -> pb::ReadStreamResponse {
+        pb::ReadStreamResponse {
+            partition: read.partition,
+            events: stored_records_to_proto(read.events),
+            next_revision: read.next_revision,
+            first_revision: read.first_revision,
+        }
+    }
+}
+
+impl From<pb::ReadStreamResponse> for StreamEventsRead {
+    fn from(response: pb::ReadStreamResponse) -> StreamEventsRead {
+        StreamEventsRead {
+            partition: response.partition,
+            events: stored_records_from_proto(response.events),
+            next_revision: response.next_revision,
+            first_revision: response.first_revision,
+        }
+    }
+}

@@ -1,0 +1,247 @@
+//! Streams inside a partition's log: each stream's head (its next revision), the index of
+//! its events by revision, and the index of events by id.
+//!
+//! All three are written in the caller's `WriteBatch` with the records they describe, and
+//! are rebuilt from the records alone when batches are imported (the records carry every
+//! event field, see `cairn_types::batch`). A stream costs nothing in memory: a head is read
+//! from RocksDB when an append names the stream, and written only when it changes.
+//!
+//! Index entries below the log start (retention) stay in place and are skipped on read,
+//! as the key index's are.
+
+use bytes::Bytes;
+use cairn_types::{EventFields, Offset, StoredRecord, decode_batch};
+use rocksdb::ReadOptions;
+
+use crate::StorageError;
+use crate::keys::{self, CF_INDEX};
+use crate::partition_log::{PartitionLog, PartitionLogState};
+use crate::write_batch::WriteBatch;
+
+/// The version byte of a stored `StreamHead`.
+const STREAM_HEAD_FORMAT: u8 = 1;
+
+/// A stream's state: the revision its next event gets (0: the stream has no event).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StreamHead {
+    pub next_revision: u64,
+}
+
+impl StreamHead {
+    /// The revision of the stream's last event; `None` when it has none.
+    pub fn current_revision(&self) -> Option<u64> {
+        self.next_revision.checked_sub(1)
+    }
+
+    fn encode(&self) -> [u8; 9] {
+        let mut raw = [0; 9];
+        raw[0] = STREAM_HEAD_FORMAT;
+        raw[1..].copy_from_slice(&self.next_revision.to_le_bytes());
+        raw
+    }
+}
+
+/// Which way a stream is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    Forwards,
+    Backwards,
+}
+
+/// One stream's events, as read.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct StreamEvents {
+    pub events: Vec<StoredRecord>,
+    /// The stream's first revision still stored; `None` when none is.
+    pub first_revision: Option<u64>,
+    /// The read stopped at `max_events` or `max_bytes`: more events may follow.
+    pub limited: bool,
+}
+
+impl PartitionLog {
+    /// The head of `stream` as last written (a stream never written has revision none).
+    pub fn stream_head(&self, stream: &[u8]) -> Result<StreamHead, StorageError> {
+        let Some(raw) =
+            self.store().db().get_pinned_cf(self.store().cf(CF_INDEX), keys::stream_head(self.group(), stream))?
+        else {
+            return Ok(StreamHead::default());
+        };
+        match <[u8; 9]>::try_from(&raw[..]) {
+            Ok(raw) if raw[0] == STREAM_HEAD_FORMAT => {
+                let mut revision = [0; 8];
+                revision.copy_from_slice(&raw[1..]);
+                Ok(StreamHead { next_revision: u64::from_le_bytes(revision) })
+            }
+            _ => Err(StorageError::CorruptMeta {
+                group: self.group(),
+                what: "stream head",
+                detail: format!("{} bytes, format {:?}", raw.len(), raw.first()),
+            }),
+        }
+    }
+
+    pub fn put_stream_head(&self, batch: &mut WriteBatch, stream: &[u8], head: StreamHead) {
+        batch.inner.put_cf(self.store().cf(CF_INDEX), keys::stream_head(self.group(), stream), head.encode());
+    }
+
+    /// Adds the revision and id index entries of the events among `records` (stored from
+    /// `base_offset` on) to `batch`.
+    pub(crate) fn index_events<'a>(
+        &self,
+        batch: &mut WriteBatch,
+        base_offset: Offset,
+        records: impl Iterator<Item = (Option<&'a [u8]>, Option<&'a EventFields>)>,
+    ) {
+        let index = self.store().cf(CF_INDEX);
+        for (i, (key, event)) in records.enumerate() {
+            let (Some(stream), Some(event)) = (key, event) else { continue };
+            let offset = (base_offset + i as u64).to_be_bytes();
+            batch.inner.put_cf(index, keys::stream_index(self.group(), stream, event.stream_revision), offset);
+            batch.inner.put_cf(index, keys::event_id_index(self.group(), &event.event_id), offset);
+        }
+    }
+
+    /// The offset of the event with `event_id`, while it is stored (in
+    /// `[log_start_offset, visible_end)`).
+    pub fn event_offset(
+        &self,
+        event_id: &[u8; 16],
+        state: &PartitionLogState,
+        visible_end: Offset,
+    ) -> Result<Option<Offset>, StorageError> {
+        let raw =
+            self.store().db().get_pinned_cf(self.store().cf(CF_INDEX), keys::event_id_index(self.group(), event_id))?;
+        Ok(raw
+            .and_then(|raw| keys::trailing_u64(&raw))
+            .filter(|offset| (state.log_start_offset..visible_end).contains(offset)))
+    }
+
+    /// The record at `offset`, if it is stored.
+    pub fn record_at(&self, offset: Offset) -> Result<Option<StoredRecord>, StorageError> {
+        let mut cache = BatchCache::default();
+        cache.record(self, offset)
+    }
+
+    /// Up to `max_events` events of `stream` from revision `from` (inclusive; `None`: the
+    /// first stored one going forwards, the last going backwards), in `direction`, among
+    /// the records in `[log_start_offset, visible_end)`, stopping before the first event
+    /// `past` refuses (an "as of" bound, say) and once `max_bytes` are read (at least one
+    /// event is). Costs O(events returned), plus the index entries of events removed by
+    /// retention when reading from the stream's start.
+    #[allow(clippy::too_many_arguments)]
+    pub fn read_stream(
+        &self,
+        stream: &[u8],
+        from: Option<u64>,
+        direction: Direction,
+        max_events: usize,
+        max_bytes: usize,
+        state: &PartitionLogState,
+        visible_end: Offset,
+        past: impl Fn(&StoredRecord) -> bool,
+    ) -> Result<StreamEvents, StorageError> {
+        let prefix = keys::stream_index_prefix(self.group(), stream);
+        let mut options = ReadOptions::default();
+        options.set_iterate_lower_bound(prefix.clone());
+        options.set_iterate_upper_bound(keys::prefix_end(&prefix));
+        let mut iter = self.store().db().raw_iterator_cf_opt(self.store().cf(CF_INDEX), options);
+        let first_revision = {
+            iter.seek_to_first();
+            let mut first = None;
+            while let (Some(key), Some(value)) = (iter.key(), iter.value()) {
+                let offset = keys::trailing_u64(value).unwrap_or_default();
+                if offset >= state.log_start_offset {
+                    first = keys::trailing_u64(key).filter(|_| offset < visible_end);
+                    break;
+                }
+                iter.next();
+            }
+            iter.status()?;
+            first
+        };
+        let mut answer = StreamEvents { events: Vec::new(), first_revision, limited: false };
+        match (direction, from) {
+            (Direction::Forwards, Some(revision)) => iter.seek(keys::stream_index(self.group(), stream, revision)),
+            (Direction::Forwards, None) => iter.seek_to_first(),
+            (Direction::Backwards, Some(revision)) => {
+                iter.seek_for_prev(keys::stream_index(self.group(), stream, revision))
+            }
+            (Direction::Backwards, None) => iter.seek_to_last(),
+        }
+        let mut cache = BatchCache::default();
+        let mut bytes = 0;
+        while let Some(value) = iter.value() {
+            if answer.events.len() >= max_events {
+                answer.limited = true;
+                break;
+            }
+            let offset = keys::trailing_u64(value).unwrap_or_default();
+            if offset >= visible_end {
+                // Appended after the state the caller reads at: later revisions are too.
+                if direction == Direction::Forwards {
+                    break;
+                }
+            } else if offset < state.log_start_offset {
+                // Removed by retention: earlier revisions are too.
+                if direction == Direction::Backwards {
+                    break;
+                }
+            } else {
+                let record = cache.record(self, offset)?.ok_or_else(|| StorageError::CorruptMeta {
+                    group: self.group(),
+                    what: "stream index",
+                    detail: format!("offset {offset} is indexed but not stored"),
+                })?;
+                if past(&record) {
+                    if direction == Direction::Forwards {
+                        break;
+                    }
+                } else {
+                    let size = record.value.len() + record.event.as_ref().map_or(0, EventFields::encoded_len);
+                    if !answer.events.is_empty() && bytes + size > max_bytes {
+                        answer.limited = true;
+                        break;
+                    }
+                    bytes += size;
+                    answer.events.push(record);
+                }
+            }
+            match direction {
+                Direction::Forwards => iter.next(),
+                Direction::Backwards => iter.prev(),
+            }
+        }
+        iter.status()?;
+        Ok(answer)
+    }
+}
+
+/// The last batch decoded, for reads that visit neighbouring offsets.
+#[derive(Default)]
+struct BatchCache {
+    batch: Option<cairn_types::DecodedBatch>,
+}
+
+impl BatchCache {
+    fn record(&mut self, log: &PartitionLog, offset: Offset) -> Result<Option<StoredRecord>, StorageError> {
+        let holds = |batch: &cairn_types::DecodedBatch| {
+            batch.header.base_offset <= offset && offset < batch.header.next_offset()
+        };
+        if !self.batch.as_ref().is_some_and(holds) {
+            let Some((base_offset, raw)) = log.batch_at_or_before(offset)? else {
+                return Ok(None);
+            };
+            let batch = decode_batch(&Bytes::from(raw)).map_err(|source| StorageError::Corrupt {
+                group: log.group(),
+                base_offset,
+                source,
+            })?;
+            self.batch = Some(batch);
+        }
+        Ok(self
+            .batch
+            .as_ref()
+            .filter(|batch| holds(batch))
+            .and_then(|batch| batch.records.get((offset - batch.header.base_offset) as usize).cloned()))
+    }
+}

@@ -1,0 +1,356 @@
+//! The event store on real nodes over gRPC: optimistic concurrency checked in Raft under
+//! concurrent writers and leader kills (checked from the recorded history), event-id
+//! idempotence across a failover, and the API's answers (every violation listed, streams of
+//! several partitions refused, hash tags, backwards and "as of" reads, followers answering
+//! as the leader).
+
+mod harness;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use cairn_client::{
+    CairnClient, ClientError, Code, Consistency, CreateTopicOptions, ExpectedRevision, ReadStreamOptions,
+    RecordedEvent, StreamWrite, json_event,
+};
+use harness::workload::connect;
+use harness::{Cluster, FAST_RAFT};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+const TOPIC: &str = "ledger";
+
+/// What one writer saw of one append.
+#[derive(Debug, Clone)]
+enum Outcome {
+    /// Acknowledged at this revision and offset (`retried`: after an attempt without an
+    /// answer; `duplicate`: the server recognised it as stored already).
+    Acknowledged { revision: u64, offset: u64, retried: bool, duplicate: bool },
+    /// Refused for its expected revision: certainly not written.
+    Refused,
+    /// No answer (the leader died): written at most once.
+    Indeterminate,
+}
+
+#[derive(Debug, Clone)]
+struct Attempt {
+    stream: String,
+    /// The revision the writer expected the stream to be at (`None`: no stream).
+    expected: Option<u64>,
+    event_id: [u8; 16],
+    outcome: Outcome,
+}
+
+async fn create_topic(client: &CairnClient, partitions: u32, replication_factor: u32) {
+    let mut options = CreateTopicOptions::new(TOPIC, partitions);
+    options.replication_factor = replication_factor;
+    client.create_topic(options).await.expect("create topic");
+}
+
+/// The revision of `stream`'s last event, as `client`'s node serves it.
+async fn current_revision(client: &CairnClient, stream: &str) -> Result<Option<u64>, ClientError> {
+    let options = ReadStreamOptions { backwards: true, max_events: 1, ..ReadStreamOptions::default() };
+    Ok(client.read_stream(TOPIC, stream, options).await?.events.first().map(|e| e.stream_revision))
+}
+
+/// Writers append to a few streams through every node, each append expecting the revision
+/// it last read, while a nemesis kills partition leaders. Checked from the history: each
+/// stored event landed right after the revision it expected (so two appends expecting one
+/// revision never both won), streams are dense, every acknowledged event is stored once at
+/// its acknowledged position, refused ones never, indeterminate ones at most once, and a
+/// retry of an indeterminate append is either recognised (same position) or refused only
+/// when the first try was not stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expected_revisions_hold_under_concurrent_writers_and_leader_kills() {
+    const STREAMS: usize = 4;
+    const WRITERS: usize = 6;
+    const KILLS: usize = 4;
+    let seed = harness::seed();
+    let mut rng = StdRng::seed_from_u64(seed);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut cluster = tokio::task::block_in_place(|| Cluster::start(dir.path(), 3, &FAST_RAFT));
+    let addresses: Vec<String> = cluster.nodes.iter().map(|n| n.address.clone()).collect();
+    create_topic(&connect(&addresses[0]).await, 2, 3).await;
+
+    let history = Arc::new(Mutex::new(Vec::<Attempt>::new()));
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut tasks = Vec::new();
+    for writer in 0..WRITERS {
+        let (address, history, stop) = (addresses[writer % 3].clone(), Arc::clone(&history), Arc::clone(&stop));
+        let mut rng = StdRng::seed_from_u64(seed ^ writer as u64);
+        tasks.push(tokio::spawn(async move {
+            let client = connect(&address).await;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let stream = format!("account-{}", rng.random_range(0..STREAMS));
+                let Ok(expected) = current_revision(&client, &stream).await else {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    continue;
+                };
+                let event = json_event("Deposited", format!("{{\"writer\":{writer}}}"));
+                let write = StreamWrite {
+                    stream: stream.clone(),
+                    expected: expected.map_or(ExpectedRevision::NoStream, ExpectedRevision::Exact),
+                    events: vec![event.clone()],
+                };
+                // An append without an answer is sent again, the same, up to three times.
+                let mut outcome = Outcome::Indeterminate;
+                for attempt in 0..3 {
+                    match client.append_to_streams(TOPIC, vec![write.clone()], Vec::new()).await {
+                        Ok(appended) => {
+                            let (offset, revision) = appended.positions[0];
+                            let (retried, duplicate) = (attempt > 0, appended.duplicate);
+                            outcome = Outcome::Acknowledged { revision, offset, retried, duplicate };
+                            break;
+                        }
+                        Err(ClientError::WrongExpectedRevision { .. }) => {
+                            outcome = Outcome::Refused;
+                            break;
+                        }
+                        Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+                    }
+                }
+                let attempt = Attempt { stream, expected, event_id: event.event_id, outcome };
+                history.lock().expect("history").push(attempt);
+            }
+        }));
+    }
+
+    for _ in 0..KILLS {
+        tokio::time::sleep(Duration::from_millis(rng.random_range(500..1500))).await;
+        let status = connect(&addresses[rng.random_range(0..3)]).await.cluster_status().await.expect("status");
+        let partition = rng.random_range(0..2);
+        let leader = status.groups.iter().find(|g| g.topic == TOPIC && g.partition == partition).and_then(|g| g.leader);
+        let Some(victim) = leader else { continue };
+        let victim = victim as usize - 1;
+        tokio::task::block_in_place(|| cluster.nodes[victim].kill());
+        tokio::time::sleep(Duration::from_millis(rng.random_range(300..1000))).await;
+        tokio::task::block_in_place(|| cluster.nodes[victim].restart());
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for task in tasks {
+        task.await.expect("writer");
+    }
+    let history = history.lock().expect("history").clone();
+
+    // Every node serves the same streams (once caught up).
+    let clients = [connect(&addresses[0]).await, connect(&addresses[1]).await, connect(&addresses[2]).await];
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let streams = loop {
+        let mut replicas = Vec::new();
+        for client in &clients {
+            let mut streams = BTreeMap::new();
+            for s in 0..STREAMS {
+                let stream = format!("account-{s}");
+                let events = client.read_whole_stream(TOPIC, &stream, None, Consistency::Local).await;
+                streams.insert(stream, events.unwrap_or_default());
+            }
+            replicas.push(streams);
+        }
+        if replicas.windows(2).all(|w| w[0] == w[1]) {
+            break replicas.swap_remove(0);
+        }
+        assert!(Instant::now() < deadline, "replicas still differ after 60 s (seed {seed})");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+
+    let attempts: BTreeMap<[u8; 16], &Attempt> = history.iter().map(|a| (a.event_id, a)).collect();
+    let mut stored_ids = BTreeSet::new();
+    for (stream, events) in &streams {
+        for (i, event) in events.iter().enumerate() {
+            assert_eq!(event.stream_revision, i as u64, "{stream} is dense from 0 (seed {seed})");
+            assert!(stored_ids.insert(event.event_id), "event {} stored twice (seed {seed})", event.event_id_string());
+            let attempt = attempts.get(&event.event_id).unwrap_or_else(|| panic!("unknown event stored (seed {seed})"));
+            assert_eq!(&attempt.stream, stream);
+            // The optimistic concurrency check: it landed right after what it expected.
+            assert_eq!(
+                attempt.expected.map_or(0, |e| e + 1),
+                event.stream_revision,
+                "an append expecting {:?} landed at revision {} of {stream} (seed {seed})",
+                attempt.expected,
+                event.stream_revision
+            );
+            match attempt.outcome {
+                Outcome::Acknowledged { revision, offset, .. } => {
+                    assert_eq!((revision, offset), (event.stream_revision, event.offset), "moved (seed {seed})")
+                }
+                Outcome::Refused => panic!("a refused append was stored (seed {seed}): {attempt:?}"),
+                Outcome::Indeterminate => {}
+            }
+        }
+        for pair in events.windows(2) {
+            assert!(pair[0].offset < pair[1].offset, "offsets grow with revisions (seed {seed})");
+        }
+    }
+    let count = |f: fn(&Outcome) -> bool| history.iter().filter(|a| f(&a.outcome)).count();
+    let acknowledged = count(|o| matches!(o, Outcome::Acknowledged { .. }));
+    let refused = count(|o| matches!(o, Outcome::Refused));
+    let indeterminate = count(|o| matches!(o, Outcome::Indeterminate));
+    let retried = count(|o| matches!(o, Outcome::Acknowledged { retried: true, .. }));
+    let recognised = count(|o| matches!(o, Outcome::Acknowledged { duplicate: true, .. }));
+    for attempt in history.iter().filter(|a| matches!(a.outcome, Outcome::Acknowledged { .. })) {
+        assert!(stored_ids.contains(&attempt.event_id), "an acknowledged append was lost (seed {seed}): {attempt:?}");
+    }
+    eprintln!(
+        "seed {seed}: {} attempts: acknowledged {acknowledged} ({retried} after a try without an answer, \
+         {recognised} recognised as stored already), refused {refused} (expected revision), indeterminate \
+         {indeterminate}; {} events stored",
+        history.len(),
+        stored_ids.len()
+    );
+    assert!(acknowledged > 50, "the writers made progress (seed {seed})");
+    assert!(refused > 0, "writers raced for the same revisions (seed {seed})");
+}
+
+/// An append retried through another node after its leader died is recognised by its event
+/// ids: the original positions, nothing written twice. The same ids with other content are
+/// refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn event_ids_make_a_retry_after_failover_safe() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut cluster = tokio::task::block_in_place(|| Cluster::start(dir.path(), 3, &FAST_RAFT));
+    let addresses: Vec<String> = cluster.nodes.iter().map(|n| n.address.clone()).collect();
+    let client = connect(&addresses[0]).await;
+    create_topic(&client, 1, 3).await;
+    let events = vec![json_event("Opened", "{}"), json_event("Deposited", "{\"amount\":10}")];
+    let first = client.append_to_stream(TOPIC, "account-1", ExpectedRevision::NoStream, events.clone()).await;
+    let first = first.expect("append");
+    assert!(!first.duplicate);
+
+    let status = client.cluster_status().await.expect("status");
+    let leader = status.groups.iter().find(|g| g.topic == TOPIC).and_then(|g| g.leader).expect("leader");
+    let victim = leader as usize - 1;
+    tokio::task::block_in_place(|| cluster.nodes[victim].kill());
+    let survivor = connect(&addresses[(victim + 1) % 3]).await;
+    // The same append (its expected revision no longer holds): answered as the original.
+    let retry = survivor.append_to_stream(TOPIC, "account-1", ExpectedRevision::NoStream, events.clone()).await;
+    let retry = retry.expect("retry");
+    assert!(retry.duplicate);
+    assert_eq!(retry.positions, first.positions);
+
+    let mut changed = events[1].clone();
+    changed.data = "{\"amount\":11}".into();
+    let refused = survivor.append_to_stream(TOPIC, "account-1", ExpectedRevision::Any, vec![changed]).await;
+    let err = refused.expect_err("same id, other content");
+    assert_eq!(err.code(), Some(Code::AlreadyExists), "{err}");
+    assert!(err.to_string().contains("already stored"), "{err}");
+
+    let stream = survivor.read_whole_stream(TOPIC, "account-1", None, Consistency::Linearizable).await;
+    let types: Vec<String> = stream.expect("read").into_iter().map(|e| e.event_type).collect();
+    assert_eq!(types, ["Opened", "Deposited"]);
+}
+
+/// The API's answers on a 3-node cluster: every violation listed in the error, streams of
+/// two partitions refused by name, hash tags putting streams together, reads backwards and
+/// "as of" a time, and a follower answering exactly as the leader.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stream_api_answers() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cluster = tokio::task::block_in_place(|| Cluster::start(dir.path(), 3, &FAST_RAFT));
+    let addresses: Vec<String> = cluster.nodes.iter().map(|n| n.address.clone()).collect();
+    let client = connect(&addresses[0]).await;
+    create_topic(&client, 8, 3).await;
+
+    // Three deposits, each stamped later than the one before.
+    let mut stamps = Vec::new();
+    for (i, amount) in [10, 20, 30].into_iter().enumerate() {
+        let expected = if i == 0 { ExpectedRevision::NoStream } else { ExpectedRevision::Exact(i as u64 - 1) };
+        let event = json_event("Deposited", format!("{{\"amount\":{amount}}}"));
+        let appended = client.append_to_stream(TOPIC, "{acct-7}/ledger", expected, vec![event]).await.expect("append");
+        assert_eq!(appended.last_revision(), Some(i as u64));
+        stamps.push(appended.timestamp_ms);
+        // The next append gets a later timestamp.
+        while cairn_types::now_ms() <= appended.timestamp_ms {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+
+    // All violations at once: the written stream and a checked one.
+    let write = StreamWrite {
+        stream: "{acct-7}/ledger".into(),
+        expected: ExpectedRevision::Exact(0),
+        events: vec![json_event("Withdrawn", "{\"amount\":5}")],
+    };
+    let checks = vec![("{acct-7}/limits".to_string(), ExpectedRevision::Exists)];
+    let err = client.append_to_streams(TOPIC, vec![write.clone()], checks).await.expect_err("conflict");
+    let ClientError::WrongExpectedRevision { violations, message } = err else { panic!("{err:?}") };
+    assert_eq!(violations.len(), 2, "{message}");
+    assert_eq!((violations[0].stream.as_str(), violations[0].actual), ("{acct-7}/ledger", Some(2)));
+    assert_eq!((violations[1].stream.as_str(), violations[1].actual), ("{acct-7}/limits", None));
+
+    // Hash-tagged streams share a partition: one atomic append to both.
+    let limits = StreamWrite {
+        stream: "{acct-7}/limits".into(),
+        expected: ExpectedRevision::NoStream,
+        events: vec![json_event("LimitSet", "{\"max\":100}")],
+    };
+    let write = StreamWrite { expected: ExpectedRevision::Exact(2), ..write };
+    let both = client.append_to_streams(TOPIC, vec![write, limits], Vec::new()).await.expect("atomic append");
+    assert_eq!(both.positions.iter().map(|p| p.1).collect::<Vec<_>>(), [3, 0]);
+    assert_eq!(both.positions[1].0, both.positions[0].0 + 1, "one batch");
+
+    // Streams of two partitions: refused, naming them.
+    let (a, b) = two_streams_in_different_partitions(8);
+    let writes = [a.clone(), b.clone()].map(|stream| StreamWrite {
+        stream,
+        expected: ExpectedRevision::Any,
+        events: vec![json_event("E", "{}")],
+    });
+    let err = client.append_to_streams(TOPIC, writes.to_vec(), Vec::new()).await.expect_err("two partitions");
+    assert_eq!(err.code(), Some(Code::InvalidArgument), "{err}");
+    assert!(err.to_string().contains(&a) && err.to_string().contains("hash tag"), "{err}");
+
+    // Backwards, limited, and as of the second deposit.
+    let backwards = ReadStreamOptions { backwards: true, max_events: 2, ..ReadStreamOptions::default() };
+    let slice = client.read_stream(TOPIC, "{acct-7}/ledger", backwards).await.expect("read");
+    assert_eq!(slice.events.iter().map(|e| e.stream_revision).collect::<Vec<_>>(), [3, 2]);
+    assert_eq!(slice.next_revision, Some(1));
+    let as_of = ReadStreamOptions { as_of_ms: Some(stamps[1]), ..ReadStreamOptions::default() };
+    let then = client.read_stream(TOPIC, "{acct-7}/ledger", as_of).await.expect("read as of");
+    let data: Vec<String> = then.events.iter().map(|e| String::from_utf8_lossy(&e.data).into_owned()).collect();
+    assert_eq!(data, ["{\"amount\":10}", "{\"amount\":20}"]);
+
+    // Every node answers the same (followers serve reads once they applied the append).
+    let leader_view: Vec<RecordedEvent> =
+        client.read_whole_stream(TOPIC, "{acct-7}/ledger", None, Consistency::Linearizable).await.expect("read");
+    for address in &addresses[1..] {
+        let other = connect(address).await;
+        let seen = other
+            .read_whole_stream(TOPIC, "{acct-7}/ledger", None, Consistency::ReadYourWrites(both.applied_index))
+            .await
+            .expect("read");
+        assert_eq!(seen, leader_view, "node at {address}");
+    }
+
+    // A malformed event id, an empty event type.
+    let mut bad = json_event("E", "{}");
+    bad.event_type.clear();
+    let err = client.append_to_stream(TOPIC, "x", ExpectedRevision::Any, vec![bad]).await.expect_err("no type");
+    assert_eq!(err.code(), Some(Code::InvalidArgument), "{err}");
+    let mut raw = client.proto_client();
+    let request = cairn_client::proto::AppendToStreamsRequest {
+        topic: TOPIC.into(),
+        writes: vec![cairn_client::proto::StreamWrite {
+            stream: "x".into(),
+            expected: None,
+            events: vec![cairn_client::proto::Event {
+                event_id: "not-a-uuid".into(),
+                event_type: "E".into(),
+                ..Default::default()
+            }],
+        }],
+        checks: Vec::new(),
+    };
+    let status = raw.append_to_streams(request).await.expect_err("bad id");
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert!(status.message().contains("not a UUID"), "{}", status.message());
+}
+
+/// Two stream names whose partitions differ, for a topic of `partitions` partitions.
+fn two_streams_in_different_partitions(partitions: u32) -> (String, String) {
+    let partition = |s: &str| cairn_types::partitioner::partition_for_key(s.as_bytes(), partitions);
+    let first = "order-1".to_string();
+    let second = (2..).map(|i| format!("order-{i}")).find(|s| partition(s) != partition(&first)).expect("some differ");
+    (first, second)
+}
