@@ -15,7 +15,7 @@ use cairn_client::{
     RecordedEvent, StreamWrite, json_event,
 };
 use harness::workload::connect;
-use harness::{Cluster, FAST_RAFT};
+use harness::{Cluster, FAST_RAFT, Node};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -353,4 +353,52 @@ fn two_streams_in_different_partitions(partitions: u32) -> (String, String) {
     let first = "order-1".to_string();
     let second = (2..).map(|i| format!("order-{i}")).find(|s| partition(s) != partition(&first)).expect("some differ");
     (first, second)
+}
+
+/// The bank-account example against a real node: concurrent withdrawals never overdraw
+/// (exactly as many succeed as the balance allows), and the `cairn stream` commands append
+/// on a condition, refuse a stale one, and read back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_bank_example_never_overdraws_and_the_cli_appends_and_reads() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = tokio::task::block_in_place(|| Node::start(&dir.path().join("node1"), &FAST_RAFT));
+    let client = connect(&node.address).await;
+    bank_account::ensure_topic(&client).await.expect("topic");
+    let deposit = bank_account::AccountEvent::Deposited { amount: 100 }.to_event_data().expect("event");
+    let stream = bank_account::stream_name("42");
+    client.append_to_stream(bank_account::TOPIC, &stream, ExpectedRevision::Any, vec![deposit]).await.expect("deposit");
+    let outcome = bank_account::race(&client, "42", 10, 30).await.expect("race");
+    assert_eq!((outcome.succeeded, outcome.refused, outcome.failed), (3, 7, 0), "{outcome:?}");
+    assert_eq!(outcome.balance_after, 10, "{outcome:?}");
+    assert!(outcome.conflicts > 0, "the withdrawals raced: {outcome:?}");
+
+    let cli = |args: &[&str]| tokio::task::block_in_place(|| node.cli(args));
+    let append = |expect: &str| {
+        cli(&[
+            "stream",
+            "append",
+            "bank",
+            "account-cli",
+            "--type",
+            "Opened",
+            "--data",
+            "{\"owner\":\"ana\"}",
+            "--expect",
+            expect,
+        ])
+    };
+    let first = append("no-stream");
+    harness::assert_success(&["stream", "append"], &first);
+    let stale = append("no-stream");
+    assert!(!stale.status.success(), "a stale expected revision is refused");
+    let message = String::from_utf8_lossy(&stale.stderr);
+    assert!(message.contains("account-cli") && message.contains("revision 0"), "{message}");
+    let read =
+        tokio::task::block_in_place(|| node.cli_ok(&["stream", "read", "bank", "account-cli", "--output", "json"]));
+    let events: Vec<serde_json::Value> =
+        read.lines().map(|line| serde_json::from_str(line).expect("a JSON line")).collect();
+    assert_eq!(events.len(), 1, "{read}");
+    assert_eq!(events[0]["event_type"], "Opened");
+    assert_eq!(events[0]["revision"], 0);
+    assert_eq!(events[0]["data"]["owner"], "ana");
 }

@@ -22,6 +22,7 @@ mod record_printer;
 mod server_arg;
 mod start_from;
 mod stdin_lines;
+mod stream_args;
 mod stream_command;
 mod table;
 mod text;
@@ -42,7 +43,8 @@ pub use rebalance_command::RebalanceCommand;
 pub use record_json::RecordJson;
 pub use server_arg::ServerArg;
 pub use start_from::StartFrom;
-pub use stream_command::{DataArg, StreamAppendArgs, StreamCommand, StreamReadArgs};
+pub use stream_args::DataArg;
+pub use stream_command::{StreamAppendArgs, StreamCommand, StreamReadArgs};
 pub use topic_command::TopicCommand;
 
 /// Whether an error is a closed stdout (`cairn consume ... | head`): a normal end.

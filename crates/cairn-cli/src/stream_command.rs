@@ -1,16 +1,15 @@
 use std::io::{BufWriter, Write};
-use std::path::PathBuf;
-use std::time::UNIX_EPOCH;
 
-use anyhow::{Context as _, bail};
+use anyhow::bail;
 use bytes::Bytes;
 use cairn_client::{AppendedEvents, CairnClient, ClientError, EventData, ExpectedRevision, ReadStreamOptions};
 use cairn_types::partitioner::partition_for_key;
-use cairn_types::stream::{EVENT_TAG_BYTES_MAX, EVENT_TAGS_MAX, new_event_id, parse_event_id};
+use cairn_types::stream::{EVENT_TAGS_MAX, new_event_id};
 use cairn_types::{PartitionId, RevisionViolation};
 use serde::Serialize;
 
 use crate::event_printer::EventPrinter;
+use crate::stream_args::{DataArg, parse_as_of_ms, parse_data, parse_event_id_arg, parse_expected_revision, parse_tag};
 use crate::table::{Table, optional_number};
 use crate::text::timestamp_text;
 use crate::{OutputFormat, is_broken_pipe};
@@ -97,25 +96,6 @@ pub struct StreamReadArgs {
     /// Output format: json prints one object per event per line.
     #[arg(long, value_enum, default_value_t)]
     pub output: OutputFormat,
-}
-
-/// `--data`: the text itself, or the file it names after `@`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum DataArg {
-    Inline(String),
-    File(PathBuf),
-}
-
-impl DataArg {
-    fn load(&self) -> anyhow::Result<Bytes> {
-        match self {
-            DataArg::Inline(text) => Ok(Bytes::from(text.clone())),
-            DataArg::File(path) => {
-                let bytes = std::fs::read(path).with_context(|| format!("reading --data file {}", path.display()))?;
-                Ok(Bytes::from(bytes))
-            }
-        }
-    }
 }
 
 impl StreamCommand {
@@ -362,65 +342,9 @@ fn write_stream_info(info: &StreamInfo, output: OutputFormat, out: &mut impl Wri
     Ok(())
 }
 
-/// `--expect`: `any`, `no-stream`, `exists` or a revision.
-pub fn parse_expected_revision(text: &str) -> Result<ExpectedRevision, String> {
-    match text {
-        "any" => Ok(ExpectedRevision::Any),
-        "no-stream" => Ok(ExpectedRevision::NoStream),
-        "exists" => Ok(ExpectedRevision::Exists),
-        _ => text.parse().map(ExpectedRevision::Exact).map_err(|_| {
-            format!(
-                "expected a revision (e.g. 4), 'any', 'no-stream' or 'exists', got '{text}' \
-                 (`cairn stream info` shows a stream's revision)"
-            )
-        }),
-    }
-}
-
-/// `--tag KEY=VALUE`: kept as the text itself (tags are strings, `key=value` by
-/// convention), split only to check that the key is there.
-pub fn parse_tag(text: &str) -> Result<String, String> {
-    match text.split_once('=') {
-        None => Err(format!("expected KEY=VALUE, got '{text}' (no '=')")),
-        Some(("", _)) => Err(format!("the tag key before '=' is empty in '{text}'")),
-        Some(_) if text.len() > EVENT_TAG_BYTES_MAX => {
-            Err(format!("a tag has at most {EVENT_TAG_BYTES_MAX} bytes, this one has {}", text.len()))
-        }
-        Some(_) => Ok(text.to_string()),
-    }
-}
-
-/// `--as-of`: an RFC 3339 time in UTC, or milliseconds since the Unix epoch (a leading
-/// `@`, as in `cairn consume --from @UNIX_MS`, is accepted too).
-pub fn parse_as_of_ms(text: &str) -> Result<u64, String> {
-    let expected = "expected an RFC 3339 time in UTC (e.g. 2026-03-01T00:00:00Z) \
-                    or milliseconds since the Unix epoch (e.g. 1772323200000)";
-    let digits = text.strip_prefix('@').unwrap_or(text);
-    if !digits.is_empty() && digits.bytes().all(|byte| byte.is_ascii_digit()) {
-        return digits.parse().map_err(|_| format!("'{text}' is too large; {expected}"));
-    }
-    let time = humantime::parse_rfc3339(text).map_err(|error| format!("'{text}': {error}; {expected}"))?;
-    let since_epoch = time.duration_since(UNIX_EPOCH).map_err(|_| format!("'{text}' is before 1970; {expected}"))?;
-    u64::try_from(since_epoch.as_millis()).map_err(|_| format!("'{text}' is too far in the future; {expected}"))
-}
-
-/// `--data`: `@PATH` names a file (read when the command runs), anything else is the data.
-pub fn parse_data(text: &str) -> Result<DataArg, String> {
-    match text.strip_prefix('@') {
-        Some("") => Err("'@' must be followed by a file path, e.g. --data @event.json".to_string()),
-        Some(path) => Ok(DataArg::File(PathBuf::from(path))),
-        None => Ok(DataArg::Inline(text.to_string())),
-    }
-}
-
-/// `--event-id`: a UUID.
-pub fn parse_event_id_arg(text: &str) -> Result<[u8; 16], String> {
-    parse_event_id(text)
-        .ok_or_else(|| format!("'{text}' is not a UUID (expected e.g. 67e55044-10b1-426f-9247-bb680e5fe0c8)"))
-}
-
 #[cfg(test)]
 mod tests {
+    use cairn_types::stream::EVENT_TAG_BYTES_MAX;
     use clap::Parser;
 
     use super::*;
@@ -440,19 +364,6 @@ mod tests {
         match parse(&all) {
             Ok(StreamCommand::Append(append)) => *append,
             other => panic!("{args:?}: {other:?}"),
-        }
-    }
-
-    #[test]
-    fn expect_takes_every_form() {
-        assert_eq!(parse_expected_revision("any"), Ok(ExpectedRevision::Any));
-        assert_eq!(parse_expected_revision("no-stream"), Ok(ExpectedRevision::NoStream));
-        assert_eq!(parse_expected_revision("exists"), Ok(ExpectedRevision::Exists));
-        assert_eq!(parse_expected_revision("0"), Ok(ExpectedRevision::Exact(0)));
-        assert_eq!(parse_expected_revision("18446744073709551615"), Ok(ExpectedRevision::Exact(u64::MAX)));
-        for bad in ["", "-1", "Any", "no_stream", "1.5", "18446744073709551616", " 3"] {
-            let error = parse_expected_revision(bad).expect_err(bad);
-            assert!(error.contains("'no-stream'"), "{bad}: {error}");
         }
     }
 
@@ -497,34 +408,6 @@ mod tests {
         assert_eq!(event.metadata, Bytes::from_static(br#"{"user":"ana"}"#));
         assert_eq!(event.tags, ["tenant=acme", "query=a=b"]);
         assert_eq!(event.event_id, [0x12, 0x34, 0x56, 0x78, 0x9a, 0xbc, 0xde, 0xf0, 1, 2, 3, 4, 5, 6, 7, 8]);
-    }
-
-    #[test]
-    fn tags_need_a_key_and_an_equals_sign() {
-        assert_eq!(parse_tag("tenant=acme"), Ok("tenant=acme".to_string()));
-        assert_eq!(parse_tag("empty="), Ok("empty=".to_string()));
-        assert!(parse_tag("tenant").expect_err("no '='").contains("KEY=VALUE"));
-        assert!(parse_tag("=acme").expect_err("no key").contains("empty"));
-        let long = format!("k={}", "v".repeat(EVENT_TAG_BYTES_MAX));
-        assert!(parse_tag(&long).expect_err("too long").contains("at most"));
-        let error = parse(&["append", "t", "s", "--type", "T", "--tag", "oops"]).expect_err("bad tag");
-        assert!(error.to_string().contains("KEY=VALUE"), "{error}");
-    }
-
-    #[test]
-    fn as_of_takes_rfc3339_and_milliseconds() {
-        assert_eq!(parse_as_of_ms("2026-03-01T00:00:00Z"), Ok(1_772_323_200_000));
-        assert_eq!(parse_as_of_ms("2026-03-01T00:00:00.250Z"), Ok(1_772_323_200_250));
-        assert_eq!(parse_as_of_ms("1970-01-01T00:00:00Z"), Ok(0));
-        assert_eq!(parse_as_of_ms("1772323200000"), Ok(1_772_323_200_000));
-        assert_eq!(parse_as_of_ms("@1772323200000"), Ok(1_772_323_200_000));
-        for bad in ["", "@", "yesterday", "2026-03-01", "2026-03-01T00:00:00", "2026-03-01T00:00:00+02:00", "-5"] {
-            let error = parse_as_of_ms(bad).expect_err(bad);
-            assert!(error.contains("RFC 3339"), "{bad}: {error}");
-        }
-        let read = parse(&["read", "bank", "account-1", "--as-of", "2026-03-01T00:00:00Z"]).expect("parses");
-        let StreamCommand::Read(read) = read else { panic!("wrong command") };
-        assert_eq!(read.as_of, Some(1_772_323_200_000));
     }
 
     #[test]
@@ -575,12 +458,6 @@ mod tests {
     }
 
     #[test]
-    fn event_id_must_be_a_uuid() {
-        let error = parse(&["append", "t", "s", "--type", "T", "--event-id", "42"]).expect_err("not a UUID");
-        assert!(error.to_string().contains("not a UUID"), "{error}");
-    }
-
-    #[test]
     fn wrong_revision_lists_every_violation() {
         let violations = [
             RevisionViolation {
@@ -618,5 +495,39 @@ mod tests {
             serde_json::json!({"topic": "bank", "stream": "account-9", "partition": 2, "revision": null,
                 "first_revision": null, "last_timestamp_ms": null})
         );
+    }
+
+    #[test]
+    fn tags_need_a_key_and_an_equals_sign() {
+        assert_eq!(parse_tag("tenant=acme"), Ok("tenant=acme".to_string()));
+        assert_eq!(parse_tag("empty="), Ok("empty=".to_string()));
+        assert!(parse_tag("tenant").expect_err("no '='").contains("KEY=VALUE"));
+        assert!(parse_tag("=acme").expect_err("no key").contains("empty"));
+        let long = format!("k={}", "v".repeat(EVENT_TAG_BYTES_MAX));
+        assert!(parse_tag(&long).expect_err("too long").contains("at most"));
+        let error = parse(&["append", "t", "s", "--type", "T", "--tag", "oops"]).expect_err("bad tag");
+        assert!(error.to_string().contains("KEY=VALUE"), "{error}");
+    }
+
+    #[test]
+    fn as_of_takes_rfc3339_and_milliseconds() {
+        assert_eq!(parse_as_of_ms("2026-03-01T00:00:00Z"), Ok(1_772_323_200_000));
+        assert_eq!(parse_as_of_ms("2026-03-01T00:00:00.250Z"), Ok(1_772_323_200_250));
+        assert_eq!(parse_as_of_ms("1970-01-01T00:00:00Z"), Ok(0));
+        assert_eq!(parse_as_of_ms("1772323200000"), Ok(1_772_323_200_000));
+        assert_eq!(parse_as_of_ms("@1772323200000"), Ok(1_772_323_200_000));
+        for bad in ["", "@", "yesterday", "2026-03-01", "2026-03-01T00:00:00", "2026-03-01T00:00:00+02:00", "-5"] {
+            let error = parse_as_of_ms(bad).expect_err(bad);
+            assert!(error.contains("RFC 3339"), "{bad}: {error}");
+        }
+        let read = parse(&["read", "bank", "account-1", "--as-of", "2026-03-01T00:00:00Z"]).expect("parses");
+        let StreamCommand::Read(read) = read else { panic!("wrong command") };
+        assert_eq!(read.as_of, Some(1_772_323_200_000));
+    }
+
+    #[test]
+    fn event_id_must_be_a_uuid() {
+        let error = parse(&["append", "t", "s", "--type", "T", "--event-id", "42"]).expect_err("not a UUID");
+        assert!(error.to_string().contains("not a UUID"), "{error}");
     }
 }
