@@ -402,3 +402,63 @@ async fn the_bank_example_never_overdraws_and_the_cli_appends_and_reads() {
     assert_eq!(events[0]["revision"], 0);
     assert_eq!(events[0]["data"]["owner"], "ana");
 }
+
+/// A stream's lifecycle through the API: metadata hides events at once (truncate before,
+/// max count), a read that starts among hidden events says so, a soft delete lets appends
+/// resume at the next revision, a tombstone refuses every later append and makes reads
+/// NOT_FOUND; every change checks its expected revision; a follower answers the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stream_metadata_deletion_and_tombstones() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cluster = tokio::task::block_in_place(|| Cluster::start(dir.path(), 3, &FAST_RAFT));
+    let addresses: Vec<String> = cluster.nodes.iter().map(|n| n.address.clone()).collect();
+    let client = connect(&addresses[0]).await;
+    create_topic(&client, 2, 3).await;
+    let events: Vec<_> = (0..5).map(|i| json_event("Counted", format!("{{\"n\":{i}}}"))).collect();
+    client.append_to_stream(TOPIC, "counter", ExpectedRevision::NoStream, events).await.expect("append");
+    let revisions = |events: &[RecordedEvent]| events.iter().map(|e| e.stream_revision).collect::<Vec<_>>();
+    let whole = |client: &CairnClient| {
+        let client = client.clone();
+        async move { client.read_whole_stream(TOPIC, "counter", None, Consistency::Linearizable).await }
+    };
+
+    // Metadata: truncate before 1 and keep at most 3: revisions 2..=4 remain visible.
+    let metadata = cairn_client::StreamMetadata { max_count: Some(3), truncate_before: Some(1), max_age_ms: None };
+    let stale = client.set_stream_metadata(TOPIC, "counter", ExpectedRevision::Exact(3), metadata).await;
+    assert!(matches!(stale, Err(ClientError::WrongExpectedRevision { .. })), "{stale:?}");
+    let changed = client.set_stream_metadata(TOPIC, "counter", ExpectedRevision::Exact(4), metadata).await;
+    assert_eq!(changed.expect("metadata").first_visible_revision, 2);
+    assert_eq!(revisions(&whole(&client).await.expect("read")), [2, 3, 4]);
+    let options = ReadStreamOptions { from_revision: Some(0), ..ReadStreamOptions::default() };
+    let err = client.read_stream(TOPIC, "counter", options).await.expect_err("hidden revision");
+    assert_eq!(err.code(), Some(Code::OutOfRange), "{err}");
+    assert!(err.to_string().contains("first readable revision is 2"), "{err}");
+    let info = client.stream_info(TOPIC, "counter", Consistency::Linearizable).await.expect("info");
+    assert_eq!((info.current_revision, info.first_visible_revision, info.tombstoned), (Some(4), 2, false));
+
+    // A soft delete: nothing visible, the stream counts as no stream, revisions go on.
+    client.delete_stream(TOPIC, "counter", ExpectedRevision::Exact(4), false).await.expect("delete");
+    assert!(whole(&client).await.expect("read").is_empty());
+    let again = json_event("Counted", "{\"n\":5}");
+    let appended = client.append_to_stream(TOPIC, "counter", ExpectedRevision::NoStream, vec![again]).await;
+    assert_eq!(appended.expect("append after a soft delete").last_revision(), Some(5));
+    assert_eq!(revisions(&whole(&client).await.expect("read")), [5]);
+
+    // A tombstone: for good.
+    client.delete_stream(TOPIC, "counter", ExpectedRevision::Exists, true).await.expect("tombstone");
+    client.delete_stream(TOPIC, "counter", ExpectedRevision::Any, true).await.expect("a tombstone again is a retry");
+    let refused = client.append_to_stream(TOPIC, "counter", ExpectedRevision::Any, vec![json_event("E", "{}")]).await;
+    let err = refused.expect_err("tombstoned");
+    assert_eq!(err.code(), Some(Code::FailedPrecondition), "{err}");
+    assert!(err.to_string().contains("deleted for good"), "{err}");
+    for address in &addresses {
+        let other = connect(address).await;
+        let err = other
+            .read_whole_stream(TOPIC, "counter", None, Consistency::ReadYourWrites(0))
+            .await
+            .expect_err("tombstoned reads");
+        assert_eq!(err.code(), Some(Code::NotFound), "node at {address}: {err}");
+        let info = other.stream_info(TOPIC, "counter", Consistency::Linearizable).await.expect("info");
+        assert!(info.tombstoned && info.current_revision == Some(5), "node at {address}: {info:?}");
+    }
+}

@@ -4,7 +4,7 @@
 
 use bytes::Bytes;
 use cairn_proto::Message as _;
-use cairn_types::stream::{format_event_id, new_event_id};
+use cairn_types::stream::{StreamMetadata, format_event_id, new_event_id};
 use cairn_types::{EventFields, ExpectedRevision, NewEvent, Offset, PartitionId, RevisionViolation, StoredRecord};
 
 use crate::{CairnClient, ClientError, Consistency, proto};
@@ -90,6 +90,29 @@ impl RecordedEvent {
             metadata,
             tags,
         })
+    }
+}
+
+/// A stream after a deletion or a metadata change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StreamChanged {
+    pub partition: PartitionId,
+    /// The revision of its last event; `None` when it never had one.
+    pub current_revision: Option<u64>,
+    /// What reads start from now.
+    pub first_visible_revision: u64,
+    /// For `Consistency::ReadYourWrites` reads of `partition`.
+    pub applied_index: u64,
+}
+
+impl From<proto::StreamChangedResponse> for StreamChanged {
+    fn from(response: proto::StreamChangedResponse) -> StreamChanged {
+        StreamChanged {
+            partition: response.partition,
+            current_revision: response.current_revision,
+            first_visible_revision: response.first_visible_revision,
+            applied_index: response.applied_index,
+        }
     }
 }
 
@@ -208,6 +231,73 @@ impl CairnClient {
             })
             .collect::<Result<_, _>>()?;
         Ok(StreamSlice { events, next_revision: response.next_revision, first_revision: response.first_revision })
+    }
+
+    /// Deletes `stream` when it is at `expected`: its events are hidden from reads at once.
+    /// Soft (`tombstone` false): appends may resume, at the next revision. For good
+    /// (`tombstone`): it never takes an event again. Safe to retry.
+    pub async fn delete_stream(
+        &self,
+        topic: &str,
+        stream: &str,
+        expected: ExpectedRevision,
+        tombstone: bool,
+    ) -> Result<StreamChanged, ClientError> {
+        let request = proto::DeleteStreamRequest {
+            topic: topic.to_owned(),
+            stream: stream.to_owned(),
+            expected: Some(expected.into()),
+            tombstone,
+        };
+        let outcome = self
+            .call_idempotent(request, |mut client, request| async move { client.delete_stream(request).await })
+            .await;
+        Ok(StreamChanged::from(outcome.result.map_err(from_stream_append_status)?))
+    }
+
+    /// Sets what `stream` keeps (`StreamMetadata`) when it is at `expected`; events outside
+    /// it are hidden from reads at once. Replaces the metadata set before.
+    pub async fn set_stream_metadata(
+        &self,
+        topic: &str,
+        stream: &str,
+        expected: ExpectedRevision,
+        metadata: StreamMetadata,
+    ) -> Result<StreamChanged, ClientError> {
+        let request = proto::SetStreamMetadataRequest {
+            topic: topic.to_owned(),
+            stream: stream.to_owned(),
+            expected: Some(expected.into()),
+            metadata: Some(proto::StreamMetadata {
+                max_age_ms: metadata.max_age_ms,
+                max_count: metadata.max_count,
+                truncate_before: metadata.truncate_before,
+            }),
+        };
+        let outcome = self
+            .call_idempotent(request, |mut client, request| async move { client.set_stream_metadata(request).await })
+            .await;
+        Ok(StreamChanged::from(outcome.result.map_err(from_stream_append_status)?))
+    }
+
+    /// Where `stream` stands: its revision, what reads start from, deletion, metadata.
+    pub async fn stream_info(
+        &self,
+        topic: &str,
+        stream: &str,
+        consistency: Consistency,
+    ) -> Result<proto::StreamInfoResponse, ClientError> {
+        let (consistency, min_applied_index) = consistency.to_proto();
+        let request = proto::GetStreamInfoRequest {
+            topic: topic.to_owned(),
+            stream: stream.to_owned(),
+            consistency,
+            min_applied_index,
+        };
+        Ok(self
+            .call_idempotent(request, |mut client, request| async move { client.get_stream_info(request).await })
+            .await
+            .result?)
     }
 
     /// Every event of `stream` from `from_revision` (inclusive; `None`: the first stored),

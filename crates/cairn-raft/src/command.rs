@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::controller::error::ControllerError;
 use crate::controller::operation::{Phase, RebalancePlan};
 use crate::controller::topic::TopicMeta;
-use crate::stream_command::{EventAppend, EventAppendRefusal, EventsAppended};
+use crate::stream_command::{EventAppend, EventAppendRefusal, EventsAppended, StreamChange, StreamChanged};
 
 /// What a Raft entry asks a state machine to do.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -28,6 +28,9 @@ impl std::fmt::Display for Command {
             }
             Command::Partition(PartitionCommand::AppendEvents(append)) => {
                 write!(f, "append-events({} events, {} streams)", append.event_count(), append.writes.len())
+            }
+            Command::Partition(PartitionCommand::ChangeStream(change)) => {
+                write!(f, "change-stream({:?}, {:?})", change.stream, change.change)
             }
             Command::Controller(command) => write!(f, "controller({command:?})"),
         }
@@ -50,6 +53,8 @@ pub enum PartitionCommand {
     DeletePrefix { before_offset: Offset },
     /// Events for streams of the partition, with conditions checked at apply time.
     AppendEvents(EventAppend),
+    /// A stream deleted, or its metadata set, with its condition checked at apply time.
+    ChangeStream(StreamChange),
 }
 
 /// An idempotent producer's id and the sequence number of a batch's first record.
@@ -162,6 +167,7 @@ pub enum CommandResponse {
     OperationUpdated(Result<(), ControllerError>),
     EventsAppended(EventsAppended),
     EventAppendRefused(EventAppendRefusal),
+    StreamChanged(StreamChanged),
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]

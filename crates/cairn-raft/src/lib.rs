@@ -22,7 +22,8 @@ pub use controller::{
 pub use host::{Host, HostConfig, HostError, PartitionReplica};
 pub use network::{RpcKind, Transport, TransportError};
 pub use stream_command::{
-    EventAppend, EventAppendRefusal, EventIdReuse, EventPosition, EventsAppended, StreamCheck, StreamWrite,
+    EventAppend, EventAppendRefusal, EventIdReuse, EventPosition, EventsAppended, StreamChange, StreamChangeKind,
+    StreamChanged, StreamCheck, StreamWrite,
 };
 pub use type_config::TypeConfig;
 

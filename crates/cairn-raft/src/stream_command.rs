@@ -3,6 +3,7 @@
 //! checked when the entry is applied, on every replica alike, so two appends that expect
 //! the same revision of a stream can never both succeed.
 
+use cairn_types::stream::StreamMetadata;
 use cairn_types::{ExpectedRevision, NewEvent, Offset, RevisionViolation};
 use serde::{Deserialize, Serialize};
 
@@ -36,6 +37,32 @@ pub struct StreamCheck {
     pub expected: ExpectedRevision,
 }
 
+/// A change to one stream that appends nothing: a deletion or new metadata, when the
+/// stream is at the expected revision.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StreamChange {
+    pub stream: String,
+    pub expected: ExpectedRevision,
+    pub change: StreamChangeKind,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub enum StreamChangeKind {
+    /// Hide every event so far; appends may resume at the next revision.
+    SoftDelete,
+    /// Hide every event so far and refuse every later append, for good.
+    Tombstone,
+    SetMetadata(StreamMetadata),
+}
+
+/// A stream after a change: its last event's revision, and what reads start from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StreamChanged {
+    pub current_revision: Option<u64>,
+    pub first_visible_revision: u64,
+    pub applied_index: u64,
+}
+
 /// Where an appended event is: one per event, in the order the append listed them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EventPosition {
@@ -65,6 +92,8 @@ pub enum EventAppendRefusal {
     EventIdReused { event_id: [u8; 16], stored_at: Offset, reason: EventIdReuse },
     /// The append lists one event id twice.
     EventIdRepeated { event_id: [u8; 16] },
+    /// Streams that were deleted for good (tombstoned): never written again.
+    StreamsTombstoned(Vec<String>),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

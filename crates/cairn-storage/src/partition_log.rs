@@ -405,9 +405,13 @@ impl PartitionLog {
             let keyed_events = decoded.records.iter().map(|record| (record.key.as_deref(), record.event.as_ref()));
             self.index_events(&mut batch, *base_offset, keyed_events);
         }
+        // Deletions and metadata are not in the records: a head this replica has keeps
+        // them, a new one starts without.
         for (stream, next_revision) in heads {
-            if self.stream_head(&stream)?.next_revision < next_revision {
-                self.put_stream_head(&mut batch, &stream, crate::StreamHead { next_revision });
+            let mut head = self.stream_head(&stream)?;
+            if head.next_revision < next_revision {
+                head.next_revision = next_revision;
+                self.put_stream_head(&mut batch, &stream, head);
             }
         }
         self.store.write(batch)

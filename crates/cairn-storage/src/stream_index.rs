@@ -10,6 +10,7 @@
 //! as the key index's are.
 
 use bytes::Bytes;
+use cairn_types::stream::StreamMetadata;
 use cairn_types::{EventFields, Offset, StoredRecord, decode_batch};
 use rocksdb::ReadOptions;
 
@@ -20,24 +21,113 @@ use crate::write_batch::WriteBatch;
 
 /// The version byte of a stored `StreamHead`.
 const STREAM_HEAD_FORMAT: u8 = 1;
+/// `format next_revision deleted_before flags max_age_ms max_count truncate_before`.
+const STREAM_HEAD_BYTES: usize = 1 + 8 + 8 + 1 + 8 + 8 + 8;
+const FLAG_TOMBSTONED: u8 = 1;
+const FLAG_MAX_AGE: u8 = 2;
+const FLAG_MAX_COUNT: u8 = 4;
+const FLAG_TRUNCATE_BEFORE: u8 = 8;
 
-/// A stream's state: the revision its next event gets (0: the stream has no event).
+/// A stream's state, stored under its own key when it changes.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct StreamHead {
+    /// The revision the next event gets (0: the stream never had an event).
     pub next_revision: u64,
+    /// Events below this revision were deleted (a soft delete): hidden from reads at once.
+    /// Revisions go on from `next_revision` when appends resume.
+    pub deleted_before: u64,
+    /// Deleted for good: never appended to again.
+    pub tombstoned: bool,
+    pub metadata: StreamMetadata,
 }
 
 impl StreamHead {
-    /// The revision of the stream's last event; `None` when it has none.
+    /// The revision of the stream's last event; `None` when it never had one.
     pub fn current_revision(&self) -> Option<u64> {
         self.next_revision.checked_sub(1)
     }
 
-    fn encode(&self) -> [u8; 9] {
-        let mut raw = [0; 9];
+    /// The first revision reads may show, by deletion, `truncate_before` and `max_count`
+    /// (`max_age` depends on the time of the read: see `StreamWindow`).
+    pub fn first_visible_revision(&self) -> u64 {
+        let by_count = self.metadata.max_count.map_or(0, |count| self.next_revision.saturating_sub(count));
+        self.deleted_before.max(self.metadata.truncate_before.unwrap_or(0)).max(by_count)
+    }
+
+    /// Whether any event is left to read (deleted and truncated ones are not).
+    pub fn has_visible_events(&self) -> bool {
+        self.first_visible_revision() < self.next_revision
+    }
+
+    fn encode(&self) -> [u8; STREAM_HEAD_BYTES] {
+        let mut raw = [0; STREAM_HEAD_BYTES];
         raw[0] = STREAM_HEAD_FORMAT;
-        raw[1..].copy_from_slice(&self.next_revision.to_le_bytes());
+        raw[1..9].copy_from_slice(&self.next_revision.to_le_bytes());
+        raw[9..17].copy_from_slice(&self.deleted_before.to_le_bytes());
+        let metadata = &self.metadata;
+        let flag = |set: bool, bit: u8| if set { bit } else { 0 };
+        raw[17] = flag(self.tombstoned, FLAG_TOMBSTONED)
+            | flag(metadata.max_age_ms.is_some(), FLAG_MAX_AGE)
+            | flag(metadata.max_count.is_some(), FLAG_MAX_COUNT)
+            | flag(metadata.truncate_before.is_some(), FLAG_TRUNCATE_BEFORE);
+        raw[18..26].copy_from_slice(&metadata.max_age_ms.unwrap_or(0).to_le_bytes());
+        raw[26..34].copy_from_slice(&metadata.max_count.unwrap_or(0).to_le_bytes());
+        raw[34..42].copy_from_slice(&metadata.truncate_before.unwrap_or(0).to_le_bytes());
         raw
+    }
+
+    fn decode(raw: &[u8]) -> Option<StreamHead> {
+        let raw: &[u8; STREAM_HEAD_BYTES] = raw.try_into().ok()?;
+        let flags = raw[17];
+        if raw[0] != STREAM_HEAD_FORMAT
+            || flags & !(FLAG_TOMBSTONED | FLAG_MAX_AGE | FLAG_MAX_COUNT | FLAG_TRUNCATE_BEFORE) != 0
+        {
+            return None;
+        }
+        let u64_at = |at: usize| raw[at..at + 8].try_into().ok().map(u64::from_le_bytes);
+        let optional = |bit: u8, at: usize| {
+            if flags & bit != 0 { u64_at(at) } else { Some(0) }.map(|v| (flags & bit != 0).then_some(v))
+        };
+        Some(StreamHead {
+            next_revision: u64_at(1)?,
+            deleted_before: u64_at(9)?,
+            tombstoned: flags & FLAG_TOMBSTONED != 0,
+            metadata: StreamMetadata {
+                max_age_ms: optional(FLAG_MAX_AGE, 18)?,
+                max_count: optional(FLAG_MAX_COUNT, 26)?,
+                truncate_before: optional(FLAG_TRUNCATE_BEFORE, 34)?,
+            },
+        })
+    }
+}
+
+/// Which of a stream's events a read may return: revisions from `first_revision`, stamped
+/// no earlier than `min_timestamp_ms` (a `max_age`) and no later than `max_timestamp_ms`
+/// (an "as of" read).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StreamWindow {
+    pub first_revision: u64,
+    pub min_timestamp_ms: Option<u64>,
+    pub max_timestamp_ms: Option<u64>,
+}
+
+/// Where an event stands against a window, in stream order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Place {
+    Before,
+    Inside,
+    After,
+}
+
+impl StreamWindow {
+    fn place(&self, revision: u64, timestamp_ms: u64) -> Place {
+        if revision < self.first_revision || self.min_timestamp_ms.is_some_and(|min| timestamp_ms < min) {
+            Place::Before
+        } else if self.max_timestamp_ms.is_some_and(|max| timestamp_ms > max) {
+            Place::After
+        } else {
+            Place::Inside
+        }
     }
 }
 
@@ -66,18 +156,11 @@ impl PartitionLog {
         else {
             return Ok(StreamHead::default());
         };
-        match <[u8; 9]>::try_from(&raw[..]) {
-            Ok(raw) if raw[0] == STREAM_HEAD_FORMAT => {
-                let mut revision = [0; 8];
-                revision.copy_from_slice(&raw[1..]);
-                Ok(StreamHead { next_revision: u64::from_le_bytes(revision) })
-            }
-            _ => Err(StorageError::CorruptMeta {
-                group: self.group(),
-                what: "stream head",
-                detail: format!("{} bytes, format {:?}", raw.len(), raw.first()),
-            }),
-        }
+        StreamHead::decode(&raw).ok_or_else(|| StorageError::CorruptMeta {
+            group: self.group(),
+            what: "stream head",
+            detail: format!("{} bytes, format {:?}", raw.len(), raw.first()),
+        })
     }
 
     pub fn put_stream_head(&self, batch: &mut WriteBatch, stream: &[u8], head: StreamHead) {
@@ -123,11 +206,10 @@ impl PartitionLog {
     }
 
     /// Up to `max_events` events of `stream` from revision `from` (inclusive; `None`: the
-    /// first stored one going forwards, the last going backwards), in `direction`, among
-    /// the records in `[log_start_offset, visible_end)`, stopping before the first event
-    /// `past` refuses (an "as of" bound, say) and once `max_bytes` are read (at least one
-    /// event is). Costs O(events returned), plus the index entries of events removed by
-    /// retention when reading from the stream's start.
+    /// first one going forwards, the last going backwards), in `direction`, among the
+    /// records in `[log_start_offset, visible_end)` and inside `window`, until `max_bytes`
+    /// are read (at least one event is). Costs O(events returned), plus the index entries of
+    /// events removed by retention, or outside the window, that the read passes over.
     #[allow(clippy::too_many_arguments)]
     pub fn read_stream(
         &self,
@@ -138,15 +220,17 @@ impl PartitionLog {
         max_bytes: usize,
         state: &PartitionLogState,
         visible_end: Offset,
-        past: impl Fn(&StoredRecord) -> bool,
+        window: StreamWindow,
     ) -> Result<StreamEvents, StorageError> {
         let prefix = keys::stream_index_prefix(self.group(), stream);
         let mut options = ReadOptions::default();
         options.set_iterate_lower_bound(prefix.clone());
         options.set_iterate_upper_bound(keys::prefix_end(&prefix));
         let mut iter = self.store().db().raw_iterator_cf_opt(self.store().cf(CF_INDEX), options);
+        // The first revision retained and inside the window by revision (the time bounds
+        // of the window would need the records read).
         let first_revision = {
-            iter.seek_to_first();
+            iter.seek(keys::stream_index(self.group(), stream, window.first_revision));
             let mut first = None;
             while let (Some(key), Some(value)) = (iter.key(), iter.value()) {
                 let offset = keys::trailing_u64(value).unwrap_or_default();
@@ -162,7 +246,7 @@ impl PartitionLog {
         let mut answer = StreamEvents { events: Vec::new(), first_revision, limited: false };
         match (direction, from) {
             (Direction::Forwards, Some(revision)) => iter.seek(keys::stream_index(self.group(), stream, revision)),
-            (Direction::Forwards, None) => iter.seek_to_first(),
+            (Direction::Forwards, None) => iter.seek(keys::stream_index(self.group(), stream, window.first_revision)),
             (Direction::Backwards, Some(revision)) => {
                 iter.seek_for_prev(keys::stream_index(self.group(), stream, revision))
             }
@@ -192,11 +276,16 @@ impl PartitionLog {
                     what: "stream index",
                     detail: format!("offset {offset} is indexed but not stored"),
                 })?;
-                if past(&record) {
-                    if direction == Direction::Forwards {
-                        break;
-                    }
-                } else {
+                let revision = record.event.as_ref().map_or(0, |event| event.stream_revision);
+                let place = window.place(revision, record.timestamp_ms);
+                let beyond = match direction {
+                    Direction::Forwards => Place::After,
+                    Direction::Backwards => Place::Before,
+                };
+                if place == beyond {
+                    break;
+                }
+                if place == Place::Inside {
                     let size = record.value.len() + record.event.as_ref().map_or(0, EventFields::encoded_len);
                     if !answer.events.is_empty() && bytes + size > max_bytes {
                         answer.limited = true;

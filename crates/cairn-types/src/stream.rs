@@ -30,13 +30,15 @@ pub enum ExpectedRevision {
 }
 
 impl ExpectedRevision {
-    /// Whether a stream whose last event has revision `current` (`None`: no event) meets
-    /// this expectation.
-    pub fn is_met_by(self, current: Option<u64>) -> bool {
+    /// Whether a stream whose last event has revision `current` (`None`: it never had
+    /// one) and which has events left to read or not (`has_events`: deleted and truncated
+    /// ones are not) meets this expectation. A deleted stream counts as no stream, and its
+    /// revisions go on: `Exact` compares with its last event's revision.
+    pub fn is_met_by(self, current: Option<u64>, has_events: bool) -> bool {
         match self {
             ExpectedRevision::Any => true,
-            ExpectedRevision::NoStream => current.is_none(),
-            ExpectedRevision::Exists => current.is_some(),
+            ExpectedRevision::NoStream => !has_events,
+            ExpectedRevision::Exists => has_events,
             ExpectedRevision::Exact(revision) => current == Some(revision),
         }
     }
@@ -51,6 +53,18 @@ impl std::fmt::Display for ExpectedRevision {
             ExpectedRevision::Exact(revision) => write!(f, "revision {revision}"),
         }
     }
+}
+
+/// What a stream keeps, set through Raft (as KurrentDB's `$maxAge`, `$maxCount`, `$tb`):
+/// events outside it are hidden from reads at once.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StreamMetadata {
+    /// Events older than this (by their timestamp, at the time of the read) are hidden.
+    pub max_age_ms: Option<u64>,
+    /// Only the last this many events are shown.
+    pub max_count: Option<u64>,
+    /// Events below this revision are hidden.
+    pub truncate_before: Option<u64>,
 }
 
 /// An event as a client appends it; the partition's leader adds the stream revision, the
@@ -119,10 +133,14 @@ mod tests {
     #[test]
     fn expectations() {
         use ExpectedRevision::*;
-        assert!(Any.is_met_by(None) && Any.is_met_by(Some(3)));
-        assert!(NoStream.is_met_by(None) && !NoStream.is_met_by(Some(0)));
-        assert!(!Exists.is_met_by(None) && Exists.is_met_by(Some(0)));
-        assert!(Exact(3).is_met_by(Some(3)) && !Exact(3).is_met_by(Some(4)) && !Exact(0).is_met_by(None));
+        assert!(Any.is_met_by(None, false) && Any.is_met_by(Some(3), true));
+        assert!(NoStream.is_met_by(None, false) && !NoStream.is_met_by(Some(0), true));
+        assert!(!Exists.is_met_by(None, false) && Exists.is_met_by(Some(0), true));
+        assert!(Exact(3).is_met_by(Some(3), true) && !Exact(3).is_met_by(Some(4), true));
+        assert!(!Exact(0).is_met_by(None, false));
+        // A deleted stream: no stream, and its revisions go on.
+        assert!(NoStream.is_met_by(Some(5), false) && !Exists.is_met_by(Some(5), false));
+        assert!(Exact(5).is_met_by(Some(5), false));
     }
 
     #[test]

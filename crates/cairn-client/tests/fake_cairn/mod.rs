@@ -191,6 +191,27 @@ impl Cairn for FakeCairn {
         Err(Status::unimplemented("the fake server keeps no streams"))
     }
 
+    async fn delete_stream(
+        &self,
+        _request: Request<proto::DeleteStreamRequest>,
+    ) -> Result<Response<proto::StreamChangedResponse>, Status> {
+        Err(Status::unimplemented("the fake server keeps no streams"))
+    }
+
+    async fn set_stream_metadata(
+        &self,
+        _request: Request<proto::SetStreamMetadataRequest>,
+    ) -> Result<Response<proto::StreamChangedResponse>, Status> {
+        Err(Status::unimplemented("the fake server keeps no streams"))
+    }
+
+    async fn get_stream_info(
+        &self,
+        _request: Request<proto::GetStreamInfoRequest>,
+    ) -> Result<Response<proto::StreamInfoResponse>, Status> {
+        Err(Status::unimplemented("the fake server keeps no streams"))
+    }
+
     async fn read_stream(
         &self,
         _request: Request<proto::ReadStreamRequest>,

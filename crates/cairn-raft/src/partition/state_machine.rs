@@ -147,6 +147,7 @@ impl PartitionStateMachine {
                 CommandResponse::PrefixDeleted { log_start_offset: self.state.log.log_start_offset }
             }
             PartitionCommand::AppendEvents(append) => self.apply_events(batch, append, index)?,
+            PartitionCommand::ChangeStream(change) => self.apply_stream_change(batch, change, index)?,
         })
     }
 

@@ -1,5 +1,7 @@
 //! Applying an event append (`EventAppend`): the checks, in order, then the write.
 //!
+//! Streams deleted for good (tombstoned) are refused before anything else but the ids.
+//!
 //! 1. **Event ids.** When every event id of the append is stored with the same content, it
 //!    is a retry (after a timeout or a failover): answered with the original positions,
 //!    nothing written. An id stored with other content, or an append only part of which is
@@ -20,11 +22,14 @@ use std::io;
 
 use bytes::Bytes;
 use cairn_storage::{StreamHead, WriteBatch};
-use cairn_types::{EventFields, NewEvent, Record, RevisionViolation, StoredRecord};
+use cairn_types::{EventFields, ExpectedRevision, NewEvent, Record, RevisionViolation, StoredRecord};
 
 use super::state_machine::PartitionStateMachine;
 use crate::command::CommandResponse;
-use crate::stream_command::{EventAppend, EventAppendRefusal, EventIdReuse, EventPosition, EventsAppended};
+use crate::stream_command::{
+    EventAppend, EventAppendRefusal, EventIdReuse, EventPosition, EventsAppended, StreamChange, StreamChangeKind,
+    StreamChanged,
+};
 
 /// What the entries of the current apply batch wrote, until the batch is written.
 #[derive(Debug, Default)]
@@ -51,12 +56,20 @@ impl PartitionStateMachine {
         if let Some(answer) = self.stored_already(&append, index)? {
             return Ok(answer);
         }
+        let mut tombstoned = Vec::new();
+        for write in &append.writes {
+            if self.stream_head(write.stream.as_bytes())?.tombstoned {
+                tombstoned.push(write.stream.clone());
+            }
+        }
+        if !tombstoned.is_empty() {
+            return Ok(CommandResponse::EventAppendRefused(EventAppendRefusal::StreamsTombstoned(tombstoned)));
+        }
         let mut violations = Vec::new();
         let conditions = append.writes.iter().map(|write| (&write.stream, write.expected));
         for (stream, expected) in conditions.chain(append.checks.iter().map(|check| (&check.stream, check.expected))) {
-            let actual = self.stream_head(stream.as_bytes())?.current_revision();
-            if !expected.is_met_by(actual) {
-                violations.push(RevisionViolation { stream: stream.clone(), expected, actual });
+            if let Some(violation) = self.violation(stream, expected)? {
+                violations.push(violation);
             }
         }
         if !violations.is_empty() {
@@ -100,6 +113,58 @@ impl PartitionStateMachine {
             timestamp_ms,
             applied_index: index,
             duplicate: false,
+        }))
+    }
+
+    /// Deletes a stream or sets its metadata, when it is at the expected revision. A
+    /// tombstone of a tombstoned stream is answered as done (a retry); anything else on it
+    /// is refused.
+    pub(super) fn apply_stream_change(
+        &mut self,
+        batch: &mut WriteBatch,
+        change: StreamChange,
+        index: u64,
+    ) -> io::Result<CommandResponse> {
+        let stream = Bytes::from(change.stream.clone().into_bytes());
+        let mut head = self.stream_head(&stream)?;
+        let changed = |head: &StreamHead| {
+            CommandResponse::StreamChanged(StreamChanged {
+                current_revision: head.current_revision(),
+                first_visible_revision: head.first_visible_revision(),
+                applied_index: index,
+            })
+        };
+        if head.tombstoned {
+            if matches!(change.change, StreamChangeKind::Tombstone) {
+                return Ok(changed(&head));
+            }
+            let refusal = EventAppendRefusal::StreamsTombstoned(vec![change.stream]);
+            return Ok(CommandResponse::EventAppendRefused(refusal));
+        }
+        if let Some(violation) = self.violation(&change.stream, change.expected)? {
+            return Ok(CommandResponse::EventAppendRefused(EventAppendRefusal::WrongExpectedRevision(vec![violation])));
+        }
+        match change.change {
+            StreamChangeKind::SoftDelete => head.deleted_before = head.next_revision,
+            StreamChangeKind::Tombstone => {
+                head.deleted_before = head.next_revision;
+                head.tombstoned = true;
+            }
+            StreamChangeKind::SetMetadata(metadata) => head.metadata = metadata,
+        }
+        self.log.put_stream_head(batch, &stream, head);
+        self.pending.heads.insert(stream, head);
+        Ok(changed(&head))
+    }
+
+    /// How `stream` fails to meet `expected`, if it does.
+    fn violation(&self, stream: &str, expected: ExpectedRevision) -> io::Result<Option<RevisionViolation>> {
+        let head = self.stream_head(stream.as_bytes())?;
+        let actual = head.current_revision();
+        Ok((!expected.is_met_by(actual, head.has_visible_events())).then(|| RevisionViolation {
+            stream: stream.to_owned(),
+            expected,
+            actual,
         }))
     }
 
@@ -201,8 +266,9 @@ fn same_event(record: &StoredRecord, stream: &str, event: &NewEvent) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use cairn_storage::{Direction, Store, StoreOptions};
-    use cairn_types::{ExpectedRevision, GroupId};
+    use cairn_storage::{Direction, Store, StoreOptions, StreamWindow};
+    use cairn_types::GroupId;
+    use cairn_types::stream::StreamMetadata;
 
     use super::*;
     use crate::command::PartitionCommand;
@@ -268,7 +334,7 @@ mod tests {
                 usize::MAX,
                 &state,
                 state.next_offset,
-                |_| false,
+                StreamWindow::default(),
             )
             .expect("read");
         read.events.iter().map(|r| r.event.as_ref().expect("event").stream_revision).collect()
@@ -400,7 +466,16 @@ mod tests {
         let read = |from, direction, max| {
             let read = sm
                 .log
-                .read_stream(b"odd", from, direction, max, usize::MAX, &state, state.next_offset, |_| false)
+                .read_stream(
+                    b"odd",
+                    from,
+                    direction,
+                    max,
+                    usize::MAX,
+                    &state,
+                    state.next_offset,
+                    StreamWindow::default(),
+                )
                 .expect("read");
             let data: Vec<String> =
                 read.events.iter().map(|r| String::from_utf8(r.value.to_vec()).expect("utf-8")).collect();
@@ -410,5 +485,69 @@ mod tests {
         assert_eq!(read(None, Direction::Backwards, 3), (vec!["19".into(), "17".into(), "15".into()], true, Some(0)));
         assert_eq!(read(Some(1), Direction::Backwards, 5), (vec!["3".into(), "1".into()], false, Some(0)));
         assert_eq!(read(Some(10), Direction::Forwards, 5), (vec![], false, Some(0)));
+    }
+
+    fn change(stream: &str, expected: ExpectedRevision, change: StreamChangeKind) -> PartitionCommand {
+        PartitionCommand::ChangeStream(StreamChange { stream: stream.into(), expected, change })
+    }
+
+    /// A soft delete hides the events and lets appends resume at the next revision (the
+    /// stream counts as no stream); a tombstone refuses every later append; metadata moves
+    /// what reads start from; every change checks its expected revision.
+    #[test]
+    fn deletes_and_metadata_change_what_is_visible_and_what_may_be_appended() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut sm = open(dir.path());
+        let three = vec![event(1, "1"), event(2, "2"), event(3, "3")];
+        apply(&mut sm, vec![append(vec![write("a", ExpectedRevision::NoStream, three)], vec![])]);
+        let responses = apply(
+            &mut sm,
+            vec![
+                change("a", ExpectedRevision::Exact(1), StreamChangeKind::SoftDelete),
+                change("a", ExpectedRevision::Exact(2), StreamChangeKind::SoftDelete),
+                append(vec![write("a", ExpectedRevision::NoStream, vec![event(4, "4")])], vec![]),
+            ],
+        );
+        assert!(matches!(
+            &responses[0],
+            CommandResponse::EventAppendRefused(EventAppendRefusal::WrongExpectedRevision(v)) if v[0].actual == Some(2)
+        ));
+        let CommandResponse::StreamChanged(deleted) = &responses[1] else { panic!("{:?}", responses[1]) };
+        assert_eq!((deleted.current_revision, deleted.first_visible_revision), (Some(2), 3));
+        assert_eq!(appended(&responses[2]).positions[0].stream_revision, 3, "revisions go on after a soft delete");
+
+        let metadata = StreamMetadata { max_count: Some(1), truncate_before: Some(2), max_age_ms: None };
+        let responses = apply(
+            &mut sm,
+            vec![
+                append(vec![write("a", ExpectedRevision::Exact(3), vec![event(5, "5")])], vec![]),
+                change("a", ExpectedRevision::Any, StreamChangeKind::SetMetadata(metadata)),
+            ],
+        );
+        let CommandResponse::StreamChanged(changed) = &responses[1] else { panic!("{:?}", responses[1]) };
+        assert_eq!(changed.first_visible_revision, 4, "max count 1 of revisions 0..=4");
+        assert_eq!(sm.log.stream_head(b"a").expect("head").metadata, metadata, "stored");
+
+        let responses = apply(
+            &mut sm,
+            vec![
+                change("a", ExpectedRevision::Exists, StreamChangeKind::Tombstone),
+                change("a", ExpectedRevision::Exists, StreamChangeKind::Tombstone),
+                append(vec![write("a", ExpectedRevision::Any, vec![event(6, "6")])], vec![]),
+                change("a", ExpectedRevision::Any, StreamChangeKind::SoftDelete),
+            ],
+        );
+        assert!(matches!(responses[0], CommandResponse::StreamChanged(_)));
+        assert!(matches!(responses[1], CommandResponse::StreamChanged(_)), "a tombstone again is a retry");
+        for refused in &responses[2..] {
+            assert!(
+                matches!(refused, CommandResponse::EventAppendRefused(EventAppendRefusal::StreamsTombstoned(s)) if s == &["a"]),
+                "{refused:?}"
+            );
+        }
+        drop(sm);
+        let sm = open(dir.path());
+        let head = sm.log.stream_head(b"a").expect("head");
+        assert!(head.tombstoned && !head.has_visible_events() && head.next_revision == 5, "{head:?}");
     }
 }

@@ -73,6 +73,8 @@ pub enum AppendError {
         list_partitions(.streams)
     )]
     StreamsInSeveralPartitions { topic: String, streams: Vec<(String, PartitionId)> },
+    #[error("streams {0:?} were deleted for good (tombstone): nothing can be written to them")]
+    StreamsTombstoned(Vec<String>),
 }
 
 fn list_violations(violations: &[RevisionViolation]) -> String {
@@ -105,6 +107,7 @@ impl ApiError for AppendError {
             AppendError::WrongExpectedRevision(_) => ErrorCode::FailedPrecondition,
             AppendError::EventIdReused { .. } => ErrorCode::AlreadyExists,
             AppendError::StreamsInSeveralPartitions { .. } => ErrorCode::InvalidArgument,
+            AppendError::StreamsTombstoned(_) => ErrorCode::FailedPrecondition,
         }
     }
 

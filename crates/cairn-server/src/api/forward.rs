@@ -18,10 +18,11 @@ use futures::future::BoxFuture;
 use futures::stream::BoxStream;
 
 use crate::api::{
-    AlterTopicRequest, AppendAnswer, AppendRequest, AppendToStreamsRequest, CreateTopicRequest, JoinRequest,
-    MovePartitionRequest, OffsetForTimestampRequest, OffsetFound, ReadBatch, ReadRequest, ReadStreamRequest,
-    RebalanceAnswer, RemoteError, RemoveNodeRequest, StreamEventsRead, StreamsAppended, SubscribeBatch,
-    SubscribeRequest, TopicDescription, TransferLeaderRequest,
+    AlterTopicRequest, AppendAnswer, AppendRequest, AppendToStreamsRequest, ChangeStreamRequest, CreateTopicRequest,
+    JoinRequest, MovePartitionRequest, OffsetForTimestampRequest, OffsetFound, ReadBatch, ReadRequest,
+    ReadStreamRequest, RebalanceAnswer, RemoteError, RemoveNodeRequest, StreamChangedAnswer, StreamEventsRead,
+    StreamInfo, StreamInfoRequest, StreamsAppended, SubscribeBatch, SubscribeRequest, TopicDescription,
+    TransferLeaderRequest,
 };
 
 /// The answer of another node, or why there is none.
@@ -47,6 +48,15 @@ pub trait Forward: Send + Sync {
         hops: u32,
         within: Duration,
     ) -> Forwarded<'a, StreamsAppended>;
+    /// A stream deletion or metadata change, answered within `within`.
+    fn change_stream<'a>(
+        &'a self,
+        address: String,
+        request: ChangeStreamRequest,
+        hops: u32,
+        within: Duration,
+    ) -> Forwarded<'a, StreamChangedAnswer>;
+    fn stream_info<'a>(&'a self, address: String, request: StreamInfoRequest, hops: u32) -> Forwarded<'a, StreamInfo>;
     fn read_stream<'a>(
         &'a self,
         address: String,

@@ -32,6 +32,7 @@ mod record_limits;
 mod remote_error;
 mod replica_moves;
 mod stream_append;
+mod stream_change;
 mod stream_messages;
 mod stream_read;
 mod subscribe;
@@ -61,7 +62,10 @@ pub use read_messages::{
 };
 pub use record_limits::RecordLimitError;
 pub use remote_error::RemoteError;
-pub use stream_messages::{AppendToStreamsRequest, ReadStreamRequest, StreamEventsRead, StreamFrom, StreamsAppended};
+pub use stream_messages::{
+    AppendToStreamsRequest, ChangeStreamRequest, ReadStreamRequest, StreamChangedAnswer, StreamEventsRead, StreamFrom,
+    StreamInfo, StreamInfoRequest, StreamsAppended,
+};
 pub use subscribe::Subscription;
 pub use topic_lookup_error::TopicLookupError;
 pub use underlying::{host_error_code, host_error_message, host_not_leader, storage_error_code, storage_error_message};

@@ -53,15 +53,19 @@ pub enum ReadError {
     Storage(StorageError),
     #[error(transparent)]
     Remote(RemoteError),
-    /// Retention removed the revision a stream read started from.
+    /// A stream read started from a revision that was deleted, truncated (the stream's
+    /// metadata) or removed by retention.
     #[error(
-        "revision {revision} of stream {stream:?} is no longer stored (retention){}",
+        "revision {revision} of stream {stream:?} is no longer readable (deleted, truncated or removed by \
+         retention){}",
         match .first_revision {
-            Some(first) => format!(": its first stored revision is {first}; read from there, or from the start"),
-            None => ": none of its events is stored any more".to_owned(),
+            Some(first) => format!(": its first readable revision is {first}; read from there, or from the start"),
+            None => ": none of its events is readable any more".to_owned(),
         }
     )]
     StreamRevisionRemoved { stream: String, revision: u64, first_revision: Option<u64> },
+    #[error("stream {stream:?} was deleted for good (tombstone): it has no events and takes no more")]
+    StreamTombstoned { stream: String },
 }
 
 impl ApiError for ReadError {
@@ -80,6 +84,7 @@ impl ApiError for ReadError {
             | ReadError::ReplicaStopped
             | ReadError::SubscribedReplicaStopped => ErrorCode::Unavailable,
             ReadError::OffsetOutside { .. } | ReadError::StreamRevisionRemoved { .. } => ErrorCode::OutOfRange,
+            ReadError::StreamTombstoned { .. } => ErrorCode::NotFound,
             ReadError::TooManySubscriptions(_) => ErrorCode::ResourceExhausted,
             ReadError::ReadIndexReply(_) | ReadError::ReadTask(_) => ErrorCode::Internal,
             ReadError::Host(err) => host_error_code(err),

@@ -59,6 +59,7 @@ impl CairnApi {
                     EventAppendRefusal::EventIdRepeated { event_id } => {
                         AppendError::InvalidEvents(EventInputError::EventIdRepeated { event_id })
                     }
+                    EventAppendRefusal::StreamsTombstoned(streams) => AppendError::StreamsTombstoned(streams),
                 }),
                 other => Err(AppendError::UnexpectedOutcome(format!("{other:?}"))),
             },

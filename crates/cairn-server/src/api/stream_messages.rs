@@ -1,8 +1,10 @@
 //! What event appends and stream reads ask and answer, as every front door and `Forward`
 //! see them. Imports nothing that serves them.
 
-use cairn_raft::{EventPosition, StreamCheck, StreamWrite};
+use cairn_raft::{EventPosition, StreamChangeKind, StreamCheck, StreamWrite};
 use cairn_storage::Direction;
+use cairn_types::ExpectedRevision;
+use cairn_types::stream::StreamMetadata;
 use cairn_types::{PartitionId, StoredRecord};
 
 use crate::api::Consistency;
@@ -66,4 +68,47 @@ pub struct StreamEventsRead {
     pub next_revision: Option<u64>,
     /// The stream's first revision still stored; `None` when it has none.
     pub first_revision: Option<u64>,
+}
+
+/// A stream to delete (soft, or for good) or whose metadata to set, when it is at
+/// `expected`.
+#[derive(Debug, Clone)]
+pub struct ChangeStreamRequest {
+    pub topic: String,
+    pub stream: String,
+    pub expected: ExpectedRevision,
+    pub change: StreamChangeKind,
+}
+
+/// A stream after a change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StreamChangedAnswer {
+    pub partition: PartitionId,
+    /// The revision of its last event; `None` when it never had one.
+    pub current_revision: Option<u64>,
+    /// What reads start from now.
+    pub first_visible_revision: u64,
+    pub applied_index: u64,
+}
+
+/// A stream's state, read at `consistency`.
+#[derive(Debug, Clone)]
+pub struct StreamInfoRequest {
+    pub topic: String,
+    pub stream: String,
+    pub consistency: Consistency,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StreamInfo {
+    pub partition: PartitionId,
+    /// The revision of its last event; `None` when it never had one.
+    pub current_revision: Option<u64>,
+    /// The first revision reads may show (deletion, truncate-before, max count; a max age
+    /// hides more at read time).
+    pub first_visible_revision: u64,
+    /// Events below this revision were deleted.
+    pub deleted_before: u64,
+    pub tombstoned: bool,
+    pub metadata: StreamMetadata,
 }

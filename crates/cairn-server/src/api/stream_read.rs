@@ -1,29 +1,34 @@
 //! Stream reads: one stream's events, forwards or backwards from a revision, optionally
-//! "as of" a time, served from any replica at the consistency asked (or forwarded to a
-//! node holding one). Cost is O(events returned), through the stream index.
+//! "as of" a time, and a stream's state (`stream_info`), served from any replica at the
+//! consistency asked (or forwarded to a node holding one). Cost is O(events returned),
+//! through the stream index. Events a deletion, the stream's metadata or retention hide are
+//! never returned, and a read that starts among them says so instead of skipping them.
 
-use cairn_storage::Direction;
+use std::sync::Arc;
+
+use cairn_raft::PartitionReplica;
+use cairn_storage::{Direction, StreamHead, StreamWindow};
+use cairn_types::now_ms;
 use cairn_types::partitioner::partition_for_key;
 
-use crate::api::{CairnApi, ReadError, ReadStreamRequest, StreamEventsRead, StreamFrom};
+use crate::api::{
+    CairnApi, Consistency, ReadError, ReadStreamRequest, StreamEventsRead, StreamFrom, StreamInfo, StreamInfoRequest,
+};
 
 impl CairnApi {
     pub async fn read_stream(&self, request: ReadStreamRequest, hops: u32) -> Result<StreamEventsRead, ReadError> {
-        let topic = self.topic(&request.topic)?;
-        let partition = partition_for_key(request.stream.as_bytes(), topic.config.partition_count);
         let forwarded = request.clone();
-        let replica = match self
-            .replica_or_forward(&request.topic, partition, hops, |address| {
+        let (partition, replica) = match self
+            .stream_replica(&request.topic, &request.stream, request.consistency, hops, |address| {
                 self.forward.read_stream(address, forwarded.clone(), hops)
             })
             .await?
         {
-            Ok(replica) => replica,
+            Ok(found) => found,
             Err(answer) => return Ok(answer),
         };
-        self.make_consistent(&replica, request.consistency).await?;
         let state = replica.view.borrow().log;
-        let max_events = self.read_limits(request.max_events, 0);
+        let limits = self.read_limits(request.max_events, 0);
         let from = match request.from {
             StreamFrom::Start => None,
             StreamFrom::Revision(revision) => Some(revision),
@@ -32,29 +37,38 @@ impl CairnApi {
         let stream = request.stream.clone();
         let (direction, as_of_ms) = (request.direction, request.as_of_ms);
         let (read, head) = tokio::task::spawn_blocking(move || {
-            let past = |record: &cairn_types::StoredRecord| as_of_ms.is_some_and(|as_of| record.timestamp_ms > as_of);
+            let head = log.stream_head(stream.as_bytes())?;
+            let window = StreamWindow {
+                first_revision: head.first_visible_revision(),
+                min_timestamp_ms: head.metadata.max_age_ms.map(|max_age| now_ms().saturating_sub(max_age)),
+                max_timestamp_ms: as_of_ms,
+            };
+            let (max_events, max_bytes) = (limits.max_records, limits.max_bytes);
             let read = log.read_stream(
                 stream.as_bytes(),
                 from,
                 direction,
-                max_events.max_records,
-                max_events.max_bytes,
+                max_events,
+                max_bytes,
                 &state,
                 state.next_offset,
-                past,
+                window,
             )?;
-            Ok::<_, cairn_storage::StorageError>((read, log.stream_head(stream.as_bytes())?))
+            Ok::<_, cairn_storage::StorageError>((read, head))
         })
         .await
         .map_err(|err| ReadError::ReadTask(format!("stream read task failed: {err}")))?
         .map_err(ReadError::Storage)?;
-        // Never skip silently over events retention removed.
+        if head.tombstoned {
+            return Err(ReadError::StreamTombstoned { stream: request.stream });
+        }
+        // Never skip silently over hidden or removed events.
         if let Some(revision) = from {
-            let removed = match read.first_revision {
+            let hidden = match read.first_revision {
                 Some(first) => revision < first,
                 None => revision < head.next_revision && read.events.is_empty(),
             };
-            if removed {
+            if hidden {
                 return Err(ReadError::StreamRevisionRemoved {
                     stream: request.stream,
                     revision,
@@ -69,5 +83,53 @@ impl CairnApi {
             (true, Some(last), Direction::Backwards) => last.checked_sub(1),
         };
         Ok(StreamEventsRead { partition, events: read.events, next_revision, first_revision: read.first_revision })
+    }
+
+    /// Where a stream stands: its last revision, what reads start from, whether it was
+    /// deleted, its metadata.
+    pub async fn stream_info(&self, request: StreamInfoRequest, hops: u32) -> Result<StreamInfo, ReadError> {
+        let forwarded = request.clone();
+        let (partition, replica) = match self
+            .stream_replica(&request.topic, &request.stream, request.consistency, hops, |address| {
+                self.forward.stream_info(address, forwarded.clone(), hops)
+            })
+            .await?
+        {
+            Ok(found) => found,
+            Err(answer) => return Ok(answer),
+        };
+        let (log, stream) = (replica.log.clone(), request.stream.clone());
+        let head: StreamHead = tokio::task::spawn_blocking(move || log.stream_head(stream.as_bytes()))
+            .await
+            .map_err(|err| ReadError::ReadTask(format!("stream info task failed: {err}")))?
+            .map_err(ReadError::Storage)?;
+        Ok(StreamInfo {
+            partition,
+            current_revision: head.current_revision(),
+            first_visible_revision: head.first_visible_revision(),
+            deleted_before: head.deleted_before,
+            tombstoned: head.tombstoned,
+            metadata: head.metadata,
+        })
+    }
+
+    /// The partition of `stream` and its replica here, made consistent; or the answer of
+    /// a node holding one.
+    async fn stream_replica<'s, Answer>(
+        &'s self,
+        topic: &str,
+        stream: &str,
+        consistency: Consistency,
+        hops: u32,
+        call: impl FnMut(String) -> crate::api::Forwarded<'s, Answer>,
+    ) -> Result<Result<(u32, Arc<PartitionReplica>), Answer>, ReadError> {
+        let meta = self.topic(topic)?;
+        let partition = partition_for_key(stream.as_bytes(), meta.config.partition_count);
+        let replica = match self.replica_or_forward(topic, partition, hops, call).await? {
+            Ok(replica) => replica,
+            Err(answer) => return Ok(Err(answer)),
+        };
+        self.make_consistent(&replica, consistency).await?;
+        Ok(Ok((partition, replica)))
     }
 }

@@ -15,15 +15,17 @@ use tonic::metadata::MetadataValue;
 use tonic::transport::Channel;
 
 use crate::api::{
-    AlterTopicRequest, AppendAnswer, AppendRequest, AppendToStreamsRequest, CreateTopicRequest, ErrorCode, Forward,
-    Forwarded, JoinRequest, MovePartitionRequest, OffsetForTimestampRequest, OffsetFound, ReadBatch, ReadRequest,
-    ReadStreamRequest, RebalanceAnswer, RemoteError, RemoveNodeRequest, StreamEventsRead, StreamsAppended,
-    SubscribeBatch, SubscribeRequest, TopicDescription, TransferLeaderRequest,
+    AlterTopicRequest, AppendAnswer, AppendRequest, AppendToStreamsRequest, ChangeStreamRequest, CreateTopicRequest,
+    ErrorCode, Forward, Forwarded, JoinRequest, MovePartitionRequest, OffsetForTimestampRequest, OffsetFound,
+    ReadBatch, ReadRequest, ReadStreamRequest, RebalanceAnswer, RemoteError, RemoveNodeRequest, StreamChangedAnswer,
+    StreamEventsRead, StreamInfo, StreamInfoRequest, StreamsAppended, SubscribeBatch, SubscribeRequest,
+    TopicDescription, TransferLeaderRequest,
 };
 pub use crate::api::{HOPS_MAX, LEADER_WAIT};
 use crate::grpc::convert::topic_description;
 use crate::grpc::status::remote_error;
 pub use crate::grpc::status::{LEADER_HEADER, NOT_LEADER_HEADER};
+use crate::grpc::stream_convert::ChangeStreamMessage;
 use crate::peers::Peers;
 
 /// How many times a request was forwarded already.
@@ -106,6 +108,30 @@ impl Forward for Forwarder {
     ) -> Forwarded<'a, StreamsAppended> {
         let request = self.request_within(pb::AppendToStreamsRequest::from(request), hops, within);
         forward_call!(self, address, append_to_streams, request, |r| StreamsAppended::from(r))
+    }
+
+    fn change_stream<'a>(
+        &'a self,
+        address: String,
+        request: ChangeStreamRequest,
+        hops: u32,
+        within: Duration,
+    ) -> Forwarded<'a, StreamChangedAnswer> {
+        match ChangeStreamMessage::from(request) {
+            ChangeStreamMessage::Delete(message) => {
+                let request = self.request_within(message, hops, within);
+                forward_call!(self, address, delete_stream, request, |r| StreamChangedAnswer::from(r))
+            }
+            ChangeStreamMessage::SetMetadata(message) => {
+                let request = self.request_within(message, hops, within);
+                forward_call!(self, address, set_stream_metadata, request, |r| StreamChangedAnswer::from(r))
+            }
+        }
+    }
+
+    fn stream_info<'a>(&'a self, address: String, request: StreamInfoRequest, hops: u32) -> Forwarded<'a, StreamInfo> {
+        let request = self.request(pb::GetStreamInfoRequest::from(request), hops);
+        forward_call!(self, address, get_stream_info, request, |r| StreamInfo::from(r))
     }
 
     fn read_stream<'a>(

@@ -52,6 +52,33 @@ impl pb::cairn_server::Cairn for CairnService {
         Ok(Response::new(read.into()))
     }
 
+    async fn delete_stream(
+        &self,
+        request: Request<pb::DeleteStreamRequest>,
+    ) -> Result<Response<pb::StreamChangedResponse>, Status> {
+        let hops = hops(&request);
+        let answer = self.api.change_stream(request.into_inner().into(), hops).await.map_err(status::from_append)?;
+        Ok(Response::new(answer.into()))
+    }
+
+    async fn set_stream_metadata(
+        &self,
+        request: Request<pb::SetStreamMetadataRequest>,
+    ) -> Result<Response<pb::StreamChangedResponse>, Status> {
+        let hops = hops(&request);
+        let answer = self.api.change_stream(request.into_inner().into(), hops).await.map_err(status::from_append)?;
+        Ok(Response::new(answer.into()))
+    }
+
+    async fn get_stream_info(
+        &self,
+        request: Request<pb::GetStreamInfoRequest>,
+    ) -> Result<Response<pb::StreamInfoResponse>, Status> {
+        let hops = hops(&request);
+        let info = self.api.stream_info(request.into_inner().into(), hops).await.map_err(status::from_read)?;
+        Ok(Response::new(info.into()))
+    }
+
     async fn read(&self, request: Request<pb::ReadRequest>) -> Result<Response<pb::ReadResponse>, Status> {
         let hops = hops(&request);
         let batch = self.api.read(request.into_inner().into(), hops).await.map_err(status::from_read)?;

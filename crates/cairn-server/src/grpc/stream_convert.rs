@@ -6,10 +6,14 @@ use cairn_proto::v1 as pb;
 use cairn_proto::{
     BadEventId, expected_from_proto, new_event_from_proto, stored_records_from_proto, stored_records_to_proto,
 };
-use cairn_raft::{EventPosition, StreamCheck, StreamWrite};
+use cairn_raft::{EventPosition, StreamChangeKind, StreamCheck, StreamWrite};
 use cairn_storage::Direction;
+use cairn_types::stream::StreamMetadata;
 
-use crate::api::{AppendToStreamsRequest, ReadStreamRequest, StreamEventsRead, StreamFrom, StreamsAppended};
+use crate::api::{
+    AppendToStreamsRequest, ChangeStreamRequest, ReadStreamRequest, StreamChangedAnswer, StreamEventsRead, StreamFrom,
+    StreamInfo, StreamInfoRequest, StreamsAppended,
+};
 use crate::grpc::convert::{consistency, consistency_to_proto};
 
 impl TryFrom<pb::AppendToStreamsRequest> for AppendToStreamsRequest {
@@ -137,6 +141,133 @@ impl From<pb::ReadStreamResponse> for StreamEventsRead {
             events: stored_records_from_proto(response.events),
             next_revision: response.next_revision,
             first_revision: response.first_revision,
+        }
+    }
+}
+
+impl From<pb::DeleteStreamRequest> for ChangeStreamRequest {
+    fn from(request: pb::DeleteStreamRequest) -> ChangeStreamRequest {
+        ChangeStreamRequest {
+            topic: request.topic,
+            stream: request.stream,
+            expected: expected_from_proto(request.expected),
+            change: if request.tombstone { StreamChangeKind::Tombstone } else { StreamChangeKind::SoftDelete },
+        }
+    }
+}
+
+impl From<pb::SetStreamMetadataRequest> for ChangeStreamRequest {
+    fn from(request: pb::SetStreamMetadataRequest) -> ChangeStreamRequest {
+        ChangeStreamRequest {
+            topic: request.topic,
+            stream: request.stream,
+            expected: expected_from_proto(request.expected),
+            change: StreamChangeKind::SetMetadata(metadata_from_proto(request.metadata)),
+        }
+    }
+}
+
+fn metadata_from_proto(metadata: Option<pb::StreamMetadata>) -> StreamMetadata {
+    let metadata = metadata.unwrap_or_default();
+    StreamMetadata {
+        max_age_ms: metadata.max_age_ms,
+        max_count: metadata.max_count,
+        truncate_before: metadata.truncate_before,
+    }
+}
+
+fn metadata_to_proto(metadata: StreamMetadata) -> pb::StreamMetadata {
+    pb::StreamMetadata {
+        max_age_ms: metadata.max_age_ms,
+        max_count: metadata.max_count,
+        truncate_before: metadata.truncate_before,
+    }
+}
+
+/// The request that carries `request` to another node: a deletion or a metadata change.
+pub enum ChangeStreamMessage {
+    Delete(pb::DeleteStreamRequest),
+    SetMetadata(pb::SetStreamMetadataRequest),
+}
+
+impl From<ChangeStreamRequest> for ChangeStreamMessage {
+    fn from(request: ChangeStreamRequest) -> ChangeStreamMessage {
+        let expected = Some(request.expected.into());
+        let (topic, stream) = (request.topic, request.stream);
+        match request.change {
+            StreamChangeKind::SoftDelete | StreamChangeKind::Tombstone => {
+                let tombstone = matches!(request.change, StreamChangeKind::Tombstone);
+                ChangeStreamMessage::Delete(pb::DeleteStreamRequest { topic, stream, expected, tombstone })
+            }
+            StreamChangeKind::SetMetadata(metadata) => {
+                let metadata = Some(metadata_to_proto(metadata));
+                ChangeStreamMessage::SetMetadata(pb::SetStreamMetadataRequest { topic, stream, expected, metadata })
+            }
+        }
+    }
+}
+
+impl From<StreamChangedAnswer> for pb::StreamChangedResponse {
+    fn from(answer: StreamChangedAnswer) -> pb::StreamChangedResponse {
+        pb::StreamChangedResponse {
+            partition: answer.partition,
+            current_revision: answer.current_revision,
+            first_visible_revision: answer.first_visible_revision,
+            applied_index: answer.applied_index,
+        }
+    }
+}
+
+impl From<pb::StreamChangedResponse> for StreamChangedAnswer {
+    fn from(response: pb::StreamChangedResponse) -> StreamChangedAnswer {
+        StreamChangedAnswer {
+            partition: response.partition,
+            current_revision: response.current_revision,
+            first_visible_revision: response.first_visible_revision,
+            applied_index: response.applied_index,
+        }
+    }
+}
+
+impl From<pb::GetStreamInfoRequest> for StreamInfoRequest {
+    fn from(request: pb::GetStreamInfoRequest) -> StreamInfoRequest {
+        StreamInfoRequest {
+            topic: request.topic,
+            stream: request.stream,
+            consistency: consistency(request.consistency, request.min_applied_index),
+        }
+    }
+}
+
+impl From<StreamInfoRequest> for pb::GetStreamInfoRequest {
+    fn from(request: StreamInfoRequest) -> pb::GetStreamInfoRequest {
+        let (consistency, min_applied_index) = consistency_to_proto(request.consistency);
+        pb::GetStreamInfoRequest { topic: request.topic, stream: request.stream, consistency, min_applied_index }
+    }
+}
+
+impl From<StreamInfo> for pb::StreamInfoResponse {
+    fn from(info: StreamInfo) -> pb::StreamInfoResponse {
+        pb::StreamInfoResponse {
+            partition: info.partition,
+            current_revision: info.current_revision,
+            first_visible_revision: info.first_visible_revision,
+            deleted_before: info.deleted_before,
+            tombstoned: info.tombstoned,
+            metadata: Some(metadata_to_proto(info.metadata)),
+        }
+    }
+}
+
+impl From<pb::StreamInfoResponse> for StreamInfo {
+    fn from(response: pb::StreamInfoResponse) -> StreamInfo {
+        StreamInfo {
+            partition: response.partition,
+            current_revision: response.current_revision,
+            first_visible_revision: response.first_visible_revision,
+            deleted_before: response.deleted_before,
+            tombstoned: response.tombstoned,
+            metadata: metadata_from_proto(response.metadata),
         }
     }
 }
