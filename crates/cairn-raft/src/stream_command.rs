@@ -44,6 +44,8 @@ pub struct StreamChange {
     pub stream: String,
     pub expected: ExpectedRevision,
     pub change: StreamChangeKind,
+    /// The leader's clock when it proposed the change (the control record's timestamp).
+    pub timestamp_ms: u64,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]

@@ -23,6 +23,6 @@ mod write_batch;
 pub use error::StorageError;
 pub use partition_log::{PartitionLog, PartitionLogState, ReadLimits};
 pub use store::{Store, StoreOptions};
-pub use stream_index::{Direction, StreamEvents, StreamHead, StreamWindow};
+pub use stream_index::{Direction, STREAM_HEAD_EVENT_TYPE, StreamEvents, StreamHead, StreamWindow, is_control};
 pub use syncer::SyncCallback;
 pub use write_batch::WriteBatch;

@@ -371,8 +371,8 @@ impl PartitionLog {
     pub fn import_batches(&self, batches: &[(Offset, Vec<u8>)]) -> Result<(), StorageError> {
         let mut batch = WriteBatch::default();
         let index = self.store.cf(CF_INDEX);
-        // The next revision of each stream the batches hold events of.
-        let mut heads: std::collections::BTreeMap<Bytes, u64> = std::collections::BTreeMap::new();
+        // Stream heads, replayed from the events and stream changes the batches hold.
+        let mut heads = crate::stream_index::HeadReplay::default();
         for (base_offset, raw) in batches {
             let raw = Bytes::copy_from_slice(raw);
             let decoded = decode_batch(&raw).map_err(|source| StorageError::Corrupt {
@@ -396,24 +396,13 @@ impl PartitionLog {
             for record in &decoded.records {
                 if let Some(key) = &record.key {
                     batch.inner.put_cf(index, keys::key_index(self.group, key, record.offset), []);
-                    if let Some(event) = &record.event {
-                        let head = heads.entry(key.clone()).or_default();
-                        *head = (*head).max(event.stream_revision + 1);
-                    }
                 }
+                heads.record(self, record)?;
             }
             let keyed_events = decoded.records.iter().map(|record| (record.key.as_deref(), record.event.as_ref()));
             self.index_events(&mut batch, *base_offset, keyed_events);
         }
-        // Deletions and metadata are not in the records: a head this replica has keeps
-        // them, a new one starts without.
-        for (stream, next_revision) in heads {
-            let mut head = self.stream_head(&stream)?;
-            if head.next_revision < next_revision {
-                head.next_revision = next_revision;
-                self.put_stream_head(&mut batch, &stream, head);
-            }
-        }
+        heads.write(self, &mut batch);
         self.store.write(batch)
     }
 

@@ -11,7 +11,7 @@
 
 use bytes::Bytes;
 use cairn_types::stream::StreamMetadata;
-use cairn_types::{EventFields, Offset, StoredRecord, decode_batch};
+use cairn_types::{EventFields, Offset, Record, StoredRecord, decode_batch};
 use rocksdb::ReadOptions;
 
 use crate::StorageError;
@@ -27,6 +27,50 @@ const FLAG_TOMBSTONED: u8 = 1;
 const FLAG_MAX_AGE: u8 = 2;
 const FLAG_MAX_COUNT: u8 = 4;
 const FLAG_TRUNCATE_BEFORE: u8 = 8;
+
+/// The event type of the control record a stream change leaves in the log (see
+/// `append_stream_change`). Event types starting with `$` are Cairn's own: clients cannot
+/// append them, and they are not events of their stream (no revision, no id).
+pub const STREAM_HEAD_EVENT_TYPE: &str = "$stream-head";
+
+/// Whether `event` is one of Cairn's control records rather than an event of its stream.
+pub fn is_control(event: &EventFields) -> bool {
+    event.event_type.starts_with('$')
+}
+
+/// Rebuilds stream heads from imported records, in log order: events move a head's next
+/// revision on; a control record sets the whole head as the change left it.
+#[derive(Default)]
+pub(crate) struct HeadReplay {
+    heads: std::collections::BTreeMap<Bytes, StreamHead>,
+}
+
+impl HeadReplay {
+    pub(crate) fn record(&mut self, log: &PartitionLog, record: &StoredRecord) -> Result<(), StorageError> {
+        let (Some(stream), Some(event)) = (&record.key, &record.event) else { return Ok(()) };
+        let head = match self.heads.entry(stream.clone()) {
+            std::collections::btree_map::Entry::Occupied(entry) => entry.into_mut(),
+            std::collections::btree_map::Entry::Vacant(entry) => entry.insert(log.stream_head(stream)?),
+        };
+        if event.event_type == STREAM_HEAD_EVENT_TYPE {
+            let changed = StreamHead::decode(&record.value).ok_or_else(|| StorageError::CorruptMeta {
+                group: log.group(),
+                what: "stream change record",
+                detail: format!("offset {} holds no stream head", record.offset),
+            })?;
+            *head = StreamHead { next_revision: head.next_revision.max(changed.next_revision), ..changed };
+        } else if !is_control(event) {
+            head.next_revision = head.next_revision.max(event.stream_revision + 1);
+        }
+        Ok(())
+    }
+
+    pub(crate) fn write(self, log: &PartitionLog, batch: &mut WriteBatch) {
+        for (stream, head) in self.heads {
+            log.put_stream_head(batch, &stream, head);
+        }
+    }
+}
 
 /// A stream's state, stored under its own key when it changes.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -167,6 +211,35 @@ impl PartitionLog {
         batch.inner.put_cf(self.store().cf(CF_INDEX), keys::stream_head(self.group(), stream), head.encode());
     }
 
+    /// Writes a stream's head after a deletion or a metadata change, and records the change
+    /// in the log as a control record (`STREAM_HEAD_EVENT_TYPE`, the new head as its value),
+    /// so that importing the records (a snapshot) rebuilds the head as it was. Returns the
+    /// control record's offset.
+    pub fn append_stream_change(
+        &self,
+        batch: &mut WriteBatch,
+        state: &mut PartitionLogState,
+        stream: &[u8],
+        head: StreamHead,
+        timestamp_ms: u64,
+    ) -> Offset {
+        self.put_stream_head(batch, stream, head);
+        let record = Record {
+            key: Some(Bytes::copy_from_slice(stream)),
+            headers: Vec::new(),
+            value: Bytes::copy_from_slice(&head.encode()),
+        };
+        let control = EventFields {
+            event_id: [0; 16],
+            stream_revision: head.next_revision,
+            event_type: STREAM_HEAD_EVENT_TYPE.to_owned(),
+            content_type: "application/octet-stream".to_owned(),
+            metadata: Bytes::new(),
+            tags: Vec::new(),
+        };
+        self.append(batch, state, &[record], &[control], timestamp_ms)
+    }
+
     /// Adds the revision and id index entries of the events among `records` (stored from
     /// `base_offset` on) to `batch`.
     pub(crate) fn index_events<'a>(
@@ -178,6 +251,9 @@ impl PartitionLog {
         let index = self.store().cf(CF_INDEX);
         for (i, (key, event)) in records.enumerate() {
             let (Some(stream), Some(event)) = (key, event) else { continue };
+            if is_control(event) {
+                continue;
+            }
             let offset = (base_offset + i as u64).to_be_bytes();
             batch.inner.put_cf(index, keys::stream_index(self.group(), stream, event.stream_revision), offset);
             batch.inner.put_cf(index, keys::event_id_index(self.group(), &event.event_id), offset);

@@ -152,7 +152,8 @@ impl PartitionStateMachine {
             }
             StreamChangeKind::SetMetadata(metadata) => head.metadata = metadata,
         }
-        self.log.put_stream_head(batch, &stream, head);
+        // The change is a record of the log too, so that a snapshot's records rebuild it.
+        self.log.append_stream_change(batch, &mut self.state.log, &stream, head, change.timestamp_ms);
         self.pending.heads.insert(stream, head);
         Ok(changed(&head))
     }
@@ -488,7 +489,7 @@ mod tests {
     }
 
     fn change(stream: &str, expected: ExpectedRevision, change: StreamChangeKind) -> PartitionCommand {
-        PartitionCommand::ChangeStream(StreamChange { stream: stream.into(), expected, change })
+        PartitionCommand::ChangeStream(StreamChange { stream: stream.into(), expected, change, timestamp_ms: 1_000 })
     }
 
     /// A soft delete hides the events and lets appends resume at the next revision (the
@@ -549,5 +550,63 @@ mod tests {
         let sm = open(dir.path());
         let head = sm.log.stream_head(b"a").expect("head");
         assert!(head.tombstoned && !head.has_visible_events() && head.next_revision == 5, "{head:?}");
+    }
+
+    /// A replica that receives the partition's batches (a snapshot) rebuilds every stream
+    /// head from them alone: revisions, deletions, tombstones and metadata, which the
+    /// changes left in the log as control records.
+    #[test]
+    fn imported_batches_rebuild_stream_heads_with_their_changes() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut sm = open(dir.path());
+        let metadata = StreamMetadata { max_age_ms: Some(60_000), max_count: Some(2), truncate_before: None };
+        apply(
+            &mut sm,
+            vec![
+                append(vec![write("a", ExpectedRevision::NoStream, vec![event(1, "1"), event(2, "2")])], vec![]),
+                append(vec![write("b", ExpectedRevision::NoStream, vec![event(3, "3")])], vec![]),
+                append(vec![write("c", ExpectedRevision::NoStream, vec![event(4, "4")])], vec![]),
+                change("a", ExpectedRevision::Exact(1), StreamChangeKind::SoftDelete),
+                append(vec![write("a", ExpectedRevision::NoStream, vec![event(5, "5")])], vec![]),
+                change("b", ExpectedRevision::Any, StreamChangeKind::Tombstone),
+                change("c", ExpectedRevision::Any, StreamChangeKind::SetMetadata(metadata)),
+            ],
+        );
+        let batches: Vec<(u64, Vec<u8>)> = sm
+            .log
+            .raw_batches(0, usize::MAX)
+            .expect("batches")
+            .into_iter()
+            .map(|(offset, bytes)| (offset, bytes.to_vec()))
+            .collect();
+        let other_dir = tempfile::tempdir().expect("tempdir");
+        let other = open(other_dir.path());
+        other.log.import_batches(&batches).expect("import");
+        for stream in ["a", "b", "c"] {
+            let (original, imported) =
+                (sm.log.stream_head(stream.as_bytes()), other.log.stream_head(stream.as_bytes()));
+            assert_eq!(imported.expect("head"), original.expect("head"), "stream {stream}");
+        }
+        let a = other.log.stream_head(b"a").expect("head");
+        assert_eq!((a.next_revision, a.deleted_before), (3, 2));
+        assert!(other.log.stream_head(b"b").expect("head").tombstoned);
+        assert_eq!(other.log.stream_head(b"c").expect("head").metadata, metadata);
+        // Control records are no events of their stream: revisions stay dense, and the
+        // one visible event of "a" is the one appended after the deletion.
+        let state = sm.state.log;
+        let window = StreamWindow { first_revision: a.first_visible_revision(), ..StreamWindow::default() };
+        let read = sm
+            .log
+            .read_stream(b"a", None, Direction::Forwards, 100, usize::MAX, &state, state.next_offset, window)
+            .expect("read");
+        let seen: Vec<(u64, &str, &[u8])> = read
+            .events
+            .iter()
+            .map(|r| {
+                let event = r.event.as_ref().expect("an event");
+                (event.stream_revision, event.event_type.as_str(), &r.value[..])
+            })
+            .collect();
+        assert_eq!(seen, [(2, "Deposited", &b"5"[..])]);
     }
 }

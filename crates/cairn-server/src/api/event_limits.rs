@@ -24,6 +24,8 @@ pub enum EventInputError {
     StreamListedTwice(String),
     #[error("event {index} has no event type: every event needs one")]
     EventTypeEmpty { index: usize },
+    #[error("event {index} has type {event_type:?}: types starting with '$' are reserved for Cairn's own records")]
+    EventTypeReserved { index: usize, event_type: String },
     #[error("event {index}: its {what} has {bytes} bytes; the limit is {max}")]
     FieldTooLong { index: usize, what: &'static str, bytes: usize, max: usize },
     #[error("event {index} has {count} tags; the limit is {max}")]
@@ -76,6 +78,9 @@ pub fn check_events(writes: &[StreamWrite], checks: &[StreamCheck], limits: &Lim
     for (index, event) in writes.iter().flat_map(|w| &w.events).enumerate() {
         if event.event_type.is_empty() {
             return Err(EventInputError::EventTypeEmpty { index });
+        }
+        if event.event_type.starts_with('$') {
+            return Err(EventInputError::EventTypeReserved { index, event_type: event.event_type.clone() });
         }
         let too_long = |what, bytes: usize, max| {
             (bytes > max).then_some(EventInputError::FieldTooLong { index, what, bytes, max })

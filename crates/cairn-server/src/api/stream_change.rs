@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use cairn_raft::{CommandResponse, EventAppendRefusal, PartitionCommand, StreamChange};
+use cairn_types::now_ms;
 use cairn_types::partitioner::partition_for_key;
 
 use crate::api::leader_write::LeaderWrite;
