@@ -302,11 +302,13 @@ async fn stream_api_answers() {
     assert!(err.to_string().contains(&a) && err.to_string().contains("hash tag"), "{err}");
 
     // Backwards, limited, and as of the second deposit.
-    let backwards = ReadStreamOptions { backwards: true, max_events: 2, ..ReadStreamOptions::default() };
+    // Node 1 may be a follower: read what the last append wrote, at least.
+    let consistency = Consistency::ReadYourWrites(both.applied_index);
+    let backwards = ReadStreamOptions { backwards: true, max_events: 2, consistency, ..ReadStreamOptions::default() };
     let slice = client.read_stream(TOPIC, "{acct-7}/ledger", backwards).await.expect("read");
     assert_eq!(slice.events.iter().map(|e| e.stream_revision).collect::<Vec<_>>(), [3, 2]);
     assert_eq!(slice.next_revision, Some(1));
-    let as_of = ReadStreamOptions { as_of_ms: Some(stamps[1]), ..ReadStreamOptions::default() };
+    let as_of = ReadStreamOptions { as_of_ms: Some(stamps[1]), consistency, ..ReadStreamOptions::default() };
     let then = client.read_stream(TOPIC, "{acct-7}/ledger", as_of).await.expect("read as of");
     let data: Vec<String> = then.events.iter().map(|e| String::from_utf8_lossy(&e.data).into_owned()).collect();
     assert_eq!(data, ["{\"amount\":10}", "{\"amount\":20}"]);
@@ -401,6 +403,18 @@ async fn the_bank_example_never_overdraws_and_the_cli_appends_and_reads() {
     assert_eq!(events[0]["event_type"], "Opened");
     assert_eq!(events[0]["revision"], 0);
     assert_eq!(events[0]["data"]["owner"], "ana");
+
+    // Metadata, info and a tombstone through the CLI.
+    let cli_ok = |args: &[&str]| tokio::task::block_in_place(|| node.cli_ok(args));
+    cli_ok(&["stream", "metadata", "bank", "account-cli", "--max-count", "1", "--expect", "0"]);
+    let info = cli_ok(&["stream", "info", "bank", "account-cli", "--output", "json"]);
+    let info: serde_json::Value = serde_json::from_str(info.trim()).expect("one JSON object");
+    assert_eq!((info["revision"].as_u64(), info["max_count"].as_u64()), (Some(0), Some(1)), "{info}");
+    cli_ok(&["stream", "tombstone", "bank", "account-cli"]);
+    let after = append("any");
+    assert!(!after.status.success(), "a tombstoned stream takes no more events");
+    let info = cli_ok(&["stream", "info", "bank", "account-cli", "--output", "json"]);
+    assert!(info.contains("\"tombstoned\":true"), "{info}");
 }
 
 /// A stream's lifecycle through the API: metadata hides events at once (truncate before,
@@ -429,7 +443,11 @@ async fn stream_metadata_deletion_and_tombstones() {
     let changed = client.set_stream_metadata(TOPIC, "counter", ExpectedRevision::Exact(4), metadata).await;
     assert_eq!(changed.expect("metadata").first_visible_revision, 2);
     assert_eq!(revisions(&whole(&client).await.expect("read")), [2, 3, 4]);
-    let options = ReadStreamOptions { from_revision: Some(0), ..ReadStreamOptions::default() };
+    let options = ReadStreamOptions {
+        from_revision: Some(0),
+        consistency: Consistency::Linearizable,
+        ..ReadStreamOptions::default()
+    };
     let err = client.read_stream(TOPIC, "counter", options).await.expect_err("hidden revision");
     assert_eq!(err.code(), Some(Code::OutOfRange), "{err}");
     assert!(err.to_string().contains("first readable revision is 2"), "{err}");
@@ -445,7 +463,7 @@ async fn stream_metadata_deletion_and_tombstones() {
     assert_eq!(revisions(&whole(&client).await.expect("read")), [5]);
 
     // A tombstone: for good.
-    client.delete_stream(TOPIC, "counter", ExpectedRevision::Exists, true).await.expect("tombstone");
+    let tombstoned = client.delete_stream(TOPIC, "counter", ExpectedRevision::Exists, true).await.expect("tombstone");
     client.delete_stream(TOPIC, "counter", ExpectedRevision::Any, true).await.expect("a tombstone again is a retry");
     let refused = client.append_to_stream(TOPIC, "counter", ExpectedRevision::Any, vec![json_event("E", "{}")]).await;
     let err = refused.expect_err("tombstoned");
@@ -454,7 +472,7 @@ async fn stream_metadata_deletion_and_tombstones() {
     for address in &addresses {
         let other = connect(address).await;
         let err = other
-            .read_whole_stream(TOPIC, "counter", None, Consistency::ReadYourWrites(0))
+            .read_whole_stream(TOPIC, "counter", None, Consistency::ReadYourWrites(tombstoned.applied_index))
             .await
             .expect_err("tombstoned reads");
         assert_eq!(err.code(), Some(Code::NotFound), "node at {address}: {err}");

@@ -23,7 +23,9 @@ mod server_arg;
 mod start_from;
 mod stdin_lines;
 mod stream_args;
+mod stream_change_command;
 mod stream_command;
+mod stream_info;
 mod table;
 mod text;
 mod topic_command;
@@ -44,6 +46,7 @@ pub use record_json::RecordJson;
 pub use server_arg::ServerArg;
 pub use start_from::StartFrom;
 pub use stream_args::DataArg;
+pub use stream_change_command::{StreamDeleteArgs, StreamMetadataArgs};
 pub use stream_command::{StreamAppendArgs, StreamCommand, StreamReadArgs};
 pub use topic_command::TopicCommand;
 

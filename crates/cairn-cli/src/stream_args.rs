@@ -1,6 +1,6 @@
 //! The arguments of `cairn stream` that need parsing: expected revisions, tags, "as of"
-//! times, event data (inline or from a file) and event ids, each refused with a message
-//! that says what is accepted.
+//! times, event data (inline or from a file), event ids and stream metadata limits, each
+//! refused with a message that says what is accepted.
 
 use std::path::PathBuf;
 use std::time::UNIX_EPOCH;
@@ -86,6 +86,38 @@ pub fn parse_event_id_arg(text: &str) -> Result<[u8; 16], String> {
         .ok_or_else(|| format!("'{text}' is not a UUID (expected e.g. 67e55044-10b1-426f-9247-bb680e5fe0c8)"))
 }
 
+/// `--max-age`: a humantime duration (`30d`, `12h`, `90s`) or plain milliseconds. Zero
+/// (or less than a millisecond) is refused: it would hide every event at once, which is
+/// what `cairn stream delete` is for.
+pub fn parse_max_age_ms(text: &str) -> Result<u64, String> {
+    let expected = "expected a duration (e.g. 30d, 12h, 90s) or milliseconds (e.g. 60000)";
+    let max_age_ms = if !text.is_empty() && text.bytes().all(|byte| byte.is_ascii_digit()) {
+        text.parse().map_err(|_| format!("'{text}' is too large; {expected}"))?
+    } else {
+        let duration = humantime::parse_duration(text).map_err(|error| format!("'{text}': {error}; {expected}"))?;
+        u64::try_from(duration.as_millis()).map_err(|_| format!("'{text}' is too long; {expected}"))?
+    };
+    if max_age_ms == 0 {
+        return Err(format!(
+            "a max age of '{text}' would hide every event; give at least 1ms, \
+             or delete the stream's events with `cairn stream delete`"
+        ));
+    }
+    Ok(max_age_ms)
+}
+
+/// `--max-count`: at least 1. Zero would hide every event, which is what
+/// `cairn stream delete` is for (and says so).
+pub fn parse_max_count(text: &str) -> Result<u64, String> {
+    match text.parse::<u64>() {
+        Ok(0) => Err("a max count of 0 would hide every event; give at least 1, \
+                      or delete the stream's events with `cairn stream delete`"
+            .to_string()),
+        Ok(max_count) => Ok(max_count),
+        Err(_) => Err(format!("expected a number of events (e.g. 100), got '{text}'")),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -100,6 +132,35 @@ mod tests {
         for bad in ["", "-1", "Any", "no_stream", "1.5", "18446744073709551616", " 3"] {
             let error = parse_expected_revision(bad).expect_err(bad);
             assert!(error.contains("'no-stream'"), "{bad}: {error}");
+        }
+    }
+
+    #[test]
+    fn max_age_takes_durations_and_milliseconds() {
+        assert_eq!(parse_max_age_ms("30d"), Ok(30 * 86_400_000));
+        assert_eq!(parse_max_age_ms("12h"), Ok(12 * 3_600_000));
+        assert_eq!(parse_max_age_ms("90s"), Ok(90_000));
+        assert_eq!(parse_max_age_ms("1h 30m"), Ok(5_400_000));
+        assert_eq!(parse_max_age_ms("250ms"), Ok(250));
+        assert_eq!(parse_max_age_ms("60000"), Ok(60_000));
+        for zero in ["0", "0s", "0d", "500us"] {
+            let error = parse_max_age_ms(zero).expect_err(zero);
+            assert!(error.contains("would hide every event"), "{zero}: {error}");
+        }
+        for bad in ["", "soon", "-5s", "30 days ago", "1.5", "18446744073709551616"] {
+            let error = parse_max_age_ms(bad).expect_err(bad);
+            assert!(error.contains("expected a duration"), "{bad}: {error}");
+        }
+    }
+
+    #[test]
+    fn max_count_is_a_positive_number() {
+        assert_eq!(parse_max_count("1"), Ok(1));
+        assert_eq!(parse_max_count("100"), Ok(100));
+        assert!(parse_max_count("0").expect_err("zero").contains("would hide every event"));
+        for bad in ["", "-1", "ten", "1e3"] {
+            let error = parse_max_count(bad).expect_err(bad);
+            assert!(error.contains("expected a number of events"), "{bad}: {error}");
         }
     }
 }

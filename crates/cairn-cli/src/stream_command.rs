@@ -3,26 +3,37 @@ use std::io::{BufWriter, Write};
 use anyhow::bail;
 use bytes::Bytes;
 use cairn_client::{AppendedEvents, CairnClient, ClientError, EventData, ExpectedRevision, ReadStreamOptions};
-use cairn_types::partitioner::partition_for_key;
+use cairn_types::PartitionId;
 use cairn_types::stream::{EVENT_TAGS_MAX, new_event_id};
-use cairn_types::{PartitionId, RevisionViolation};
 use serde::Serialize;
 
 use crate::event_printer::EventPrinter;
 use crate::stream_args::{DataArg, parse_as_of_ms, parse_data, parse_event_id_arg, parse_expected_revision, parse_tag};
-use crate::table::{Table, optional_number};
-use crate::text::timestamp_text;
+use crate::stream_change_command::{StreamDeleteArgs, StreamMetadataArgs, wrong_revision_message};
+use crate::stream_info::write_info;
+use crate::table::Table;
 use crate::{OutputFormat, is_broken_pipe};
 
 /// Event streams: append events on a condition on the stream's revision, read them,
-/// show where a stream stands.
+/// delete them or limit what is kept, show where a stream stands.
 #[derive(Debug, Clone, clap::Subcommand)]
 pub enum StreamCommand {
     /// Append one event to a stream, if the stream is at the --expect'ed revision.
     Append(Box<StreamAppendArgs>),
     /// Read a stream's events, forwards (default) or --backwards.
     Read(Box<StreamReadArgs>),
-    /// Show a stream's current revision, first stored revision and partition.
+    /// Delete a stream's events: reads show none of them, appends resume at the next
+    /// revision.
+    Delete(StreamDeleteArgs),
+    /// Delete a stream for good: its events are gone and it never takes an event again
+    /// (appends are refused, reads answer NOT_FOUND). This cannot be undone.
+    Tombstone(StreamDeleteArgs),
+    /// Set what a stream keeps (max age, max count, truncate before), replacing what was
+    /// set before; events outside it are hidden from reads at once. With none of the limit
+    /// flags, it clears the stream's metadata: every event not deleted is shown again.
+    Metadata(StreamMetadataArgs),
+    /// Show where a stream stands: its partition, revision, first visible revision,
+    /// deletion and metadata.
     Info {
         /// Topic name.
         topic: String,
@@ -109,6 +120,9 @@ impl StreamCommand {
                     result => result,
                 }
             }
+            StreamCommand::Delete(delete) => delete.run(client, false, out).await,
+            StreamCommand::Tombstone(tombstone) => tombstone.run(client, true, out).await,
+            StreamCommand::Metadata(metadata) => metadata.run(client, out).await,
             StreamCommand::Info { topic, stream, output } => write_info(client, &topic, &stream, output, out).await,
         }
     }
@@ -121,7 +135,7 @@ impl StreamAppendArgs {
         let appended = match client.append_to_stream(&self.topic, &self.stream, self.expect, vec![event]).await {
             Ok(appended) => appended,
             Err(ClientError::WrongExpectedRevision { violations, .. }) => {
-                bail!(wrong_revision_message(&self.topic, &violations))
+                bail!(wrong_revision_message("append", &self.topic, &violations))
             }
             Err(error) => return Err(error.into()),
         };
@@ -210,23 +224,6 @@ fn is_json_content_type(content_type: &str) -> bool {
     media_type == "application/json" || media_type.ends_with("+json")
 }
 
-/// What a person needs after a refused append: every stream's expected and actual
-/// revision, and what to do next.
-fn wrong_revision_message(topic: &str, violations: &[RevisionViolation]) -> String {
-    let mut message =
-        format!("append refused, nothing was written: a stream of topic '{topic}' is not at the expected revision");
-    for violation in violations {
-        let actual = match violation.actual {
-            Some(revision) => format!("revision {revision}"),
-            None => "no events".to_string(),
-        };
-        message
-            .push_str(&format!("\n  stream '{}': expected {}, actual {actual}", violation.stream, violation.expected));
-    }
-    message.push_str("\nread the stream again (`cairn stream read`) and retry with --expect set to its revision");
-    message
-}
-
 #[derive(Serialize)]
 struct AppendedJson<'a> {
     topic: &'a str,
@@ -283,67 +280,9 @@ fn write_appended(
     Ok(())
 }
 
-#[derive(Debug, Serialize, PartialEq, Eq)]
-struct StreamInfo {
-    topic: String,
-    stream: String,
-    partition: PartitionId,
-    /// The last event's revision; `None`: the stream has no events.
-    revision: Option<u64>,
-    first_revision: Option<u64>,
-    last_timestamp_ms: Option<u64>,
-}
-
-/// The last event (a backwards read of one) gives the revision; the partition is the one
-/// the stream's name hashes to, which is part of the API (`cairn_types::partitioner`).
-async fn write_info(
-    client: &CairnClient,
-    topic: &str,
-    stream: &str,
-    output: OutputFormat,
-    out: &mut impl Write,
-) -> anyhow::Result<()> {
-    let description = client.describe_topic(topic).await?;
-    let partition_count = PartitionId::try_from(description.partitions.len())?;
-    if partition_count == 0 {
-        bail!("topic '{topic}' has no partitions");
-    }
-    let options = ReadStreamOptions { backwards: true, max_events: 1, ..ReadStreamOptions::default() };
-    let slice = client.read_stream(topic, stream, options).await?;
-    let last = slice.events.first();
-    let info = StreamInfo {
-        topic: topic.to_string(),
-        stream: stream.to_string(),
-        partition: partition_for_key(stream.as_bytes(), partition_count),
-        revision: last.map(|event| event.stream_revision),
-        first_revision: slice.first_revision,
-        last_timestamp_ms: last.map(|event| event.timestamp_ms),
-    };
-    write_stream_info(&info, output, out)
-}
-
-/// JSON: one object `{"topic","stream","partition","revision","first_revision",
-/// "last_timestamp_ms"}`, `null` for what an empty stream lacks.
-fn write_stream_info(info: &StreamInfo, output: OutputFormat, out: &mut impl Write) -> anyhow::Result<()> {
-    match output {
-        OutputFormat::Json => writeln!(out, "{}", serde_json::to_string(info)?)?,
-        OutputFormat::Table => {
-            let mut table = Table::new(&["STREAM", "PARTITION", "REVISION", "FIRST REVISION", "LAST APPENDED"]);
-            table.row(vec![
-                info.stream.clone(),
-                info.partition.to_string(),
-                optional_number(info.revision),
-                optional_number(info.first_revision),
-                info.last_timestamp_ms.map_or_else(|| "-".to_string(), timestamp_text),
-            ]);
-            table.write(out)?;
-        }
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
+    use cairn_types::RevisionViolation;
     use cairn_types::stream::EVENT_TAG_BYTES_MAX;
     use clap::Parser;
 
@@ -467,34 +406,10 @@ mod tests {
             },
             RevisionViolation { stream: "account-2".to_string(), expected: ExpectedRevision::Exists, actual: None },
         ];
-        let message = wrong_revision_message("bank", &violations);
+        let message = wrong_revision_message("append", "bank", &violations);
         assert!(message.contains("stream 'account-1': expected revision 3, actual revision 5"), "{message}");
         assert!(message.contains("stream 'account-2': expected an existing stream, actual no events"), "{message}");
-        assert!(message.contains("nothing was written"), "{message}");
-    }
-
-    #[test]
-    fn info_prints_dashes_for_an_empty_stream() {
-        let info = StreamInfo {
-            topic: "bank".to_string(),
-            stream: "account-9".to_string(),
-            partition: 2,
-            revision: None,
-            first_revision: None,
-            last_timestamp_ms: None,
-        };
-        let mut out = Vec::new();
-        write_stream_info(&info, OutputFormat::Table, &mut out).expect("write");
-        let text = String::from_utf8(out).expect("utf8");
-        assert_eq!(text.lines().nth(1), Some("account-9  2          -         -               -"), "{text}");
-        let mut out = Vec::new();
-        write_stream_info(&info, OutputFormat::Json, &mut out).expect("write");
-        let value: serde_json::Value = serde_json::from_slice(&out).expect("json");
-        assert_eq!(
-            value,
-            serde_json::json!({"topic": "bank", "stream": "account-9", "partition": 2, "revision": null,
-                "first_revision": null, "last_timestamp_ms": null})
-        );
+        assert!(message.starts_with("append refused, nothing was written"), "{message}");
     }
 
     #[test]

@@ -25,6 +25,25 @@ pub fn timestamp_text(timestamp_ms: u64) -> String {
     format!("{year:04}-{month:02}-{day:02}T{hour:02}:{minute:02}:{second:02}.{ms:03}Z")
 }
 
+/// A duration in milliseconds as humantime writes durations, but in days at most
+/// (`30d 12h`, `90s`, `1s 500ms`): humantime's own months and years are 30.44 and 365.25
+/// days, which turns a round `31d` into `1month 13h 29m 24s`. `--max-age` reads it back.
+pub fn duration_text(duration_ms: u64) -> String {
+    const UNITS: [(u64, &str); 5] = [(86_400_000, "d"), (3_600_000, "h"), (60_000, "m"), (1_000, "s"), (1, "ms")];
+    if duration_ms == 0 {
+        return "0s".to_string();
+    }
+    let mut remaining_ms = duration_ms;
+    let mut parts = Vec::new();
+    for (unit_ms, unit) in UNITS {
+        if remaining_ms >= unit_ms {
+            parts.push(format!("{}{unit}", remaining_ms / unit_ms));
+            remaining_ms %= unit_ms;
+        }
+    }
+    parts.join(" ")
+}
+
 /// The proleptic Gregorian date `days` after 1970-01-01 (Howard Hinnant's algorithm).
 fn civil_from_days(days: u64) -> (u64, u64, u64) {
     let z = days + 719_468;
@@ -49,6 +68,21 @@ mod tests {
         assert_eq!(timestamp_text(1_700_000_000_123), "2023-11-14T22:13:20.123Z");
         assert_eq!(timestamp_text(951_782_400_000), "2000-02-29T00:00:00.000Z");
         assert_eq!(timestamp_text(1_709_251_199_999), "2024-02-29T23:59:59.999Z");
+    }
+
+    #[test]
+    fn durations_render_in_days_at_most_and_parse_back() {
+        assert_eq!(duration_text(0), "0s");
+        assert_eq!(duration_text(250), "250ms");
+        assert_eq!(duration_text(90_000), "1m 30s");
+        assert_eq!(duration_text(1_500), "1s 500ms");
+        assert_eq!(duration_text(31 * 86_400_000), "31d");
+        assert_eq!(duration_text(30 * 86_400_000 + 12 * 3_600_000), "30d 12h");
+        assert_eq!(duration_text(400 * 86_400_000 + 1), "400d 1ms");
+        for duration_ms in [1, 999, 61_001, 2_635_200_000, 34_560_000_000_123] {
+            let parsed = humantime::parse_duration(&duration_text(duration_ms)).expect("humantime reads it");
+            assert_eq!(parsed.as_millis(), u128::from(duration_ms));
+        }
     }
 
     #[test]

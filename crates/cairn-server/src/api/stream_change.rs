@@ -25,10 +25,15 @@ impl CairnApi {
             return Err(AppendError::InvalidEvents(EventInputError::StreamNameEmpty));
         }
         let partition = partition_for_key(request.stream.as_bytes(), topic.config.partition_count);
-        let command =
-            StreamChange { stream: request.stream.clone(), expected: request.expected, change: request.change };
         let write = LeaderWrite {
-            command: || PartitionCommand::ChangeStream(command.clone()),
+            command: || {
+                PartitionCommand::ChangeStream(StreamChange {
+                    stream: request.stream.clone(),
+                    expected: request.expected,
+                    change: request.change,
+                    timestamp_ms: now_ms(),
+                })
+            },
             applied: |response: CommandResponse| match response {
                 CommandResponse::StreamChanged(changed) => Ok(StreamChangedAnswer {
                     partition,
