@@ -9,6 +9,7 @@ mod consume;
 mod e2e;
 mod produce;
 mod stats;
+mod streams;
 
 use cairn_cli::{OutputFormat, ServerArg};
 use cairn_client::{CairnClient, Code, CreateTopicOptions};
@@ -17,6 +18,7 @@ pub use consume::ConsumeBench;
 pub use e2e::E2eBench;
 pub use produce::{ProduceBench, batch_of};
 pub use stats::{ProgressLine, Report, Stats};
+pub use streams::{StreamsBench, StreamsReport};
 
 /// cairn-bench: load generators for a running Cairn cluster.
 #[derive(Debug, clap::Parser)]
@@ -49,6 +51,14 @@ pub enum BenchCommand {
     E2e {
         #[command(flatten)]
         bench: E2eBench,
+        #[arg(long, value_enum, default_value_t)]
+        output: OutputFormat,
+    },
+    /// The event store: appends with expected revisions (and plain ones to compare),
+    /// stream reads under load, the nodes' memory.
+    Streams {
+        #[command(flatten)]
+        bench: StreamsBench,
         #[arg(long, value_enum, default_value_t)]
         output: OutputFormat,
     },
@@ -85,6 +95,7 @@ async fn ensure_topic(server: &str, args: &TopicArgs) -> anyhow::Result<u32> {
 impl BenchCommand {
     pub async fn run(self, server: &str, out: &mut impl std::io::Write) -> anyhow::Result<()> {
         let (report, output) = match self {
+            BenchCommand::Streams { bench, output } => return bench.run(server).await?.print(output, out),
             BenchCommand::Produce { bench, output } => (bench.run(server).await?, output),
             BenchCommand::Consume { bench, output } => (bench.run(server).await?, output),
             BenchCommand::E2e { bench, output } => (bench.run(server).await?, output),
@@ -140,6 +151,10 @@ mod tests {
         let cli = parse(&["consume", "--topic", "T", "--consistency", "linearizable"]).expect("parses");
         assert!(matches!(cli.command, BenchCommand::Consume { .. }));
         assert!(parse(&["e2e", "--duration", "2m"]).is_ok());
+        let cli = parse(&["streams", "--streams", "1000", "--compare", "--server-pids", "1,2,3"]).expect("parses");
+        let BenchCommand::Streams { bench, .. } = cli.command else { panic!("wrong command: {:?}", cli.command) };
+        assert_eq!((bench.streams, bench.events_per_stream, bench.compare), (1000, 10, true));
+        assert_eq!(bench.server_pids, [1, 2, 3]);
         assert!(parse(&["produce", "--duration", "soon"]).is_err());
     }
 }
