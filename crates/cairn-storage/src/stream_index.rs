@@ -129,9 +129,7 @@ impl StreamHead {
             return None;
         }
         let u64_at = |at: usize| raw[at..at + 8].try_into().ok().map(u64::from_le_bytes);
-        let optional = |bit: u8, at: usize| {
-            if flags & bit != 0 { u64_at(at) } else { Some(0) }.map(|v| (flags & bit != 0).then_some(v))
-        };
+        let optional = |bit: u8, at: usize| u64_at(at).map(|value| (flags & bit != 0).then_some(value));
         Some(StreamHead {
             next_revision: u64_at(1)?,
             deleted_before: u64_at(9)?,
@@ -408,5 +406,56 @@ impl BatchCache {
             .as_ref()
             .filter(|batch| holds(batch))
             .and_then(|batch| batch.records.get((offset - batch.header.base_offset) as usize).cloned()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn heads_round_trip_and_damage_is_refused() {
+        let heads = [
+            StreamHead::default(),
+            StreamHead {
+                next_revision: 42,
+                deleted_before: 40,
+                tombstoned: true,
+                metadata: StreamMetadata { max_age_ms: Some(0), max_count: Some(7), truncate_before: None },
+            },
+            StreamHead {
+                next_revision: u64::MAX,
+                deleted_before: 0,
+                tombstoned: false,
+                metadata: StreamMetadata { max_age_ms: None, max_count: None, truncate_before: Some(3) },
+            },
+        ];
+        for head in heads {
+            assert_eq!(StreamHead::decode(&head.encode()), Some(head));
+        }
+        let raw = heads[1].encode();
+        let mut other_format = raw;
+        other_format[0] = 9;
+        let mut unknown_flag = raw;
+        unknown_flag[17] |= 0x80;
+        assert_eq!(StreamHead::decode(&other_format), None);
+        assert_eq!(StreamHead::decode(&unknown_flag), None);
+        assert_eq!(StreamHead::decode(&raw[..STREAM_HEAD_BYTES - 1]), None);
+    }
+
+    #[test]
+    fn the_first_visible_revision_takes_every_bound() {
+        let head = |deleted_before, max_count, truncate_before| StreamHead {
+            next_revision: 10,
+            deleted_before,
+            tombstoned: false,
+            metadata: StreamMetadata { max_age_ms: None, max_count, truncate_before },
+        };
+        assert_eq!(head(0, None, None).first_visible_revision(), 0);
+        assert_eq!(head(4, None, None).first_visible_revision(), 4);
+        assert_eq!(head(4, Some(3), None).first_visible_revision(), 7);
+        assert_eq!(head(4, Some(3), Some(8)).first_visible_revision(), 8);
+        assert!(!head(10, None, None).has_visible_events());
+        assert!(head(9, Some(20), None).has_visible_events());
     }
 }
