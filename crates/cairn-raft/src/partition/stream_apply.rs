@@ -94,10 +94,12 @@ impl PartitionStateMachine {
         }
         let base_offset = self.log.append(batch, &mut self.state.log, &records, &fields, append.timestamp_ms);
         let timestamp_ms = self.state.log.last_timestamp_ms;
-        let positions =
-            (0..records.len()).map(|i| EventPosition { offset: base_offset + i as u64, stream_revision: revisions[i] });
-        let positions: Vec<EventPosition> = positions.collect();
+        let positions: Vec<EventPosition> = (base_offset..)
+            .zip(revisions)
+            .map(|(offset, stream_revision)| EventPosition { offset, stream_revision })
+            .collect();
         for ((record, event), position) in records.into_iter().zip(fields).zip(&positions) {
+            let event_id = event.event_id;
             let stored = StoredRecord {
                 offset: position.offset,
                 timestamp_ms,
@@ -106,7 +108,7 @@ impl PartitionStateMachine {
                 value: record.value,
                 event: Some(event),
             };
-            self.pending.events.insert(stored.event.as_ref().map_or([0; 16], |e| e.event_id), stored);
+            self.pending.events.insert(event_id, stored);
         }
         Ok(CommandResponse::EventsAppended(EventsAppended {
             positions,
@@ -186,7 +188,7 @@ impl PartitionStateMachine {
                 }
             }
         }
-        let Some((_, _, first)) = stored.first() else {
+        let Some(&(_, first_event, ref first)) = stored.first() else {
             return Ok(None);
         };
         let refused = |event_id, stored_at, reason| {
@@ -198,11 +200,7 @@ impl PartitionStateMachine {
             }
         }
         if missing {
-            return Ok(refused(
-                first.event.as_ref().map_or([0; 16], |e| e.event_id),
-                first.offset,
-                EventIdReuse::PartOfAnotherAppend,
-            ));
+            return Ok(refused(first_event.event_id, first.offset, EventIdReuse::PartOfAnotherAppend));
         }
         let positions = stored
             .iter()
