@@ -480,3 +480,65 @@ async fn stream_metadata_deletion_and_tombstones() {
         assert!(info.tombstoned && info.current_revision == Some(5), "node at {address}: {info:?}");
     }
 }
+
+/// A follower that was down while its partition's log was purged catches up from a
+/// streamed snapshot, and then answers stream reads and stream info exactly as the leader:
+/// revisions, deletions, a tombstone and metadata rebuilt from the records it received.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_restored_from_a_snapshot_answers_streams_as_the_leader() {
+    const STREAMS: usize = 6;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut args = FAST_RAFT.to_vec();
+    // Snapshot every 50 entries: the follower can only catch up from a snapshot.
+    args.extend(["--snapshot-log-entries", "50"]);
+    let mut cluster = tokio::task::block_in_place(|| Cluster::start(dir.path(), 3, &args));
+    let addresses: Vec<String> = cluster.nodes.iter().map(|n| n.address.clone()).collect();
+    create_topic(&connect(&addresses[0]).await, 1, 3).await;
+    let status = connect(&addresses[0]).await.cluster_status().await.expect("status");
+    let leader = status.groups.iter().find(|g| g.topic == TOPIC).and_then(|g| g.leader).expect("leader") as usize;
+    let lagging = leader % 3; // a follower (node ids are 1-based)
+    tokio::task::block_in_place(|| cluster.nodes[lagging].kill());
+    let writer = connect(&addresses[(lagging + 1) % 3]).await;
+    let name = |s: usize| format!("restored-{s}");
+    let append_rounds = |streams: std::ops::Range<usize>, rounds: std::ops::Range<u64>| {
+        let writer = writer.clone();
+        async move {
+            let mut last = None;
+            for round in rounds {
+                for s in streams.clone() {
+                    let expected = round.checked_sub(1).map_or(ExpectedRevision::NoStream, ExpectedRevision::Exact);
+                    let event = json_event("Counted", format!("{{\"round\":{round}}}"));
+                    last = Some(writer.append_to_stream(TOPIC, &name(s), expected, vec![event]).await.expect("append"));
+                }
+            }
+            last.expect("an append")
+        }
+    };
+    append_rounds(0..STREAMS, 0..20).await;
+    writer.delete_stream(TOPIC, &name(0), ExpectedRevision::Exact(19), false).await.expect("soft delete");
+    writer.delete_stream(TOPIC, &name(1), ExpectedRevision::Any, true).await.expect("tombstone");
+    let metadata = cairn_client::StreamMetadata { max_count: Some(3), ..Default::default() };
+    writer.set_stream_metadata(TOPIC, &name(2), ExpectedRevision::Any, metadata).await.expect("metadata");
+    // Enough entries after the changes that the snapshot the follower gets holds them.
+    let last = append_rounds(3..STREAMS, 20..60).await;
+
+    tokio::task::block_in_place(|| cluster.nodes[lagging].restart());
+    let restored = connect(&addresses[lagging]).await;
+    let consistency = Consistency::ReadYourWrites(last.applied_index);
+    for s in 0..STREAMS {
+        let leader_view = writer.read_whole_stream(TOPIC, &name(s), None, Consistency::Linearizable).await;
+        let restored_view = restored.read_whole_stream(TOPIC, &name(s), None, consistency).await;
+        match (leader_view, restored_view) {
+            (Ok(expected), Ok(seen)) => assert_eq!(seen, expected, "stream {}", name(s)),
+            (Err(expected), Err(seen)) => assert_eq!(seen.code(), expected.code(), "stream {}: {seen}", name(s)),
+            (expected, seen) => {
+                panic!("stream {}: the leader answers {expected:?}, the restored node {seen:?}", name(s))
+            }
+        }
+        let expected = writer.stream_info(TOPIC, &name(s), Consistency::Linearizable).await.expect("info");
+        let seen = restored.stream_info(TOPIC, &name(s), consistency).await.expect("info");
+        assert_eq!(seen, expected, "stream {}", name(s));
+    }
+    let log = std::fs::read_to_string(cluster.nodes[lagging].data_dir.with_extension("log")).expect("node log");
+    assert!(log.contains("partition snapshot installed"), "the follower caught up from a streamed snapshot");
+}
