@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# The event store under load: a 3-node cluster (release build), a topic of 8 partitions
+# with replication factor 3, then `cairn-bench streams`: STREAMS streams x 10 events, each
+# appended at its exact expected revision, the same count of plain appends to compare,
+# ReadStream of random streams under appends, and each node's resident memory.
+#   benches/streams.sh 20000        # the issue's size: 1000000
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. benches/lib.sh
+[ -x "$cairn_bench" ] || { echo "build it first: benches/README.md, 'Building release binaries'"; exit 1; }
+streams="${1:-20000}"
+start_cluster 3
+sleep 2
+"$cairn_bench" --server "127.0.0.1:${ports[0]}" streams --topic s --partitions 8 --replication-factor 3 \
+  --streams "$streams" --events-per-stream 10 --writers 64 --compare --readers 4 --read-duration 20s \
+  --server-pids "$(IFS=,; echo "${pids[*]}")"
