@@ -113,59 +113,66 @@ impl StreamsBench {
 
     /// Every stream gets its events, one append each, at the exact expected revision.
     async fn load(&self, server: &str, data: bytes::Bytes) -> anyhow::Result<Report> {
-        let stats = Arc::new(Stats::new());
-        let progress = ProgressLine::start(&stats, "streams: conditional appends");
-        let next = Arc::new(AtomicU64::new(0));
-        let total = self.streams * self.events_per_stream;
-        let mut tasks = Vec::new();
-        for _ in 0..self.writers {
-            let client = CairnClient::connect(server).await?;
-            let (stats, next, data) = (Arc::clone(&stats), Arc::clone(&next), data.clone());
-            let (topic, streams) = (self.topic.topic.clone(), self.streams);
-            tasks.push(tokio::spawn(async move {
-                loop {
-                    let n = next.fetch_add(1, Ordering::Relaxed);
-                    if n >= total {
-                        return;
-                    }
-                    // Round by round: event `revision` of every stream, then the next.
-                    let (revision, stream) = (n / streams, stream_name(n % streams));
-                    let expected = revision.checked_sub(1).map_or(ExpectedRevision::NoStream, ExpectedRevision::Exact);
-                    append_until_done(&client, &stats, &topic, &stream, expected, event(data.clone())).await;
-                }
-            }));
-        }
-        for task in tasks {
-            task.await?;
-        }
-        progress.finish().await;
-        Ok(stats.report("streams: appends with expected revisions"))
+        let (topic, streams) = (self.topic.topic.clone(), self.streams);
+        let label = "streams: appends with expected revisions";
+        self.appends(server, label, move |client, stats, n| {
+            let (topic, data) = (topic.clone(), data.clone());
+            async move {
+                // Round by round: event `revision` of every stream, then the next.
+                let (revision, stream) = (n / streams, stream_name(n % streams));
+                let expected = revision.checked_sub(1).map_or(ExpectedRevision::NoStream, ExpectedRevision::Exact);
+                append_until_done(&client, &stats, &topic, &stream, expected, event(data)).await;
+            }
+        })
+        .await
     }
 
     /// As many plain appends of one record of the same size, keyed by the stream names.
     async fn plain(&self, server: &str, data: bytes::Bytes) -> anyhow::Result<Report> {
+        let (topic, streams) = (self.topic.topic.clone(), self.streams);
+        self.appends(server, "streams: plain appends, same size", move |client, stats, n| {
+            let (topic, data) = (topic.clone(), data.clone());
+            async move {
+                let key = format!("plain-{}", stream_name(n % streams));
+                let bytes = data.len() as u64;
+                let record = Record { key: Some(key.into()), headers: Vec::new(), value: data };
+                let sent = Instant::now();
+                match client.append(&topic, None, vec![record]).await {
+                    Ok(_) => stats.record(1, bytes, sent.elapsed()),
+                    Err(_) => stats.error(),
+                }
+            }
+        })
+        .await
+    }
+
+    /// Runs `append(client, stats, n)` for every `n` below streams x events per stream,
+    /// spread over the writers (each with its own connection), and reports them.
+    async fn appends<Append, Appended>(
+        &self,
+        server: &str,
+        label: &'static str,
+        append: Append,
+    ) -> anyhow::Result<Report>
+    where
+        Append: Fn(CairnClient, Arc<Stats>, u64) -> Appended + Clone + Send + 'static,
+        Appended: std::future::Future<Output = ()> + Send,
+    {
         let stats = Arc::new(Stats::new());
-        let progress = ProgressLine::start(&stats, "streams: plain appends");
+        let progress = ProgressLine::start(&stats, label);
         let next = Arc::new(AtomicU64::new(0));
         let total = self.streams * self.events_per_stream;
         let mut tasks = Vec::new();
         for _ in 0..self.writers {
             let client = CairnClient::connect(server).await?;
-            let (stats, next, data) = (Arc::clone(&stats), Arc::clone(&next), data.clone());
-            let (topic, streams) = (self.topic.topic.clone(), self.streams);
+            let (stats, next, append) = (Arc::clone(&stats), Arc::clone(&next), append.clone());
             tasks.push(tokio::spawn(async move {
                 loop {
                     let n = next.fetch_add(1, Ordering::Relaxed);
                     if n >= total {
                         return;
                     }
-                    let key = format!("plain-{}", stream_name(n % streams));
-                    let record = Record { key: Some(key.into()), headers: Vec::new(), value: data.clone() };
-                    let sent = Instant::now();
-                    match client.append(&topic, None, vec![record]).await {
-                        Ok(_) => stats.record(1, data.len() as u64, sent.elapsed()),
-                        Err(_) => stats.error(),
-                    }
+                    append(client.clone(), Arc::clone(&stats), n).await;
                 }
             }));
         }
@@ -173,7 +180,7 @@ impl StreamsBench {
             task.await?;
         }
         progress.finish().await;
-        Ok(stats.report("streams: plain appends, same size"))
+        Ok(stats.report(label))
     }
 
     /// Whole random streams read while the writers fill new streams.
