@@ -15,4 +15,9 @@ impl WriteBatch {
     pub fn size_in_bytes(&self) -> usize {
         self.inner.size_in_bytes()
     }
+
+    /// Whether nothing was added yet.
+    pub fn is_empty(&self) -> bool {
+        self.inner.is_empty()
+    }
 }

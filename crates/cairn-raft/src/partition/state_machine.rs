@@ -203,6 +203,14 @@ impl RaftStateMachine<TypeConfig> for PartitionStateMachine {
         let mut responses = Vec::new();
         while let Some(item) = entries.next().await {
             let (entry, responder) = item?;
+            // A prefix deletion finds the batches to delete in the store, and the batch this
+            // call builds cannot be read back: write what it applied so far first, or a
+            // replica catching up (appends and their deletion in one call) would keep them.
+            if matches!(entry.payload, EntryPayload::Normal(Command::Partition(PartitionCommand::DeletePrefix { .. })))
+                && !batch.is_empty()
+            {
+                self.commit(std::mem::take(&mut batch), std::mem::take(&mut responses)).await?;
+            }
             let response = match entry.payload {
                 EntryPayload::Blank => CommandResponse::None,
                 EntryPayload::Normal(Command::Partition(command)) => {
@@ -423,6 +431,44 @@ mod tests {
         assert_eq!(sm.state.producers, snapshot_state.producers);
         drop(sm);
         assert_eq!(open(dir.path()).state.producers, snapshot_state.producers, "no producer of before is left");
+    }
+
+    /// A replica catching up applies appends and the prefix deletion that removes them in
+    /// one apply call (a follower whose replica started late did, in a CI run). The
+    /// deletion finds its batches in the store, so they must be written by then, or this
+    /// replica would keep what the others deleted.
+    #[test]
+    fn a_prefix_deletion_applied_with_its_appends_in_one_call_deletes_them() {
+        use openraft::vote::RaftLeaderId;
+
+        use crate::type_config::{Entry, LogId};
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut sm = open(dir.path());
+        let log_id = |index| {
+            let leader = openraft::type_config::alias::CommittedLeaderIdOf::<TypeConfig>::new(1, 1);
+            LogId::new(leader, index)
+        };
+        let plain = || PartitionCommand::Append {
+            records: vec![Record { key: None, headers: Vec::new(), value: Bytes::from_static(b"v") }],
+            timestamp_ms: 1,
+            producer: None,
+        };
+        let commands = (0..5).map(|_| plain()).chain([PartitionCommand::DeletePrefix { before_offset: 5 }]);
+        let entries: Vec<_> = commands
+            .zip(1..)
+            .map(|(command, index)| {
+                let entry = Entry { log_id: log_id(index), payload: EntryPayload::Normal(Command::Partition(command)) };
+                Ok::<_, io::Error>((entry, None))
+            })
+            .collect();
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime")
+            .block_on(sm.apply(futures::stream::iter(entries)))
+            .expect("apply");
+        assert_eq!((sm.state.log.log_start_offset, sm.state.log.next_offset), (5, 5));
+        assert!(sm.log.raw_batches(0, usize::MAX).expect("batches").is_empty(), "the deleted batches are gone");
     }
 
     const PRODUCERS_FOR_TEST: u64 = super::super::producer_table::PRODUCERS_PER_PARTITION_MAX as u64;
