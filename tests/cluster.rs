@@ -1,5 +1,8 @@
 //! A real three-node cluster of `cairn serve` processes: static bootstrap, appends through
 //! any node (forwarded to each partition's leader), reads from any replica, leader failover.
+//!
+//! Over 600 lines on purpose: each test needs a whole cluster and shares this file's
+//! helpers (`describe`, `consume_all`, `serves`); split by scenario when it grows further.
 
 mod harness;
 

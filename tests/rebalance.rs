@@ -1,6 +1,9 @@
 //! Replica moves, rebalancing and decommissioning on real node processes: scale out from 3
 //! to 5 nodes under a checked write load and decommission one; moves that survive SIGKILL
 //! of the partition leader, the target and the controller leader; and bad requests.
+//!
+//! Over 600 lines on purpose: the scenarios share one write load and its checks; split by
+//! scenario when it grows further.
 
 mod harness;
 
