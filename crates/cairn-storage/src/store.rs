@@ -86,7 +86,7 @@ impl Store {
     pub fn write_synced(&self, batch: WriteBatch) -> Result<(), StorageError> {
         self.bytes_written.fetch_add(batch.size_in_bytes() as u64, std::sync::atomic::Ordering::Relaxed);
         let mut options = WriteOptions::default();
-        options.set_sync(true);
+        options.set_sync(!cfg!(feature = "bug-no-wal-fsync"));
         self.db.write_opt(batch.inner, &options)?;
         Ok(())
     }

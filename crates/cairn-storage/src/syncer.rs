@@ -35,7 +35,7 @@ impl Syncer {
                 pending.extend(receiver.try_iter());
                 set(&started_at, Some(Instant::now()));
                 if failed.is_none()
-                    && let Err(err) = db.flush_wal(true)
+                    && let Err(err) = db.flush_wal(!cfg!(feature = "bug-no-wal-fsync"))
                 {
                     tracing::error!(error = %err, "WAL fsync failed: every Raft group on this node stops accepting writes");
                     failed = Some(err.to_string());

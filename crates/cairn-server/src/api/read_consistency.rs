@@ -18,6 +18,7 @@ impl CairnApi {
         let must_apply = match consistency {
             Consistency::Local => 0,
             Consistency::ReadYourWrites { min_applied_index } => min_applied_index,
+            Consistency::Linearizable if cfg!(feature = "bug-stale-linearizable-reads") => 0,
             Consistency::Linearizable => self.read_index(replica).await?,
             Consistency::Unknown(value) => return Err(ReadError::UnknownConsistency(value)),
         };
