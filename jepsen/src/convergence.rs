@@ -93,6 +93,7 @@ async fn read_replica(client: &CairnClient, partition: u32, high_watermark: u64)
             key: record.key.map(|key| key.to_vec()),
             value: record.value.to_vec(),
             headers: record.headers.into_iter().map(|(name, value)| (name, value.to_vec())).collect(),
+            event: record.event.map(|event| format!("{event:?}")),
         }));
         from = read.next_offset;
     }

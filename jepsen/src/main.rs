@@ -3,6 +3,7 @@
 //! report, and exits non-zero when a checker finds a violation. Needs root.
 
 use std::path::PathBuf;
+use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -72,8 +73,17 @@ fn sibling(name: &str) -> anyhow::Result<PathBuf> {
     Ok(dir.join(name))
 }
 
-fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
+fn main() -> ExitCode {
+    match run_args(Args::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run_args(args: Args) -> anyhow::Result<()> {
     tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).init();
     let seed = args.seed.unwrap_or_else(|| {
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_nanos() as u64)
@@ -118,7 +128,16 @@ fn main() -> anyhow::Result<()> {
             .collect(),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    let outcomes = runtime.block_on(run_all(&runs))?;
+    // On Ctrl-C or SIGTERM the runs are dropped, and with them the clusters, whose
+    // teardown stops the nodes and removes namespaces, rules and mounts.
+    let outcomes = runtime.block_on(async {
+        tokio::select! {
+            outcomes = run_all(&runs) => outcomes,
+            signal = interrupted() => Err(anyhow::anyhow!("interrupted by {signal}: hosts torn down")),
+        }
+    });
+    drop(runtime);
+    let outcomes = outcomes?;
     println!("{}", results_table(&outcomes));
     let invalid: Vec<&RunOutcome> = outcomes.iter().filter(|o| o.validity() != Validity::Valid).collect();
     for outcome in &invalid {
@@ -132,6 +151,19 @@ fn main() -> anyhow::Result<()> {
     }
     anyhow::ensure!(invalid.is_empty(), "{} of {} runs did not pass", invalid.len(), outcomes.len());
     Ok(())
+}
+
+/// Waits for SIGINT or SIGTERM; names it.
+async fn interrupted() -> &'static str {
+    use tokio::signal::unix::{SignalKind, signal};
+    match (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) {
+        (Ok(mut interrupt), Ok(mut terminate)) => tokio::select! {
+            _ = interrupt.recv() => "SIGINT",
+            _ = terminate.recv() => "SIGTERM",
+        },
+        // Without handlers the default actions stand; never resolve.
+        _ => std::future::pending().await,
+    }
 }
 
 async fn run_all(runs: &[RunOptions]) -> anyhow::Result<Vec<RunOutcome>> {

@@ -154,10 +154,17 @@ async fn run_on(
     let dump = convergence::wait_and_dump(members).await;
     results.push(crate::checker::replicas::check(&dump.replicas));
     results.push(dump.converged);
-    let final_state = workload::final_reads(options.workload, &context).await?;
+    // A cluster that cannot be read back whole has lost availability for good (or worse):
+    // that is a finding too, reported with the rest rather than instead of it.
+    let final_state = workload::final_reads(options.workload, &context).await;
     let entries = recorder.entries();
     let operations = history::operations(&entries);
-    results.extend(workload::check(options.workload, &operations, &final_state));
+    match final_state {
+        Ok(final_state) => results.extend(workload::check(options.workload, &operations, &final_state)),
+        Err(error) => {
+            results.push(CheckResult::from_reasons("final-reads", vec![format!("{error:#}")], Validity::Invalid))
+        }
+    }
 
     // Did enough happen for the verdicts to mean something?
     let clients: Vec<&history::Operation> =

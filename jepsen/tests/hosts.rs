@@ -81,8 +81,12 @@ fn namespaces_reach_each_other_and_partitions_cut_only_node_links() {
     network.heal_packet_loss().expect("heal loss");
     assert!(connects_from("cj-n1", "10.77.0.2", 7000), "healed: node 1 reaches node 2 again");
 
-    // A second network with the same names replaces this one's leftovers (a crashed run).
-    std::mem::forget(network);
+    // A network replaces what a crashed run left with the same names (a crash releases the
+    // run's lock, but not its namespaces).
+    drop(network);
+    for leftover in [["netns", "add", "cj-n1"], ["netns", "add", "cj-hub"]] {
+        assert!(Command::new("ip").args(leftover).status().expect("ip").success(), "ip {leftover:?}");
+    }
     let mut network = Network::create(NetworkConfig { max_nodes: 3, ..NetworkConfig::default() }).expect("again");
     network.teardown().expect("teardown");
     assert_eq!(namespaces("cj-"), Vec::<String>::new(), "teardown leaves no namespace");

@@ -29,6 +29,7 @@ use crate::partition::{PartitionStateMachine, PartitionView, SnapshotReceiver};
 use crate::type_config::{Raft, TypeConfig};
 
 mod config;
+mod controller_write_refusal;
 mod departure;
 mod error;
 mod leadership;

@@ -1,6 +1,6 @@
 //! Convergence after healing: once every fault has healed and replication has caught up,
 //! every replica of a partition must hold exactly the same records (offset, timestamp,
-//! key, value, headers). Replicas move between nodes during a run, so nodes hold different
+//! key, value, headers, event fields). Replicas move between nodes during a run, so nodes hold different
 //! sets of partitions; only partitions held by two nodes or more can be compared.
 
 use std::collections::BTreeMap;
@@ -20,6 +20,9 @@ pub struct ReplicaRecord {
     pub value: Vec<u8>,
     /// `(name, value)` in the order written.
     pub headers: Vec<(String, Vec<u8>)>,
+    /// An event's fields (id, stream revision, type, content type, metadata, tags) as
+    /// text; None for a plain record.
+    pub event: Option<String>,
 }
 
 /// Per node, per partition, the records it holds, in offset order.
@@ -73,6 +76,8 @@ fn first_difference(left: &[ReplicaRecord], right: &[ReplicaRecord]) -> Option<S
             Some(format!("value {} against {}", shown(Some(&left.value)), shown(Some(&right.value))))
         } else if left.headers != right.headers {
             Some("headers".to_owned())
+        } else if left.event != right.event {
+            Some(format!("event {:?} against {:?}", left.event, right.event))
         } else {
             None
         };
@@ -112,6 +117,7 @@ mod tests {
             key: Some(b"k".to_vec()),
             value: value.as_bytes().to_vec(),
             headers: vec![("h".to_owned(), b"1".to_vec())],
+            event: None,
         }
     }
 

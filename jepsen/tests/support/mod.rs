@@ -11,6 +11,20 @@ use bytes::Bytes;
 use cairn_client::{CairnClient, CreateTopicOptions};
 use cairn_types::Record;
 
+/// Panics, saying what is missing, unless this runs as root with `ip` and `nft`.
+pub fn require_root_tools() {
+    let uid = Command::new("id").arg("-u").output().map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
+    assert_eq!(
+        uid.as_deref().unwrap_or("?"),
+        "0",
+        "THE HOST TESTS NEED ROOT (network namespaces, nftables, mounts): run them as root"
+    );
+    for (tool, arg, package) in [("ip", "-V", "iproute2"), ("nft", "--version", "nftables")] {
+        let found = Command::new(tool).arg(arg).output().is_ok_and(|o| o.status.success());
+        assert!(found, "THE HOST TESTS NEED `{tool}` (install {package})");
+    }
+}
+
 /// The target directory's `debug/`: this test binary is in `<target>/debug/deps/`.
 fn target_debug_dir() -> PathBuf {
     let me = std::env::current_exe().expect("test executable path");

@@ -19,6 +19,7 @@ use std::time::Duration;
 use cairn_types::{CONTROLLER_GROUP_ID, NodeId, now_ms};
 use openraft::{BasicNode, ChangeMembers, RaftMetrics, ServerState};
 
+use super::controller_write_refusal::ControllerWriteRefusal;
 use super::{BACKGROUND_WRITE_TIMEOUT, Host, HostError, MEMBERSHIP_CHANGE_TIMEOUT, PartitionReplica, write_result};
 use crate::command::{CommandResponse, ControllerCommand};
 use crate::controller::{ControllerState, Operation, OperationKind, Phase};
@@ -335,8 +336,8 @@ impl Host {
                 waited_ms: BACKGROUND_WRITE_TIMEOUT.as_millis() as u64,
             })?
             .map_err(|err| HostError::Raft(err.to_string()))?;
-        let answer: Result<CommandResponse, String> = decode(&reply)?;
-        answer.map_err(HostError::Raft)
+        let answer: Result<CommandResponse, ControllerWriteRefusal> = decode(&reply)?;
+        answer.map_err(ControllerWriteRefusal::into_host_error)
     }
 
     /// Serves `RpcKind::ControllerWrite`: only the commands partition leaders report.
@@ -346,12 +347,16 @@ impl Host {
             ControllerCommand::MoveProgress { .. }
             | ControllerCommand::FinishOperation { .. }
             | ControllerCommand::PreferLeader { .. } => {
-                tokio::time::timeout(BACKGROUND_WRITE_TIMEOUT, self.controller_write(command))
-                    .await
-                    .map_err(|_| "the controller write timed out".to_owned())
-                    .and_then(|written| written.map_err(|err| err.to_string()))
+                match tokio::time::timeout(BACKGROUND_WRITE_TIMEOUT, self.controller_write(command)).await {
+                    Ok(written) => written.map_err(ControllerWriteRefusal::from_host_error),
+                    Err(_) => {
+                        Err(ControllerWriteRefusal::TimedOut { waited_ms: BACKGROUND_WRITE_TIMEOUT.as_millis() as u64 })
+                    }
+                }
             }
-            other => Err(format!("controller command {other:?} cannot be proposed over the Raft transport")),
+            other => Err(ControllerWriteRefusal::Failed(format!(
+                "controller command {other:?} cannot be proposed over the Raft transport"
+            ))),
         };
         Ok(encode(&answer)?)
     }
