@@ -45,7 +45,13 @@ pub struct RunOptions {
 impl RunOptions {
     pub fn name(&self) -> String {
         let nemeses: Vec<&str> = self.nemeses.iter().map(|kind| kind.name()).collect();
-        let nemeses = if nemeses.is_empty() { "none".to_owned() } else { nemeses.join("+") };
+        // Short: the power fault's control socket lives below the run directory, and a Unix
+        // socket's path has at most 107 bytes.
+        let nemeses = match nemeses.len() {
+            0 => "none".to_owned(),
+            n if n == NemesisKind::ALL.len() => "all".to_owned(),
+            _ => nemeses.join("+"),
+        };
         format!("{}-{}-{}", self.workload.name(), nemeses, self.seed)
     }
 }
