@@ -33,7 +33,13 @@ fn the_ci_profile_finds_no_violation() {
         let path = debug.join(binary);
         assert!(path.exists(), "no {} (build the workspace: cargo test --workspace --no-run)", path.display());
     }
+    // Only the last CI run's files are kept: the target directory outlives runs.
     let out = debug.join("jepsen-ci");
+    if out.exists()
+        && let Err(error) = std::fs::remove_dir_all(&out)
+    {
+        eprintln!("could not remove the previous run's files in {}: {error}", out.display());
+    }
     let mut command = Command::new(env!("CARGO_BIN_EXE_cairn-jepsen"));
     command
         .args(["--profile", "ci", "--out"])
