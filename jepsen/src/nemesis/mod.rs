@@ -25,9 +25,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rand::Rng;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
 use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 
@@ -71,11 +71,14 @@ pub async fn run(
         stop.cancelled().await;
         return report;
     }
+    let order = turn_order(kinds, &mut rng);
+    let mut turn = 0usize;
     loop {
         if wait_or_stop(schedule.interval, &stop).await {
             return report;
         }
-        let kind = kinds[rng.random_range(0..kinds.len())];
+        let kind = order[turn % order.len()];
+        turn += 1;
         let plan = Plan::draw(kind, &mut rng, &topics);
         *report.faults.entry(kind.name().to_string()).or_default() += 1;
         tracing::info!(nemesis = kind.name(), plan = %plan, "fault starts");
@@ -121,6 +124,14 @@ pub async fn run(
             return report;
         }
     }
+}
+
+/// The order in which `kinds` take turns, drawn from the seed: a mix of n kinds has had
+/// each of them once after n faults (so a short CI run covers every kind it names).
+fn turn_order(kinds: &[NemesisKind], rng: &mut StdRng) -> Vec<NemesisKind> {
+    let mut order = kinds.to_vec();
+    order.shuffle(rng);
+    order
 }
 
 /// Heals every kind of fault at once (for the run's final phase): SIGCONT paused nodes,
@@ -186,6 +197,8 @@ async fn wait_or_stop(time: Duration, stop: &CancellationToken) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use rand::Rng;
+
     use super::*;
 
     fn plans(seed: u64) -> Vec<String> {
@@ -198,6 +211,19 @@ mod tests {
                 format!("{kind}: {plan}")
             })
             .collect()
+    }
+
+    #[test]
+    fn the_kinds_of_a_mix_take_turns_in_an_order_the_seed_decides() {
+        let kinds = [NemesisKind::Kill, NemesisKind::Partition, NemesisKind::Clock];
+        let order = |seed| turn_order(&kinds, &mut StdRng::seed_from_u64(seed));
+        assert_eq!(order(3), order(3));
+        let mut sorted = order(3);
+        sorted.sort_by_key(|kind| kind.name());
+        let mut expected = kinds.to_vec();
+        expected.sort_by_key(|kind| kind.name());
+        assert_eq!(sorted, expected, "each kind once per round");
+        assert!((0..20).any(|seed| order(seed) != order(3)), "the seed changes the order");
     }
 
     #[test]
