@@ -43,27 +43,19 @@ async fn watch(members: Members, changes: Arc<AtomicU64>, stop: Arc<AtomicBool>)
     let mut clients = Clients::default();
     let mut turn = 0usize;
     while !stop.load(Ordering::Acquire) {
-        let all: Vec<(u64, String)> = members.all().into_iter().collect();
-        if !all.is_empty() {
-            let (node, address) = &all[turn % all.len()];
+        if let Some((node, address)) = members.in_turn(turn) {
             turn += 1;
-            if let Some(client) = clients.get(*node, address).await
+            if let Some(client) = clients.get(node, &address).await
                 && let Ok(Ok(status)) = tokio::time::timeout(STATUS_TIMEOUT, client.cluster_status()).await
             {
                 for group in status.groups {
                     let Some(leader) = group.leader else { continue };
-                    match leaders.get(&group.group_id) {
-                        Some(&(term, known)) if group.term > term && leader != known => {
+                    let seen = leaders.entry(group.group_id).or_insert((group.term, leader));
+                    if group.term > seen.0 {
+                        if leader != seen.1 {
                             changes.fetch_add(1, Ordering::AcqRel);
-                            leaders.insert(group.group_id, (group.term, leader));
                         }
-                        Some(&(term, _)) if group.term > term => {
-                            leaders.insert(group.group_id, (group.term, leader));
-                        }
-                        Some(_) => {}
-                        None => {
-                            leaders.insert(group.group_id, (group.term, leader));
-                        }
+                        *seen = (group.term, leader);
                     }
                 }
             }

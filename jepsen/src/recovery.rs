@@ -24,15 +24,11 @@ pub async fn check(context: &Context) -> CheckResult {
             if started.elapsed() > RECOVERY_BOUND {
                 break false;
             }
-            let members: Vec<(u64, String)> = context.members.all().into_iter().collect();
-            if members.is_empty() {
-                break false;
-            }
-            let (node, address) = &members[attempt % members.len()];
+            let Some((node, address)) = context.members.in_turn(attempt) else { break false };
             attempt += 1;
-            let Some(client) = clients.get(*node, address).await else { continue };
+            let Some(client) = clients.get(node, &address).await else { continue };
             let value = format!("recovery-{partition}-{attempt}");
-            let call = Call::Append { node: *node, partition, value: value.clone() };
+            let call = Call::Append { node, partition, value: value.clone() };
             context.recorder.invoke(FINAL, &call);
             match with_deadline(append_plain(&client, partition, value)).await {
                 Ok((offset, token)) => {

@@ -123,7 +123,7 @@ async fn run_on(
         stop: Arc::clone(&stop),
         pause: options.pause,
     };
-    workload::setup(options.workload, &context).await?;
+    workload::setup(&context).await?;
     let monitor = LeaderMonitor::start(members.clone());
     let refresher = tokio::spawn(refresh_members(Arc::clone(cluster), members.clone(), Arc::clone(&stop)));
 

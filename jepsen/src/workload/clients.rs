@@ -45,6 +45,17 @@ impl Members {
         self.inner.read().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
     }
 
+    /// The member at `turn`, counted round the members in id order: callers that retry
+    /// through whichever node answers pass 0, 1, 2... (None when there is none).
+    pub fn in_turn(&self, turn: usize) -> Option<(u64, String)> {
+        let members = self.all();
+        if members.is_empty() {
+            return None;
+        }
+        let at = turn % members.len();
+        members.into_iter().nth(at)
+    }
+
     /// A node chosen by `rng` (None when there is none).
     pub fn pick(&self, rng: &mut StdRng) -> Option<(u64, String)> {
         let members = self.all();
@@ -137,6 +148,14 @@ pub async fn create_topic(context: &Context) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn members_take_turns_in_id_order() {
+        let members = Members::new(BTreeMap::from([(3, "c".to_owned()), (1, "a".to_owned())]));
+        let turns: Vec<u64> = (0..5).filter_map(|turn| members.in_turn(turn)).map(|(node, _)| node).collect();
+        assert_eq!(turns, [1, 3, 1, 3, 1]);
+        assert_eq!(Members::default().in_turn(0), None);
+    }
 
     #[test]
     fn only_refusals_are_definite_failures() {

@@ -74,8 +74,7 @@ pub struct FinalState {
 pub type ReplicaDump = BTreeMap<u64, BTreeMap<u32, Vec<ReplicaRecord>>>;
 
 /// Creates what the workload writes to.
-pub async fn setup(kind: WorkloadKind, context: &Context) -> anyhow::Result<()> {
-    let _ = kind;
+pub async fn setup(context: &Context) -> anyhow::Result<()> {
     clients::create_topic(context).await
 }
 

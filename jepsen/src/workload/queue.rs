@@ -11,6 +11,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use anyhow::Context as _;
 use bytes::Bytes;
 use cairn_client::{CairnClient, ClientError, Consistency, proto};
 use cairn_types::Record;
@@ -180,12 +181,10 @@ pub async fn final_reads(context: &Context) -> anyhow::Result<FinalState> {
                 tokio::time::Instant::now() < deadline,
                 "partition {partition}: final reads did not finish within {FINAL_READ_TIME:?}"
             );
-            let members: Vec<(u64, String)> = context.members.all().into_iter().collect();
-            anyhow::ensure!(!members.is_empty(), "no node to read from");
-            let (node, address) = &members[attempt % members.len()];
+            let (node, address) = context.members.in_turn(attempt).context("no node to read from")?;
             attempt += 1;
-            let Some(client) = clients.get(*node, address).await else { continue };
-            let call = Call::Poll { node: *node, partition, from, level: ReadLevel::Linearizable };
+            let Some(client) = clients.get(node, &address).await else { continue };
+            let call = Call::Poll { node, partition, from, level: ReadLevel::Linearizable };
             context.recorder.invoke(FINAL, &call);
             let read = client.read_consistent(TOPIC, partition, from, 1_000, 0, 0, Consistency::Linearizable);
             match with_deadline(read).await {

@@ -9,6 +9,7 @@
 
 use std::time::Duration;
 
+use anyhow::Context as _;
 use cairn_client::{CairnClient, ClientError, Consistency, ExpectedRevision, RecordedEvent, json_event};
 use cairn_types::stream::{format_event_id, parse_event_id};
 use rand::rngs::StdRng;
@@ -143,12 +144,10 @@ pub async fn final_reads(context: &Context) -> anyhow::Result<FinalState> {
         let stream = stream_name(index);
         let events = loop {
             anyhow::ensure!(tokio::time::Instant::now() < deadline, "final stream reads took over {FINAL_READ_TIME:?}");
-            let members: Vec<(u64, String)> = context.members.all().into_iter().collect();
-            anyhow::ensure!(!members.is_empty(), "no node to read from");
-            let (node, address) = &members[attempt % members.len()];
+            let (node, address) = context.members.in_turn(attempt).context("no node to read from")?;
             attempt += 1;
-            let Some(client) = clients.get(*node, address).await else { continue };
-            let call = Call::StreamRead { node: *node, stream: stream.clone() };
+            let Some(client) = clients.get(node, &address).await else { continue };
+            let call = Call::StreamRead { node, stream: stream.clone() };
             context.recorder.invoke(FINAL, &call);
             match with_deadline(client.read_whole_stream(TOPIC, &stream, None, Consistency::Linearizable)).await {
                 Ok(events) => {
