@@ -12,6 +12,7 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use cairn_client::Consistency;
 use cairn_jepsen::hosts::{CACHE_SECONDS, Cluster, ClusterConfig, Network, NetworkConfig};
 use support::*;
 
@@ -181,14 +182,16 @@ async fn a_skewed_clock_shows_in_the_timestamps_its_node_assigns() {
 
     let node = connect(&cluster.address(skewed)).await;
     let offset = append_until_ok(&node, "clock", led, "skewed").await;
-    let read = node.read("clock", led, offset, 1, 0, 0).await.expect("read back");
+    let read = node.read_consistent("clock", led, offset, 1, 0, 0, Consistency::Linearizable).await.expect("read back");
     let stamped = read.records[0].timestamp_ms;
     let ahead = stamped as i64 - now_ms() as i64;
     eprintln!("node {skewed} (+3600 s) stamped {stamped}, {ahead} ms ahead of real time");
     assert!((ahead - hour_ms).abs() < 60_000, "the skewed leader's timestamp is an hour ahead: {ahead} ms");
     if let Some(other) = other {
         let offset = append_until_ok(&node, "clock", other, "unskewed").await;
-        let read = node.read("clock", other, offset, 1, 0, 0).await.expect("read back");
+        // The skewed node follows `other`: a local read there may not have applied the append yet.
+        let read =
+            node.read_consistent("clock", other, offset, 1, 0, 0, Consistency::Linearizable).await.expect("read back");
         let ahead = read.records[0].timestamp_ms as i64 - now_ms() as i64;
         assert!(ahead.abs() < 60_000, "another leader's timestamp is real time: {ahead} ms");
     }
