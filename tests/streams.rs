@@ -2,7 +2,7 @@
 //! concurrent writers and leader kills (checked from the recorded history), event-id
 //! idempotence across a failover, and the API's answers (every violation listed, streams of
 //! several partitions refused, hash tags, backwards and "as of" reads, followers answering
-//! as the leader).
+//! as the leader, stream and query reads alike). Query conditions: `event_queries.rs`.
 
 mod harness;
 
@@ -103,7 +103,7 @@ async fn expected_revisions_hold_under_concurrent_writers_and_leader_kills() {
                             outcome = Outcome::Acknowledged { revision, offset, retried, duplicate };
                             break;
                         }
-                        Err(ClientError::WrongExpectedRevision { .. }) => {
+                        Err(ClientError::ConditionFailed { .. }) => {
                             outcome = Outcome::Refused;
                             break;
                         }
@@ -274,7 +274,7 @@ async fn stream_api_answers() {
     };
     let checks = vec![("{acct-7}/limits".to_string(), ExpectedRevision::Exists)];
     let err = client.append_to_streams(TOPIC, vec![write.clone()], checks).await.expect_err("conflict");
-    let ClientError::WrongExpectedRevision { violations, message } = err else { panic!("{err:?}") };
+    let ClientError::ConditionFailed { violations, message, .. } = err else { panic!("{err:?}") };
     assert_eq!(violations.len(), 2, "{message}");
     assert_eq!((violations[0].stream.as_str(), violations[0].actual), ("{acct-7}/ledger", Some(2)));
     assert_eq!((violations[1].stream.as_str(), violations[1].actual), ("{acct-7}/limits", None));
@@ -343,6 +343,7 @@ async fn stream_api_answers() {
             }],
         }],
         checks: Vec::new(),
+        condition: None,
     };
     let status = raw.append_to_streams(request).await.expect_err("bad id");
     assert_eq!(status.code(), Code::InvalidArgument);
@@ -439,7 +440,7 @@ async fn stream_metadata_deletion_and_tombstones() {
     // Metadata: truncate before 1 and keep at most 3: revisions 2..=4 remain visible.
     let metadata = cairn_client::StreamMetadata { max_count: Some(3), truncate_before: Some(1), max_age_ms: None };
     let stale = client.set_stream_metadata(TOPIC, "counter", ExpectedRevision::Exact(3), metadata).await;
-    assert!(matches!(stale, Err(ClientError::WrongExpectedRevision { .. })), "{stale:?}");
+    assert!(matches!(stale, Err(ClientError::ConditionFailed { .. })), "{stale:?}");
     let changed = client.set_stream_metadata(TOPIC, "counter", ExpectedRevision::Exact(4), metadata).await;
     assert_eq!(changed.expect("metadata").first_visible_revision, 2);
     assert_eq!(revisions(&whole(&client).await.expect("read")), [2, 3, 4]);
@@ -508,6 +509,9 @@ async fn a_follower_restored_from_a_snapshot_answers_streams_as_the_leader() {
                 for s in streams.clone() {
                     let expected = round.checked_sub(1).map_or(ExpectedRevision::NoStream, ExpectedRevision::Exact);
                     let event = json_event("Counted", format!("{{\"round\":{round}}}"));
+                    // Tagged, so that query reads (served from the type and tag indexes a
+                    // snapshot import rebuilds) are compared too.
+                    let event = cairn_client::EventData { tags: vec![format!("group={}", s % 2)], ..event };
                     last = Some(writer.append_to_stream(TOPIC, &name(s), expected, vec![event]).await.expect("append"));
                 }
             }
@@ -542,6 +546,20 @@ async fn a_follower_restored_from_a_snapshot_answers_streams_as_the_leader() {
             let expected = writer.stream_info(TOPIC, &name(s), Consistency::Linearizable).await.expect("info");
             let seen = restored.stream_info(TOPIC, &name(s), consistency).await.expect("info");
             assert_eq!(seen, expected, "stream {}", name(s));
+        }
+        for group in ["group=0", "group=1"] {
+            let query = cairn_client::EventQuery {
+                items: vec![cairn_client::QueryItem { types: vec!["Counted".into()], tags: vec![group.into()] }],
+            };
+            let partition = cairn_client::QueryPartition::Partition(0);
+            let expected = writer
+                .query_all_events(TOPIC, partition.clone(), query.clone(), None, Consistency::Linearizable)
+                .await
+                .expect("query the leader");
+            let seen =
+                restored.query_all_events(TOPIC, partition, query, None, consistency).await.expect("query restored");
+            assert_eq!(seen.events, expected.events, "{group}");
+            assert!(!seen.events.is_empty(), "{group}");
         }
         let log = std::fs::read_to_string(cluster.nodes[lagging].data_dir.with_extension("log")).expect("node log");
         if log.contains("partition snapshot installed") {

@@ -14,11 +14,18 @@ pub struct EventPrinter<W: Write> {
     output: OutputFormat,
     out: W,
     events_printed: u64,
+    /// Tables get a stream column (events of several streams, as a query reads them).
+    streams: bool,
 }
 
 impl<W: Write> EventPrinter<W> {
     pub fn new(output: OutputFormat, out: W) -> Self {
-        EventPrinter { output, out, events_printed: 0 }
+        EventPrinter { output, out, events_printed: 0, streams: false }
+    }
+
+    /// A printer whose table shows each event's stream.
+    pub fn with_streams(self) -> Self {
+        EventPrinter { streams: true, ..self }
     }
 
     pub fn print(&mut self, event: &RecordedEvent) -> io::Result<()> {
@@ -30,7 +37,13 @@ impl<W: Write> EventPrinter<W> {
             OutputFormat::Table => {
                 if self.events_printed == 0 {
                     let title = table_line("REVISION", "OFFSET", "TIME", "TYPE", "EVENT ID", "DATA");
-                    writeln!(self.out, "{title}")?;
+                    match self.streams {
+                        true => writeln!(self.out, "{:<24}  {title}", "STREAM")?,
+                        false => writeln!(self.out, "{title}")?,
+                    }
+                }
+                if self.streams {
+                    write!(self.out, "{:<24}  ", bytes_text(event.stream.as_bytes()))?;
                 }
                 let line = table_line(
                     &event.stream_revision.to_string(),

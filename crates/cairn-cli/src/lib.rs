@@ -14,6 +14,7 @@ mod output_format;
 mod partition_command;
 mod produce_command;
 mod progress;
+mod query_command;
 mod read_token;
 mod rebalance_command;
 mod record_batcher;

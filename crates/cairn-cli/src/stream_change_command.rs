@@ -89,7 +89,7 @@ fn refused_on_wrong_revision(
 ) -> anyhow::Result<StreamChanged> {
     match result {
         Ok(changed) => Ok(changed),
-        Err(ClientError::WrongExpectedRevision { violations, .. }) => {
+        Err(ClientError::ConditionFailed { violations, .. }) => {
             bail!(wrong_revision_message(action, topic, &violations))
         }
         Err(error) => Err(error.into()),
@@ -302,7 +302,7 @@ mod tests {
             expected: ExpectedRevision::Exact(3),
             actual: Some(5),
         }];
-        let refused = Err(ClientError::WrongExpectedRevision { message: "wrong revision".to_string(), violations });
+        let refused = Err(ClientError::ConditionFailed { message: "wrong revision".to_string(), violations, query: None });
         let error = refused_on_wrong_revision("tombstone", "bank", refused).expect_err("refused");
         let message = error.to_string();
         assert!(message.starts_with("tombstone refused, nothing was written"), "{message}");

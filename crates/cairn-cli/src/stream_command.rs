@@ -2,26 +2,34 @@ use std::io::{BufWriter, Write};
 
 use anyhow::bail;
 use bytes::Bytes;
-use cairn_client::{AppendedEvents, CairnClient, ClientError, EventData, ExpectedRevision, ReadStreamOptions};
+use cairn_client::{
+    AppendedEvents, CairnClient, ClientError, EventData, ExpectedRevision, QueryCondition, QueryItem, ReadStreamOptions,
+    StreamWrite,
+};
 use cairn_types::PartitionId;
 use cairn_types::stream::{EVENT_TAGS_MAX, new_event_id};
 use serde::Serialize;
 
 use crate::event_printer::EventPrinter;
+use crate::query_command::{StreamQueryArgs, parse_query_item, query_of, query_violation_message};
 use crate::stream_args::{DataArg, parse_as_of_ms, parse_data, parse_event_id_arg, parse_expected_revision, parse_tag};
 use crate::stream_change_command::{StreamDeleteArgs, StreamMetadataArgs, wrong_revision_message};
 use crate::stream_info::write_info;
 use crate::table::Table;
 use crate::{OutputFormat, is_broken_pipe};
 
-/// Event streams: append events on a condition on the stream's revision, read them,
-/// delete them or limit what is kept, show where a stream stands.
+/// Event streams: append events on a condition on the stream's revision (or on a query of
+/// types and tags), read them, query them, delete them or limit what is kept, show where a
+/// stream stands.
 #[derive(Debug, Clone, clap::Subcommand)]
 pub enum StreamCommand {
     /// Append one event to a stream, if the stream is at the --expect'ed revision.
     Append(Box<StreamAppendArgs>),
     /// Read a stream's events, forwards (default) or --backwards.
     Read(Box<StreamReadArgs>),
+    /// Read the events of one partition that match types and tags (--match), forwards,
+    /// and print the position to pass to `stream append --fail-if-match ... --after`.
+    Query(Box<StreamQueryArgs>),
     /// Delete a stream's events: reads show none of them, appends resume at the next
     /// revision.
     Delete(StreamDeleteArgs),
@@ -78,6 +86,15 @@ pub struct StreamAppendArgs {
     /// The data's content type.
     #[arg(long, default_value = "application/json")]
     pub content_type: String,
+    /// Append only if no event matching this item (`TYPES:TAGS`, as `stream query
+    /// --match` takes it) was appended to the stream's partition --after the position a
+    /// query printed. Repeatable: any item's match refuses the append.
+    #[arg(long = "fail-if-match", value_name = "TYPES:TAGS", value_parser = parse_query_item)]
+    pub fail_if_match: Vec<QueryItem>,
+    /// The position the --fail-if-match condition starts after (what `stream query`
+    /// printed). Without it, any matching event in the partition refuses the append.
+    #[arg(long, value_name = "OFFSET", requires = "fail_if_match")]
+    pub after: Option<u64>,
     /// Output format: json prints one object with the event's position.
     #[arg(long, value_enum, default_value_t)]
     pub output: OutputFormat,
@@ -120,6 +137,14 @@ impl StreamCommand {
                     result => result,
                 }
             }
+            StreamCommand::Query(query) => {
+                let printer = EventPrinter::new(query.output, BufWriter::new(std::io::stdout()));
+                let mut printer = printer.with_streams();
+                match query.run(client, &mut printer).await.and_then(|()| Ok(printer.flush()?)) {
+                    Err(error) if is_broken_pipe(&error) => Ok(()),
+                    result => result,
+                }
+            }
             StreamCommand::Delete(delete) => delete.run(client, false, out).await,
             StreamCommand::Tombstone(tombstone) => tombstone.run(client, true, out).await,
             StreamCommand::Metadata(metadata) => metadata.run(client, out).await,
@@ -132,10 +157,25 @@ impl StreamAppendArgs {
     async fn run(self, client: &CairnClient, out: &mut impl Write) -> anyhow::Result<()> {
         let event = self.to_event()?;
         let event_id = cairn_types::stream::format_event_id(&event.event_id);
-        let appended = match client.append_to_stream(&self.topic, &self.stream, self.expect, vec![event]).await {
+        let condition = if self.fail_if_match.is_empty() {
+            None
+        } else {
+            Some(QueryCondition { query: query_of(&self.fail_if_match)?, after: self.after })
+        };
+        let write = StreamWrite { stream: self.stream.clone(), expected: self.expect, events: vec![event] };
+        let appended = match client.append_to_streams_if(&self.topic, vec![write], Vec::new(), condition).await {
             Ok(appended) => appended,
-            Err(ClientError::WrongExpectedRevision { violations, .. }) => {
-                bail!(wrong_revision_message("append", &self.topic, &violations))
+            Err(ClientError::ConditionFailed { violations, query, .. }) => {
+                let mut message = if violations.is_empty() {
+                    "append refused, nothing was written: the query condition failed".to_owned()
+                } else {
+                    wrong_revision_message("append", &self.topic, &violations)
+                };
+                if let Some(query) = query {
+                    message.push('\n');
+                    message.push_str(&query_violation_message(&query));
+                }
+                bail!(message)
             }
             Err(error) => return Err(error.into()),
         };

@@ -1,7 +1,7 @@
 use std::error::Error as _;
 
 use cairn_proto::Message as _;
-use cairn_types::{Offset, PartitionId, RevisionViolation};
+use cairn_types::{Offset, PartitionId, QueryViolation, RevisionViolation};
 
 use crate::proto;
 
@@ -31,11 +31,13 @@ pub enum ClientError {
         written: Vec<(usize, PartitionId, Offset)>,
         unwritten: Vec<usize>,
     },
-    /// An event append refused because streams were not at the expected revisions
-    /// (`FAILED_PRECONDITION`): nothing was written. Every violation is listed, so the
-    /// caller can re-read those streams and decide without another round trip.
+    /// An event append refused for its conditions (`FAILED_PRECONDITION`): streams not at
+    /// the expected revisions (`violations`), and the first event matching its query
+    /// condition after the condition's position (`query`). Nothing was written. Every
+    /// violation is listed, so the caller can read again and decide without another round
+    /// trip.
     #[error("{message} (FailedPrecondition)")]
-    WrongExpectedRevision { message: String, violations: Vec<RevisionViolation> },
+    ConditionFailed { message: String, violations: Vec<RevisionViolation>, query: Option<QueryViolation> },
 }
 
 impl ClientError {
@@ -43,7 +45,7 @@ impl ClientError {
     pub fn code(&self) -> Option<tonic::Code> {
         match self {
             ClientError::Status { code, .. } | ClientError::PartlyWritten { code, .. } => Some(*code),
-            ClientError::WrongExpectedRevision { .. } => Some(tonic::Code::FailedPrecondition),
+            ClientError::ConditionFailed { .. } => Some(tonic::Code::FailedPrecondition),
             _ => None,
         }
     }

@@ -43,6 +43,7 @@ impl Consistency {
 }
 pub use cairn_proto::v1 as proto;
 pub use cairn_types::ExpectedRevision;
+pub use cairn_types::{ConditionViolations, EventQuery, QueryCondition, QueryItem, QueryViolation};
 pub use cairn_types::stream::StreamMetadata;
 pub use client_error::ClientError;
 pub use create_topic_options::CreateTopicOptions;
@@ -51,7 +52,8 @@ pub use read_result::ReadResult;
 pub use retry_policy::RetryPolicy;
 pub use start_position::StartPosition;
 pub use stream_calls::{
-    AppendedEvents, EventData, ReadStreamOptions, RecordedEvent, StreamChanged, StreamSlice, StreamWrite, json_event,
+    AppendedEvents, EventData, QueryOptions, QueryPartition, QueryResult, ReadStreamOptions, RecordedEvent,
+    StreamChanged, StreamSlice, StreamWrite, json_event,
 };
 /// The gRPC status code a `ClientError::Status` carries.
 pub use tonic::Code;

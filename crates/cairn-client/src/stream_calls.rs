@@ -1,11 +1,14 @@
 //! The event store's calls: appends to streams with expected revisions (retried safely:
-//! every event carries an id, so a retry is answered with the original positions) and
-//! stream reads.
+//! every event carries an id, so a retry is answered with the original positions), with
+//! query conditions (DCB), stream reads and query reads.
 
 use bytes::Bytes;
 use cairn_proto::Message as _;
 use cairn_types::stream::{StreamMetadata, format_event_id, new_event_id};
-use cairn_types::{EventFields, ExpectedRevision, NewEvent, Offset, PartitionId, RevisionViolation, StoredRecord};
+use cairn_types::{
+    ConditionViolations, EventFields, EventQuery, ExpectedRevision, NewEvent, Offset, PartitionId, QueryCondition,
+    StoredRecord,
+};
 
 use crate::{CairnClient, ClientError, Consistency, proto};
 
@@ -130,6 +133,38 @@ pub struct ReadStreamOptions {
     pub consistency: Consistency,
 }
 
+/// Which partition a query reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum QueryPartition {
+    Partition(PartitionId),
+    /// The partition of this stream, or of streams with this hash tag (`{order-17}`).
+    OfKey(String),
+}
+
+/// Where a query read starts and how much it returns.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct QueryOptions {
+    /// Exclusive: a position an earlier read answered. `None`: from the first event stored.
+    pub after: Option<Offset>,
+    /// 0: the server's default.
+    pub max_events: u32,
+    /// Only events stamped at or before this time (ms since the Unix epoch).
+    pub as_of_ms: Option<u64>,
+    pub consistency: Consistency,
+}
+
+/// A query read's events, in offset order, and how far it looked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueryResult {
+    pub partition: PartitionId,
+    pub events: Vec<RecordedEvent>,
+    /// Every matching event up to this offset was returned (or precedes `after`): the
+    /// next read's `after`, or an append condition's. `None`: nothing is stored yet.
+    pub position: Option<Offset>,
+    /// The read stopped at a limit: more may follow `position`.
+    pub limited: bool,
+}
+
 /// A stream's events, as read.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StreamSlice {
@@ -142,7 +177,7 @@ pub struct StreamSlice {
 
 impl CairnClient {
     /// Appends `events` to `stream` of `topic` when its revision is as `expected`.
-    /// Refused with `ClientError::WrongExpectedRevision` (nothing written) otherwise.
+    /// Refused with `ClientError::ConditionFailed` (nothing written) otherwise.
     pub async fn append_to_stream(
         &self,
         topic: &str,
@@ -156,13 +191,29 @@ impl CairnClient {
 
     /// Appends to several streams of one partition of `topic` at once, all or none, when
     /// every written stream and every one in `checks` is at its expected revision
-    /// (violations: `ClientError::WrongExpectedRevision`, listing all of them). Retried
+    /// (violations: `ClientError::ConditionFailed`, listing all of them). Retried
     /// while the cluster answers `UNAVAILABLE`: the events' ids make a retry safe.
     pub async fn append_to_streams(
         &self,
         topic: &str,
         writes: Vec<StreamWrite>,
         checks: Vec<(String, ExpectedRevision)>,
+    ) -> Result<AppendedEvents, ClientError> {
+        self.append_to_streams_if(topic, writes, checks, None).await
+    }
+
+    /// `append_to_streams` with a query condition too (Dynamic Consistency Boundaries):
+    /// refused (`ClientError::ConditionFailed`, its `query` naming the first match) when an
+    /// event matching `condition.query` is stored in the streams' partition after
+    /// `condition.after`. Pass the `position` of the `query_events` read the decision was
+    /// made on: the append then succeeds only if nothing that read would have returned has
+    /// been appended since.
+    pub async fn append_to_streams_if(
+        &self,
+        topic: &str,
+        writes: Vec<StreamWrite>,
+        checks: Vec<(String, ExpectedRevision)>,
+        condition: Option<QueryCondition>,
     ) -> Result<AppendedEvents, ClientError> {
         let event_count: usize = writes.iter().map(|write| write.events.len()).sum();
         let request = proto::AppendToStreamsRequest {
@@ -179,6 +230,7 @@ impl CairnClient {
                 .into_iter()
                 .map(|(stream, expected)| proto::StreamCheck { stream, expected: Some(expected.into()) })
                 .collect(),
+            condition: condition.map(proto::QueryCondition::from),
         };
         let outcome = self
             .call_idempotent(request, |mut client, request| async move { client.append_to_streams(request).await })
@@ -221,16 +273,70 @@ impl CairnClient {
             .call_idempotent(request, |mut client, request| async move { client.read_stream(request).await })
             .await
             .result?;
-        let records = cairn_proto::stored_records_from_proto(response.events);
-        let events = records
-            .into_iter()
-            .map(|record| {
-                let offset = record.offset;
-                RecordedEvent::from_record(record)
-                    .ok_or_else(|| ClientError::InvalidResponse(format!("record at offset {offset} is not an event")))
-            })
-            .collect::<Result<_, _>>()?;
+        let events = events_of(response.events)?;
         Ok(StreamSlice { events, next_revision: response.next_revision, first_revision: response.first_revision })
+    }
+
+    /// Reads the events of one partition of `topic` that match `query`, after
+    /// `options.after`, forwards (see `QueryOptions`). The result's `position` is the
+    /// next read's `after`, and the `after` of an append's query condition.
+    pub async fn query_events(
+        &self,
+        topic: &str,
+        partition: QueryPartition,
+        query: EventQuery,
+        options: QueryOptions,
+    ) -> Result<QueryResult, ClientError> {
+        use proto::query_events_request::PartitionOf;
+        let (consistency, min_applied_index) = options.consistency.to_proto();
+        let request = proto::QueryEventsRequest {
+            topic: topic.to_owned(),
+            partition_of: Some(match partition {
+                QueryPartition::Partition(partition) => PartitionOf::Partition(partition),
+                QueryPartition::OfKey(key) => PartitionOf::Key(key),
+            }),
+            query: Some(query.into()),
+            after: options.after,
+            max_events: options.max_events,
+            as_of_ms: options.as_of_ms,
+            consistency,
+            min_applied_index,
+        };
+        let response = self
+            .call_idempotent(request, |mut client, request| async move { client.query_events(request).await })
+            .await
+            .result?;
+        let events = events_of(response.events)?;
+        Ok(QueryResult {
+            partition: response.partition,
+            events,
+            position: response.position,
+            limited: response.limited,
+        })
+    }
+
+    /// Every event of one partition that matches `query` after `after`, read in pages;
+    /// and the position to pass to an append's query condition.
+    pub async fn query_all_events(
+        &self,
+        topic: &str,
+        partition: QueryPartition,
+        query: EventQuery,
+        after: Option<Offset>,
+        consistency: Consistency,
+    ) -> Result<QueryResult, ClientError> {
+        let mut options = QueryOptions { after, consistency, ..QueryOptions::default() };
+        let mut whole = QueryResult { partition: 0, events: Vec::new(), position: after, limited: false };
+        loop {
+            let page = self.query_events(topic, partition.clone(), query.clone(), options).await?;
+            whole.partition = page.partition;
+            whole.events.extend(page.events);
+            whole.position = page.position;
+            if !page.limited {
+                return Ok(whole);
+            }
+            options.after = page.position;
+        }
     }
 
     /// Deletes `stream` when it is at `expected`: its events are hidden from reads at once.
@@ -322,15 +428,27 @@ impl CairnClient {
     }
 }
 
-/// An append's error: `WrongExpectedRevision` with every violation when the details carry
-/// them, else the status as it is.
+/// An append's error: `ConditionFailed` with every violation when the details carry them,
+/// else the status as it is.
 fn from_stream_append_status(status: tonic::Status) -> ClientError {
     if status.code() == tonic::Code::FailedPrecondition
-        && let Ok(details) = proto::WrongExpectedRevision::decode(status.details())
-        && !details.violations.is_empty()
+        && let Ok(details) = proto::ConditionsFailed::decode(status.details())
+        && (!details.violations.is_empty() || details.query.is_some())
     {
-        let violations = details.violations.into_iter().map(RevisionViolation::from).collect();
-        return ClientError::WrongExpectedRevision { message: status.message().to_owned(), violations };
+        let ConditionViolations { revisions, query } = details.into();
+        return ClientError::ConditionFailed { message: status.message().to_owned(), violations: revisions, query };
     }
     status.into()
+}
+
+/// The events of a read's answer; a record that is no event breaks the API's contract.
+fn events_of(records: Vec<proto::StoredRecord>) -> Result<Vec<RecordedEvent>, ClientError> {
+    cairn_proto::stored_records_from_proto(records)
+        .into_iter()
+        .map(|record| {
+            let offset = record.offset;
+            RecordedEvent::from_record(record)
+                .ok_or_else(|| ClientError::InvalidResponse(format!("record at offset {offset} is not an event")))
+        })
+        .collect()
 }

@@ -3,6 +3,7 @@
 //! prost type leaks below them.
 
 mod event_conversion;
+mod query_conversion;
 mod record_conversion;
 
 #[allow(clippy::all, clippy::pedantic, rust_2018_idioms)]
@@ -13,4 +14,5 @@ pub mod v1 {
 pub use event_conversion::{BadEventId, expected_from_proto, new_event_from_proto};
 /// To encode and decode messages carried in status details (`AppendOutcomes`).
 pub use prost::Message;
+pub use query_conversion::query_from_proto;
 pub use record_conversion::{stored_records_from_proto, stored_records_to_proto};

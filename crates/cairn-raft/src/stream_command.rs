@@ -1,10 +1,11 @@
 //! What an event append asks of a partition's state machine (`EventAppend`) and what
 //! applying it answers (`EventsAppended`, or why nothing was written). Every condition is
 //! checked when the entry is applied, on every replica alike, so two appends that expect
-//! the same revision of a stream can never both succeed.
+//! the same revision of a stream (or that both require no new event matching a query) can
+//! never both succeed.
 
 use cairn_types::stream::StreamMetadata;
-use cairn_types::{ExpectedRevision, NewEvent, Offset, RevisionViolation};
+use cairn_types::{ConditionViolations, ExpectedRevision, NewEvent, Offset, QueryCondition};
 use serde::{Deserialize, Serialize};
 
 /// Events for one or more streams of one partition, written all or none.
@@ -14,6 +15,8 @@ pub struct EventAppend {
     pub writes: Vec<StreamWrite>,
     /// Streams not written whose revision must still be as expected.
     pub checks: Vec<StreamCheck>,
+    /// No event matching this query may be stored after its position (DCB).
+    pub condition: Option<QueryCondition>,
     /// The leader's clock when it proposed the append (see `PartitionCommand::Append`).
     pub timestamp_ms: u64,
 }
@@ -87,8 +90,9 @@ pub struct EventsAppended {
 /// Why an event append was refused.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum EventAppendRefusal {
-    /// Every stream whose revision was not as expected.
-    WrongExpectedRevision(Vec<RevisionViolation>),
+    /// Every stream whose revision was not as expected, and the query condition's first
+    /// match when it failed.
+    ConditionsFailed(ConditionViolations),
     /// An event id is stored already, but the append is not a retry of the one that stored
     /// it: the content differs, or only part of the append is stored.
     EventIdReused { event_id: [u8; 16], stored_at: Offset, reason: EventIdReuse },

@@ -17,6 +17,10 @@ pub const INDEX_STREAM: u8 = b'r';
 pub const INDEX_EVENT_ID: u8 = b'e';
 /// A stream's head (its next revision): `group 'h' stream` -> `StreamHead`.
 pub const INDEX_STREAM_HEAD: u8 = b'h';
+/// Events by tag: `group 'g' len:u32 tag offset:u64` -> nothing.
+pub const INDEX_EVENT_TAG: u8 = b'g';
+/// Events by type: `group 'y' len:u32 event_type offset:u64` -> nothing.
+pub const INDEX_EVENT_TYPE: u8 = b'y';
 
 pub fn group_u64(group: GroupId, value: u64) -> [u8; 16] {
     let mut key = [0; 16];
@@ -111,5 +115,16 @@ pub fn event_id_index(group: GroupId, event_id: &[u8; 16]) -> [u8; 25] {
     key[..8].copy_from_slice(&group.to_be_bytes());
     key[8] = INDEX_EVENT_ID;
     key[9..].copy_from_slice(event_id);
+    key
+}
+
+/// The entries of the tag or type index (`INDEX_EVENT_TAG`, `INDEX_EVENT_TYPE`) of `term`.
+pub fn event_term_prefix(group: GroupId, index: u8, term: &[u8]) -> Vec<u8> {
+    named(group, index, term, 8)
+}
+
+pub fn event_term(group: GroupId, index: u8, term: &[u8], offset: Offset) -> Vec<u8> {
+    let mut key = event_term_prefix(group, index, term);
+    key.extend_from_slice(&offset.to_be_bytes());
     key
 }

@@ -13,6 +13,7 @@
 //! - `sm_meta`: `group | tag` → state-machine state, snapshot metadata
 
 mod error;
+mod event_query;
 mod keys;
 mod partition_log;
 mod store;
@@ -21,6 +22,7 @@ mod syncer;
 mod write_batch;
 
 pub use error::StorageError;
+pub use event_query::{QUERY_READ_MATCHES_MAX, QueryEvents, QueryReadLimits};
 pub use partition_log::{PartitionLog, PartitionLogState, ReadLimits};
 pub use store::{Store, StoreOptions};
 pub use stream_index::{Direction, STREAM_HEAD_EVENT_TYPE, StreamEvents, StreamHead, StreamWindow, is_control};

@@ -426,7 +426,7 @@ impl PartitionLog {
         Ok((base_offset, header))
     }
 
-    fn records_iter(&self) -> rocksdb::DBRawIterator<'_> {
+    pub(crate) fn records_iter(&self) -> rocksdb::DBRawIterator<'_> {
         let (lower, upper) = keys::group_bounds(self.group);
         let mut options = ReadOptions::default();
         options.set_iterate_lower_bound(lower);

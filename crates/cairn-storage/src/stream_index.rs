@@ -1,7 +1,8 @@
 //! Streams inside a partition's log: each stream's head (its next revision), the index of
-//! its events by revision, and the index of events by id.
+//! its events by revision, and the indexes of events by id, by type and by tag (the last
+//! two serve queries, see `event_query.rs`).
 //!
-//! All three are written in the caller's `WriteBatch` with the records they describe, and
+//! All are written in the caller's `WriteBatch` with the records they describe, and
 //! are rebuilt from the records alone when batches are imported (the records carry every
 //! event field, see `cairn_types::batch`). A stream costs nothing in memory: a head is read
 //! from RocksDB when an append names the stream, and written only when it changes.
@@ -238,7 +239,7 @@ impl PartitionLog {
         self.append(batch, state, &[record], &[control], timestamp_ms)
     }
 
-    /// Adds the revision and id index entries of the events among `records` (stored from
+    /// Adds the revision, id, type and tag index entries of the events among `records` (stored from
     /// `base_offset` on) to `batch`.
     pub(crate) fn index_events<'a>(
         &self,
@@ -252,9 +253,16 @@ impl PartitionLog {
             if is_control(event) {
                 continue;
             }
-            let offset = (base_offset + i as u64).to_be_bytes();
+            let at = base_offset + i as u64;
+            let offset = at.to_be_bytes();
             batch.inner.put_cf(index, keys::stream_index(self.group(), stream, event.stream_revision), offset);
             batch.inner.put_cf(index, keys::event_id_index(self.group(), &event.event_id), offset);
+            let group = self.group();
+            let event_type = keys::event_term(group, keys::INDEX_EVENT_TYPE, event.event_type.as_bytes(), at);
+            batch.inner.put_cf(index, event_type, []);
+            for tag in &event.tags {
+                batch.inner.put_cf(index, keys::event_term(group, keys::INDEX_EVENT_TAG, tag.as_bytes(), at), []);
+            }
         }
     }
 
@@ -381,12 +389,12 @@ impl PartitionLog {
 
 /// The last batch decoded, for reads that visit neighbouring offsets.
 #[derive(Default)]
-struct BatchCache {
+pub(crate) struct BatchCache {
     batch: Option<cairn_types::DecodedBatch>,
 }
 
 impl BatchCache {
-    fn record(&mut self, log: &PartitionLog, offset: Offset) -> Result<Option<StoredRecord>, StorageError> {
+    pub(crate) fn record(&mut self, log: &PartitionLog, offset: Offset) -> Result<Option<StoredRecord>, StorageError> {
         let holds = |batch: &cairn_types::DecodedBatch| {
             batch.header.base_offset <= offset && offset < batch.header.next_offset()
         };

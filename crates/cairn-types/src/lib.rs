@@ -2,6 +2,7 @@
 //! configuration, limits and the key partitioner. No IO lives here.
 
 pub mod batch;
+pub mod event_query;
 pub mod limits;
 pub mod partitioner;
 pub mod record;
@@ -10,6 +11,7 @@ pub mod stream;
 pub mod topic;
 
 pub use batch::{BatchHeader, CodecError, DecodedBatch, decode_batch, encode_batch};
+pub use event_query::{ConditionViolations, EventQuery, QueryCondition, QueryItem, QueryViolation};
 pub use limits::Limits;
 pub use record::{EventFields, Record, StoredRecord};
 pub use retry_delays::retry_delays;

@@ -8,7 +8,7 @@
 //! no condition. A withdrawal can: it reads the stream, folds the balance, refuses when the
 //! money is not there, and otherwise appends `Withdrawn` *only if the stream is still at the
 //! revision it read* (`ExpectedRevision::Exact`). If another append got in between, the
-//! server writes nothing and answers `WrongExpectedRevision`; the withdrawal then reads again
+//! server writes nothing and answers `ConditionFailed`; the withdrawal then reads again
 //! and decides again. The server checks the revision when the partition's Raft state machine
 //! applies the append, so two withdrawals that read the same revision can never both
 //! succeed, on any node, across failovers: `race` starts many at once and the account still
@@ -146,7 +146,7 @@ pub async fn withdraw(client: &CairnClient, id: &str, amount: Amount) -> anyhow:
             Ok(_) => return Ok(Withdrawal::Done { balance_after: balance - i64::from(amount), attempts }),
             // Someone appended since our read: nothing was written; decide again on what is
             // there now.
-            Err(ClientError::WrongExpectedRevision { .. }) => continue,
+            Err(ClientError::ConditionFailed { .. }) => continue,
             Err(error) => return Err(error.into()),
         }
     }

@@ -219,6 +219,13 @@ impl Cairn for FakeCairn {
         Err(Status::unimplemented("the fake server keeps no streams"))
     }
 
+    async fn query_events(
+        &self,
+        _request: Request<proto::QueryEventsRequest>,
+    ) -> Result<Response<proto::QueryEventsResponse>, Status> {
+        Err(Status::unimplemented("the fake server keeps no events"))
+    }
+
     async fn join_cluster(
         &self,
         _request: Request<proto::JoinClusterRequest>,

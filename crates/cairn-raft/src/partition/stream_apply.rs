@@ -8,21 +8,26 @@
 //!    stored, is refused. Ids are looked up in the event-id index for as long as the
 //!    events are retained, not for a time window. This check comes first so that a retry of
 //!    an append made with an exact expected revision is not refused by its own success.
-//! 2. **Revisions.** Every written and every checked stream must be at its expected
-//!    revision; all violations are answered at once.
+//! 2. **Conditions.** Every written and every checked stream must be at its expected
+//!    revision, and no event matching the query condition (DCB) may be stored after its
+//!    position; all violations are answered at once.
 //! 3. **Write.** The events become one batch; each stream's head moves on.
 //!
 //! Apply accumulates many entries in one RocksDB `WriteBatch`, which cannot be read back:
 //! the heads and events written by earlier entries of the same batch live in
 //! `PendingStreams` until the batch is written, so an append sees every one applied before
-//! it (else two appends to one stream in one apply call would both check a stale head).
+//! it (else two appends to one stream in one apply call would both check a stale head, and
+//! two appends with one query condition would both miss each other's events).
 
 use std::collections::{HashMap, HashSet};
 use std::io;
 
 use bytes::Bytes;
 use cairn_storage::{StreamHead, WriteBatch};
-use cairn_types::{EventFields, ExpectedRevision, NewEvent, Record, RevisionViolation, StoredRecord};
+use cairn_types::{
+    ConditionViolations, EventFields, ExpectedRevision, NewEvent, QueryCondition, QueryViolation, Record,
+    RevisionViolation, StoredRecord,
+};
 
 use super::state_machine::PartitionStateMachine;
 use crate::command::CommandResponse;
@@ -65,15 +70,18 @@ impl PartitionStateMachine {
         if !tombstoned.is_empty() {
             return Ok(CommandResponse::EventAppendRefused(EventAppendRefusal::StreamsTombstoned(tombstoned)));
         }
-        let mut violations = Vec::new();
+        let mut violations = ConditionViolations::default();
         let conditions = append.writes.iter().map(|write| (&write.stream, write.expected));
         for (stream, expected) in conditions.chain(append.checks.iter().map(|check| (&check.stream, check.expected))) {
             if let Some(violation) = self.violation(stream, expected)? {
-                violations.push(violation);
+                violations.revisions.push(violation);
             }
         }
+        if let Some(condition) = &append.condition {
+            violations.query = self.query_violation(condition)?;
+        }
         if !violations.is_empty() {
-            return Ok(CommandResponse::EventAppendRefused(EventAppendRefusal::WrongExpectedRevision(violations)));
+            return Ok(CommandResponse::EventAppendRefused(EventAppendRefusal::ConditionsFailed(violations)));
         }
 
         let mut records = Vec::with_capacity(append.event_count());
@@ -144,7 +152,8 @@ impl PartitionStateMachine {
             return Ok(CommandResponse::EventAppendRefused(refusal));
         }
         if let Some(violation) = self.violation(&change.stream, change.expected)? {
-            return Ok(CommandResponse::EventAppendRefused(EventAppendRefusal::WrongExpectedRevision(vec![violation])));
+            let violations = ConditionViolations { revisions: vec![violation], query: None };
+            return Ok(CommandResponse::EventAppendRefused(EventAppendRefusal::ConditionsFailed(violations)));
         }
         match change.change {
             StreamChangeKind::SoftDelete => head.deleted_before = head.next_revision,
@@ -169,6 +178,30 @@ impl PartitionStateMachine {
             expected,
             actual,
         }))
+    }
+
+    /// The first event after the condition's position that matches its query, if any:
+    /// among the stored events, and those earlier entries of this apply call wrote (not in
+    /// the store yet). Every event counts, hidden ones too: what a deletion or a max age
+    /// hides depends on when a read happens, and applying must not.
+    fn query_violation(&self, condition: &QueryCondition) -> io::Result<Option<QueryViolation>> {
+        let state = &self.state.log;
+        let stored = self.log.first_query_match(&condition.query, condition.after, state, state.next_offset)?;
+        let pending = self
+            .pending
+            .events
+            .values()
+            .filter(|record| condition.after.is_none_or(|after| record.offset > after))
+            .filter(|record| {
+                record.event.as_ref().is_some_and(|event| condition.query.matches(&event.event_type, &event.tags))
+            })
+            .map(|record| record.offset)
+            .min();
+        let first_match = match (stored, pending) {
+            (Some(stored), Some(pending)) => Some(stored.min(pending)),
+            (first, None) | (None, first) => first,
+        };
+        Ok(first_match.map(|first_match| QueryViolation { after: condition.after, first_match }))
     }
 
     /// The answer when the append's event ids are stored already (see the module doc).

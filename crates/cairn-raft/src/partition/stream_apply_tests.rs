@@ -2,7 +2,7 @@
 //! on a real store.
 
 use cairn_storage::{Direction, Store, StoreOptions, StreamWindow};
-use cairn_types::GroupId;
+use cairn_types::{EventQuery, GroupId, QueryItem};
 use cairn_types::stream::StreamMetadata;
 
 use super::*;
@@ -32,7 +32,7 @@ fn write(stream: &str, expected: ExpectedRevision, events: Vec<NewEvent>) -> Str
 }
 
 fn append(writes: Vec<StreamWrite>, checks: Vec<StreamCheck>) -> PartitionCommand {
-    PartitionCommand::AppendEvents(EventAppend { writes, checks, timestamp_ms: 1_000 })
+    PartitionCommand::AppendEvents(EventAppend { writes, checks, condition: None, timestamp_ms: 1_000 })
 }
 
 /// Applies `commands` as one apply call does (one WriteBatch, written at the end).
@@ -93,12 +93,11 @@ fn appends_in_one_apply_batch_see_each_other() {
     );
     assert_eq!(appended(&responses[0]).positions.iter().map(|p| p.stream_revision).collect::<Vec<_>>(), [0, 1]);
     assert_eq!(appended(&responses[1]).positions[0].stream_revision, 2);
-    let CommandResponse::EventAppendRefused(EventAppendRefusal::WrongExpectedRevision(violations)) = &responses[2]
-    else {
+    let CommandResponse::EventAppendRefused(EventAppendRefusal::ConditionsFailed(violations)) = &responses[2] else {
         panic!("{:?}", responses[2]);
     };
     let expected = RevisionViolation { stream: "a".into(), expected: ExpectedRevision::NoStream, actual: Some(2) };
-    assert_eq!(violations, &[expected]);
+    assert_eq!(violations, &ConditionViolations { revisions: vec![expected], query: None });
     assert_eq!(revisions(&sm, "a"), [0, 1, 2]);
     // The head survives a restart.
     drop(sm);
@@ -130,11 +129,11 @@ fn every_violation_is_listed_and_nothing_is_written() {
             ],
         )],
     );
-    let CommandResponse::EventAppendRefused(EventAppendRefusal::WrongExpectedRevision(violations)) = &responses[0]
-    else {
+    let CommandResponse::EventAppendRefused(EventAppendRefusal::ConditionsFailed(violations)) = &responses[0] else {
         panic!("{:?}", responses[0]);
     };
-    let listed: Vec<(&str, Option<u64>)> = violations.iter().map(|v| (v.stream.as_str(), v.actual)).collect();
+    let listed: Vec<(&str, Option<u64>)> =
+        violations.revisions.iter().map(|v| (v.stream.as_str(), v.actual)).collect();
     assert_eq!(listed, [("a", Some(0)), ("b", None), ("d", None)]);
     assert_eq!(sm.state.log.next_offset, next_offset, "nothing written");
     assert_eq!(revisions(&sm, "c"), Vec::<u64>::new());
@@ -235,7 +234,7 @@ fn deletes_and_metadata_change_what_is_visible_and_what_may_be_appended() {
     );
     assert!(matches!(
         &responses[0],
-        CommandResponse::EventAppendRefused(EventAppendRefusal::WrongExpectedRevision(v)) if v[0].actual == Some(2)
+        CommandResponse::EventAppendRefused(EventAppendRefusal::ConditionsFailed(v)) if v.revisions[0].actual == Some(2)
     ));
     let CommandResponse::StreamChanged(deleted) = &responses[1] else { panic!("{:?}", responses[1]) };
     assert_eq!((deleted.current_revision, deleted.first_visible_revision), (Some(2), 3));
@@ -331,4 +330,112 @@ fn imported_batches_rebuild_stream_heads_with_their_changes() {
         })
         .collect();
     assert_eq!(seen, [(2, "Deposited", &b"5"[..])]);
+}
+
+fn tagged(id: u8, event_type: &str, tags: &[&str]) -> NewEvent {
+    NewEvent { event_type: event_type.into(), tags: tags.iter().map(|tag| tag.to_string()).collect(), ..event(id, "{}") }
+}
+
+fn conditional(writes: Vec<StreamWrite>, query: EventQuery, after: Option<u64>) -> PartitionCommand {
+    let condition = Some(QueryCondition { query, after });
+    PartitionCommand::AppendEvents(EventAppend { writes, checks: vec![], condition, timestamp_ms: 1_000 })
+}
+
+fn enrolments_of(course: &str) -> EventQuery {
+    EventQuery { items: vec![QueryItem { types: vec!["Enrolled".into()], tags: vec![format!("course={course}")] }] }
+}
+
+fn refusal(response: &CommandResponse) -> &ConditionViolations {
+    match response {
+        CommandResponse::EventAppendRefused(EventAppendRefusal::ConditionsFailed(violations)) => violations,
+        other => panic!("not refused for its conditions: {other:?}"),
+    }
+}
+
+/// A query condition (DCB) is checked at apply time: an append fails when an event
+/// matching the query was stored after the position it read, whatever the stream, and
+/// revision violations and the query's first match are answered together.
+#[test]
+fn a_query_condition_fails_on_a_matching_event_after_its_position() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut sm = open(dir.path());
+    let responses = apply(
+        &mut sm,
+        vec![
+            append(vec![write("student-a", ExpectedRevision::Any, vec![tagged(1, "Enrolled", &["course=1"])])], vec![]),
+            append(vec![write("student-b", ExpectedRevision::Any, vec![tagged(2, "Enrolled", &["course=2"])])], vec![]),
+        ],
+    );
+    assert_eq!(appended(&responses[1]).positions[0].offset, 1);
+    // Nothing about course 2 after offset 1: accepted.
+    let ok = conditional(
+        vec![write("student-c", ExpectedRevision::NoStream, vec![tagged(3, "Enrolled", &["course=2"])])],
+        enrolments_of("2"),
+        Some(1),
+    );
+    // Course 1 had an enrolment at offset 0, and student-a is not new: both are said.
+    let refused = conditional(
+        vec![write("student-a", ExpectedRevision::NoStream, vec![tagged(4, "Enrolled", &["course=1"])])],
+        enrolments_of("1"),
+        None,
+    );
+    // Another type, or another course, is no conflict.
+    let unrelated = conditional(
+        vec![write("student-d", ExpectedRevision::Any, vec![tagged(5, "Enrolled", &["course=3"])])],
+        EventQuery { items: vec![QueryItem { types: vec!["Left".into()], tags: vec!["course=1".into()] }] },
+        None,
+    );
+    let responses = apply(&mut sm, vec![ok, refused, unrelated]);
+    assert_eq!(appended(&responses[0]).positions[0].offset, 2);
+    let violations = refusal(&responses[1]);
+    assert_eq!(violations.revisions.len(), 1);
+    assert_eq!(violations.query, Some(QueryViolation { after: None, first_match: 0 }));
+    assert_eq!(appended(&responses[2]).positions[0].offset, 3);
+    // After offset 2 there is no course-2 enrolment but the one at 2 itself: after 1 it conflicts.
+    let again = |id, after| {
+        conditional(
+            vec![write("student-e", ExpectedRevision::Any, vec![tagged(id, "Enrolled", &["course=2"])])],
+            enrolments_of("2"),
+            after,
+        )
+    };
+    let responses = apply(&mut sm, vec![again(6, Some(1))]);
+    assert_eq!(refusal(&responses[0]).query, Some(QueryViolation { after: Some(1), first_match: 2 }));
+    let responses = apply(&mut sm, vec![again(7, Some(2))]);
+    assert_eq!(appended(&responses[0]).positions[0].offset, 4);
+}
+
+/// The trap of the module doc, for queries: two appends with the same condition in one
+/// apply call. The second must see the first's event, though the batch is not written.
+#[test]
+fn query_conditions_in_one_apply_batch_see_each_other() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut sm = open(dir.path());
+    let claim = |id, stream: &str| {
+        conditional(
+            vec![write(stream, ExpectedRevision::Any, vec![tagged(id, "UsernameClaimed", &["username=ada"])])],
+            EventQuery {
+                items: vec![QueryItem { types: vec!["UsernameClaimed".into()], tags: vec!["username=ada".into()] }],
+            },
+            None,
+        )
+    };
+    let responses = apply(&mut sm, vec![claim(1, "user-1"), claim(2, "user-2")]);
+    assert_eq!(appended(&responses[0]).positions[0].offset, 0);
+    assert_eq!(refusal(&responses[1]).query, Some(QueryViolation { after: None, first_match: 0 }));
+    // A query that matches every event sees the pending one too, and the stored one later.
+    let responses = apply(
+        &mut sm,
+        vec![
+            append(vec![write("other", ExpectedRevision::Any, vec![tagged(3, "Noted", &[])])], vec![]),
+            conditional(vec![write("x", ExpectedRevision::Any, vec![tagged(4, "Noted", &[])])], EventQuery::all(), Some(0)),
+        ],
+    );
+    assert_eq!(refusal(&responses[1]).query, Some(QueryViolation { after: Some(0), first_match: 1 }));
+    let responses = apply(
+        &mut sm,
+        vec![conditional(vec![write("x", ExpectedRevision::Any, vec![tagged(5, "Noted", &[])])], EventQuery::all(), Some(0))],
+    );
+    assert_eq!(refusal(&responses[0]).query, Some(QueryViolation { after: Some(0), first_match: 1 }));
+    assert_eq!(revisions(&sm, "user-2"), Vec::<u64>::new());
 }

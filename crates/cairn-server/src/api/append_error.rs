@@ -2,7 +2,7 @@
 
 use cairn_raft::{EventIdReuse, HostError};
 use cairn_types::stream::format_event_id;
-use cairn_types::{Offset, PartitionId, RevisionViolation};
+use cairn_types::{ConditionViolations, Offset, PartitionId};
 
 use crate::api::underlying::{host_error_code, host_error_message, host_not_leader};
 use crate::api::{ApiError, ErrorCode, EventInputError, NotLeader, RecordLimitError, RemoteError, TopicLookupError};
@@ -53,9 +53,10 @@ pub enum AppendError {
     PartlyWritten(PartlyWritten),
     #[error(transparent)]
     InvalidEvents(#[from] EventInputError),
-    /// Every stream not at the revision the append expected; nothing was written.
-    #[error("wrong expected revision, nothing was written: {}", list_violations(.0))]
-    WrongExpectedRevision(Vec<RevisionViolation>),
+    /// Every stream not at the revision the append expected, and the first event that
+    /// matches its query condition after the condition's position; nothing was written.
+    #[error("{}, nothing was written: {}: read again and decide again", conditions_failed(.0), .0)]
+    ConditionsFailed(ConditionViolations),
     #[error(
         "event id {} is already stored (offset {stored_at}) {}: give new events new ids, and retry an append \
          only with exactly the events it had",
@@ -77,8 +78,12 @@ pub enum AppendError {
     StreamsTombstoned(Vec<String>),
 }
 
-fn list_violations(violations: &[RevisionViolation]) -> String {
-    violations.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
+fn conditions_failed(violations: &ConditionViolations) -> &'static str {
+    match (violations.revisions.is_empty(), violations.query.is_none()) {
+        (false, true) => "wrong expected revision",
+        (true, false) => "query condition failed",
+        _ => "wrong expected revision and query condition failed",
+    }
 }
 
 fn list_partitions(streams: &[(String, PartitionId)]) -> String {
@@ -104,7 +109,7 @@ impl ApiError for AppendError {
             AppendError::Remote(err) => err.code,
             AppendError::PartlyWritten(partly) => partly.code(),
             AppendError::InvalidEvents(err) => err.code(),
-            AppendError::WrongExpectedRevision(_) => ErrorCode::FailedPrecondition,
+            AppendError::ConditionsFailed(_) => ErrorCode::FailedPrecondition,
             AppendError::EventIdReused { .. } => ErrorCode::AlreadyExists,
             AppendError::StreamsInSeveralPartitions { .. } => ErrorCode::InvalidArgument,
             AppendError::StreamsTombstoned(_) => ErrorCode::FailedPrecondition,

@@ -5,7 +5,8 @@
 use std::collections::HashSet;
 
 use cairn_raft::{StreamCheck, StreamWrite};
-use cairn_types::Limits;
+use cairn_types::event_query::{QUERY_ITEMS_MAX, QUERY_TERMS_MAX};
+use cairn_types::{EventQuery, Limits};
 use cairn_types::stream::{
     EVENT_TAG_BYTES_MAX, EVENT_TAGS_MAX, EVENT_TYPE_BYTES_MAX, STREAM_NAME_BYTES_MAX, format_event_id,
 };
@@ -36,6 +37,14 @@ pub enum EventInputError {
     RequestTooLarge { bytes: usize, max: usize },
     #[error("event id {} appears twice in the append: every event needs its own id", format_event_id(.event_id))]
     EventIdRepeated { event_id: [u8; 16] },
+    #[error("the query has {count} items; the limit is {max}: split it into several queries")]
+    TooManyQueryItems { count: usize, max: usize },
+    #[error("the query names {count} types and tags in all; the limit is {max}: split it into several queries")]
+    TooManyQueryTerms { count: usize, max: usize },
+    #[error("a query {what} has {bytes} bytes; the limit is {max}")]
+    QueryTermTooLong { what: &'static str, bytes: usize, max: usize },
+    #[error("a query {what} is empty: name one, or leave the item's {what}s out to match any")]
+    QueryTermEmpty { what: &'static str },
 }
 
 impl ApiError for EventInputError {
@@ -44,7 +53,10 @@ impl ApiError for EventInputError {
             EventInputError::FieldTooLong { .. }
             | EventInputError::TooManyTags { .. }
             | EventInputError::TooManyEvents { .. }
-            | EventInputError::RequestTooLarge { .. } => ErrorCode::ResourceExhausted,
+            | EventInputError::RequestTooLarge { .. }
+            | EventInputError::TooManyQueryItems { .. }
+            | EventInputError::TooManyQueryTerms { .. }
+            | EventInputError::QueryTermTooLong { .. } => ErrorCode::ResourceExhausted,
             _ => ErrorCode::InvalidArgument,
         }
     }
@@ -112,6 +124,29 @@ pub fn check_events(writes: &[StreamWrite], checks: &[StreamCheck], limits: &Lim
     }
     if total > limits.request_bytes_max {
         return Err(EventInputError::RequestTooLarge { bytes: total, max: limits.request_bytes_max });
+    }
+    Ok(())
+}
+
+/// Refuses a query (of a read or an append condition) past the query limits of
+/// `cairn_types::event_query`, or with an empty type or tag.
+pub fn check_query(query: &EventQuery) -> Result<(), EventInputError> {
+    if query.items.len() > QUERY_ITEMS_MAX {
+        return Err(EventInputError::TooManyQueryItems { count: query.items.len(), max: QUERY_ITEMS_MAX });
+    }
+    if query.term_count() > QUERY_TERMS_MAX {
+        return Err(EventInputError::TooManyQueryTerms { count: query.term_count(), max: QUERY_TERMS_MAX });
+    }
+    for item in &query.items {
+        let terms = item.types.iter().map(|t| ("type", t, EVENT_TYPE_BYTES_MAX));
+        for (what, term, max) in terms.chain(item.tags.iter().map(|t| ("tag", t, EVENT_TAG_BYTES_MAX))) {
+            if term.is_empty() {
+                return Err(EventInputError::QueryTermEmpty { what });
+            }
+            if term.len() > max {
+                return Err(EventInputError::QueryTermTooLong { what, bytes: term.len(), max });
+            }
+        }
     }
     Ok(())
 }

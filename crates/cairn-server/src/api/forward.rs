@@ -19,8 +19,8 @@ use futures::stream::BoxStream;
 
 use crate::api::{
     AlterTopicRequest, AppendAnswer, AppendRequest, AppendToStreamsRequest, ChangeStreamRequest, CreateTopicRequest,
-    JoinRequest, MovePartitionRequest, OffsetForTimestampRequest, OffsetFound, ReadBatch, ReadRequest,
-    ReadStreamRequest, RebalanceAnswer, RemoteError, RemoveNodeRequest, StreamChangedAnswer, StreamEventsRead,
+    JoinRequest, MovePartitionRequest, OffsetForTimestampRequest, OffsetFound, QueryEventsRead,
+    QueryEventsRequest, ReadBatch, ReadRequest, ReadStreamRequest, RebalanceAnswer, RemoteError, RemoveNodeRequest, StreamChangedAnswer, StreamEventsRead,
     StreamInfo, StreamInfoRequest, StreamsAppended, SubscribeBatch, SubscribeRequest, TopicDescription,
     TransferLeaderRequest,
 };
@@ -63,6 +63,12 @@ pub trait Forward: Send + Sync {
         request: ReadStreamRequest,
         hops: u32,
     ) -> Forwarded<'a, StreamEventsRead>;
+    fn query_events<'a>(
+        &'a self,
+        address: String,
+        request: QueryEventsRequest,
+        hops: u32,
+    ) -> Forwarded<'a, QueryEventsRead>;
     /// A subscription relayed from `address`: the deadline covers its start only.
     fn subscribe<'a>(
         &'a self,

@@ -24,6 +24,7 @@ mod leader_write;
 mod locate;
 mod nodes;
 mod producers;
+mod query_read;
 mod read;
 mod read_consistency;
 mod read_error;
@@ -63,8 +64,8 @@ pub use read_messages::{
 pub use record_limits::RecordLimitError;
 pub use remote_error::RemoteError;
 pub use stream_messages::{
-    AppendToStreamsRequest, ChangeStreamRequest, ReadStreamRequest, StreamChangedAnswer, StreamEventsRead, StreamFrom,
-    StreamInfo, StreamInfoRequest, StreamsAppended,
+    AppendToStreamsRequest, ChangeStreamRequest, PartitionOf, QueryEventsRead, QueryEventsRequest, ReadStreamRequest,
+    StreamChangedAnswer, StreamEventsRead, StreamFrom, StreamInfo, StreamInfoRequest, StreamsAppended,
 };
 pub use subscribe::Subscription;
 pub use topic_lookup_error::TopicLookupError;

@@ -66,6 +66,15 @@ pub enum ReadError {
     StreamRevisionRemoved { stream: String, revision: u64, first_revision: Option<u64> },
     #[error("stream {stream:?} was deleted for good (tombstone): it has no events and takes no more")]
     StreamTombstoned { stream: String },
+    /// A query read after a position whose next records retention removed.
+    #[error(
+        "records after offset {after} were removed by retention (the first stored is {log_start_offset}): read \
+         the query again from the start, or after offset {}",
+        .log_start_offset.saturating_sub(1)
+    )]
+    QueryRangeRemoved { after: Offset, log_start_offset: Offset },
+    #[error("{0}")]
+    InvalidQuery(crate::api::EventInputError),
 }
 
 impl ApiError for ReadError {
@@ -83,7 +92,10 @@ impl ApiError for ReadError {
             | ReadError::NotAppliedYet { .. }
             | ReadError::ReplicaStopped
             | ReadError::SubscribedReplicaStopped => ErrorCode::Unavailable,
-            ReadError::OffsetOutside { .. } | ReadError::StreamRevisionRemoved { .. } => ErrorCode::OutOfRange,
+            ReadError::OffsetOutside { .. }
+            | ReadError::StreamRevisionRemoved { .. }
+            | ReadError::QueryRangeRemoved { .. } => ErrorCode::OutOfRange,
+            ReadError::InvalidQuery(err) => err.code(),
             ReadError::StreamTombstoned { .. } => ErrorCode::NotFound,
             ReadError::TooManySubscriptions(_) => ErrorCode::ResourceExhausted,
             ReadError::ReadIndexReply(_) | ReadError::ReadTask(_) => ErrorCode::Internal,

@@ -8,7 +8,7 @@ use cairn_raft::{CommandResponse, EventAppend, EventAppendRefusal, PartitionComm
 use cairn_types::now_ms;
 use cairn_types::partitioner::partition_for_key;
 
-use crate::api::event_limits::check_events;
+use crate::api::event_limits::{check_events, check_query};
 use crate::api::leader_write::LeaderWrite;
 use crate::api::{AppendError, AppendToStreamsRequest, CairnApi, EventInputError, StreamsAppended};
 
@@ -24,6 +24,9 @@ impl CairnApi {
     ) -> Result<StreamsAppended, AppendError> {
         let topic = self.topic(&request.topic)?;
         check_events(&request.writes, &request.checks, self.host.limits())?;
+        if let Some(condition) = &request.condition {
+            check_query(&condition.query)?;
+        }
         let partition_count = topic.config.partition_count;
         let streams = request.writes.iter().map(|w| &w.stream).chain(request.checks.iter().map(|c| &c.stream));
         let placed: Vec<(String, u32)> =
@@ -38,6 +41,7 @@ impl CairnApi {
                 PartitionCommand::AppendEvents(EventAppend {
                     writes: request.writes.clone(),
                     checks: request.checks.clone(),
+                    condition: request.condition.clone(),
                     timestamp_ms: now_ms(),
                 })
             },
@@ -50,9 +54,7 @@ impl CairnApi {
                     duplicate: appended.duplicate,
                 }),
                 CommandResponse::EventAppendRefused(refusal) => Err(match refusal {
-                    EventAppendRefusal::WrongExpectedRevision(violations) => {
-                        AppendError::WrongExpectedRevision(violations)
-                    }
+                    EventAppendRefusal::ConditionsFailed(violations) => AppendError::ConditionsFailed(violations),
                     EventAppendRefusal::EventIdReused { event_id, stored_at, reason } => {
                         AppendError::EventIdReused { event_id, stored_at, reason }
                     }

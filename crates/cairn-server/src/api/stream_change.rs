@@ -41,8 +41,8 @@ impl CairnApi {
                     first_visible_revision: changed.first_visible_revision,
                     applied_index: changed.applied_index,
                 }),
-                CommandResponse::EventAppendRefused(EventAppendRefusal::WrongExpectedRevision(violations)) => {
-                    Err(AppendError::WrongExpectedRevision(violations))
+                CommandResponse::EventAppendRefused(EventAppendRefusal::ConditionsFailed(violations)) => {
+                    Err(AppendError::ConditionsFailed(violations))
                 }
                 CommandResponse::EventAppendRefused(EventAppendRefusal::StreamsTombstoned(streams)) => {
                     Err(AppendError::StreamsTombstoned(streams))

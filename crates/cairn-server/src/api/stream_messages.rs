@@ -5,7 +5,7 @@ use cairn_raft::{EventPosition, StreamChangeKind, StreamCheck, StreamWrite};
 use cairn_storage::Direction;
 use cairn_types::ExpectedRevision;
 use cairn_types::stream::StreamMetadata;
-use cairn_types::{PartitionId, StoredRecord};
+use cairn_types::{EventQuery, Offset, PartitionId, QueryCondition, StoredRecord};
 
 use crate::api::Consistency;
 
@@ -17,6 +17,9 @@ pub struct AppendToStreamsRequest {
     pub topic: String,
     pub writes: Vec<StreamWrite>,
     pub checks: Vec<StreamCheck>,
+    /// No event matching the query may be stored in the streams' partition after the
+    /// condition's position (DCB).
+    pub condition: Option<QueryCondition>,
 }
 
 /// Where the events went: their partition, and each event's offset and stream revision, in
@@ -111,4 +114,37 @@ pub struct StreamInfo {
     pub deleted_before: u64,
     pub tombstoned: bool,
     pub metadata: StreamMetadata,
+}
+
+/// Which partition a query reads: named, or the one a stream (or hash tag) maps to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PartitionOf {
+    Partition(PartitionId),
+    Key(String),
+}
+
+/// The events of one partition that match `query`, after `after` (`None`: from the first
+/// stored), forwards, at most `max_events` (0: the default, never more than the node's
+/// record limit), only those stamped at or before `as_of_ms` when it is set.
+#[derive(Debug, Clone)]
+pub struct QueryEventsRequest {
+    pub topic: String,
+    pub partition: PartitionOf,
+    pub query: EventQuery,
+    pub after: Option<Offset>,
+    pub max_events: u32,
+    pub as_of_ms: Option<u64>,
+    pub consistency: Consistency,
+}
+
+/// A query read's events and the position to pass back (see `cairn_storage::QueryEvents`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueryEventsRead {
+    pub partition: PartitionId,
+    pub events: Vec<StoredRecord>,
+    /// Every matching event up to this offset was returned (or precedes `after`): the
+    /// next read's `after`, or an append condition's. `None`: nothing is stored yet.
+    pub position: Option<Offset>,
+    /// The read stopped at a limit: more may follow `position`.
+    pub limited: bool,
 }

@@ -17,7 +17,7 @@ use tonic::transport::Channel;
 use crate::api::{
     AlterTopicRequest, AppendAnswer, AppendRequest, AppendToStreamsRequest, ChangeStreamRequest, CreateTopicRequest,
     ErrorCode, Forward, Forwarded, JoinRequest, MovePartitionRequest, OffsetForTimestampRequest, OffsetFound,
-    ReadBatch, ReadRequest, ReadStreamRequest, RebalanceAnswer, RemoteError, RemoveNodeRequest, StreamChangedAnswer,
+    QueryEventsRead, QueryEventsRequest, ReadBatch, ReadRequest, ReadStreamRequest, RebalanceAnswer, RemoteError, RemoveNodeRequest, StreamChangedAnswer,
     StreamEventsRead, StreamInfo, StreamInfoRequest, StreamsAppended, SubscribeBatch, SubscribeRequest,
     TopicDescription, TransferLeaderRequest,
 };
@@ -142,6 +142,16 @@ impl Forward for Forwarder {
     ) -> Forwarded<'a, StreamEventsRead> {
         let request = self.request(pb::ReadStreamRequest::from(request), hops);
         forward_call!(self, address, read_stream, request, |r| StreamEventsRead::from(r))
+    }
+
+    fn query_events<'a>(
+        &'a self,
+        address: String,
+        request: QueryEventsRequest,
+        hops: u32,
+    ) -> Forwarded<'a, QueryEventsRead> {
+        let request = self.request(pb::QueryEventsRequest::from(request), hops);
+        forward_call!(self, address, query_events, request, |r| QueryEventsRead::from(r))
     }
 
     fn subscribe<'a>(

@@ -52,6 +52,15 @@ impl pb::cairn_server::Cairn for CairnService {
         Ok(Response::new(read.into()))
     }
 
+    async fn query_events(
+        &self,
+        request: Request<pb::QueryEventsRequest>,
+    ) -> Result<Response<pb::QueryEventsResponse>, Status> {
+        let hops = hops(&request);
+        let read = self.api.query_events(request.into_inner().into(), hops).await.map_err(status::from_read)?;
+        Ok(Response::new(read.into()))
+    }
+
     async fn delete_stream(
         &self,
         request: Request<pb::DeleteStreamRequest>,

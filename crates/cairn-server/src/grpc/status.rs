@@ -6,7 +6,7 @@
 //! with the leader's address in `x-cairn-leader`), so a forwarding node or a client knows
 //! it may send the request again. An append written to some partitions but not all
 //! carries every partition's outcome in its details (`AppendOutcomes`), and an event append
-//! refused for its expected revisions every violation (`WrongExpectedRevision`). A failure another
+//! refused for its conditions every violation (`ConditionsFailed`). A failure another
 //! node answered goes back as it came, details included.
 
 use cairn_proto::Message as _;
@@ -30,10 +30,8 @@ pub fn from_append(err: AppendError) -> Status {
     match err {
         AppendError::Remote(err) => from_remote(err),
         AppendError::PartlyWritten(partly) => from_partly_written(partly),
-        AppendError::WrongExpectedRevision(ref violations) => {
-            let details = pb::WrongExpectedRevision {
-                violations: violations.iter().cloned().map(pb::RevisionViolation::from).collect(),
-            };
+        AppendError::ConditionsFailed(ref violations) => {
+            let details = pb::ConditionsFailed::from(violations.clone());
             Status::with_details(code(err.code()), err.to_string(), details.encode_to_vec().into())
         }
         err => from_api(&err),

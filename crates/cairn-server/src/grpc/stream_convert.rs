@@ -4,14 +4,16 @@
 
 use cairn_proto::v1 as pb;
 use cairn_proto::{
-    BadEventId, expected_from_proto, new_event_from_proto, stored_records_from_proto, stored_records_to_proto,
+    BadEventId, expected_from_proto, new_event_from_proto, query_from_proto, stored_records_from_proto,
+    stored_records_to_proto,
 };
 use cairn_raft::{EventPosition, StreamChangeKind, StreamCheck, StreamWrite};
 use cairn_storage::Direction;
+use cairn_types::QueryCondition;
 use cairn_types::stream::StreamMetadata;
 
 use crate::api::{
-    AppendToStreamsRequest, ChangeStreamRequest, ReadStreamRequest, StreamChangedAnswer, StreamEventsRead, StreamFrom,
+    AppendToStreamsRequest, ChangeStreamRequest, PartitionOf, QueryEventsRead, QueryEventsRequest, ReadStreamRequest, StreamChangedAnswer, StreamEventsRead, StreamFrom,
     StreamInfo, StreamInfoRequest, StreamsAppended,
 };
 use crate::grpc::convert::{consistency, consistency_to_proto};
@@ -32,6 +34,7 @@ impl TryFrom<pb::AppendToStreamsRequest> for AppendToStreamsRequest {
                 .into_iter()
                 .map(|check| StreamCheck { stream: check.stream, expected: expected_from_proto(check.expected) })
                 .collect(),
+            condition: request.condition.map(QueryCondition::from),
         })
     }
 }
@@ -54,6 +57,7 @@ impl From<AppendToStreamsRequest> for pb::AppendToStreamsRequest {
                 .into_iter()
                 .map(|check| pb::StreamCheck { stream: check.stream, expected: Some(check.expected.into()) })
                 .collect(),
+            condition: request.condition.map(pb::QueryCondition::from),
         }
     }
 }
@@ -268,6 +272,67 @@ impl From<pb::StreamInfoResponse> for StreamInfo {
             deleted_before: response.deleted_before,
             tombstoned: response.tombstoned,
             metadata: metadata_from_proto(response.metadata),
+        }
+    }
+}
+
+impl From<pb::QueryEventsRequest> for QueryEventsRequest {
+    fn from(request: pb::QueryEventsRequest) -> QueryEventsRequest {
+        use pb::query_events_request::PartitionOf as Of;
+        QueryEventsRequest {
+            topic: request.topic,
+            partition: match request.partition_of {
+                Some(Of::Key(key)) => PartitionOf::Key(key),
+                Some(Of::Partition(partition)) => PartitionOf::Partition(partition),
+                None => PartitionOf::Partition(0),
+            },
+            query: query_from_proto(request.query),
+            after: request.after,
+            max_events: request.max_events,
+            as_of_ms: request.as_of_ms,
+            consistency: consistency(request.consistency, request.min_applied_index),
+        }
+    }
+}
+
+impl From<QueryEventsRequest> for pb::QueryEventsRequest {
+    fn from(request: QueryEventsRequest) -> pb::QueryEventsRequest {
+        use pb::query_events_request::PartitionOf as Of;
+        let (consistency, min_applied_index) = consistency_to_proto(request.consistency);
+        pb::QueryEventsRequest {
+            topic: request.topic,
+            partition_of: Some(match request.partition {
+                PartitionOf::Partition(partition) => Of::Partition(partition),
+                PartitionOf::Key(key) => Of::Key(key),
+            }),
+            query: Some(request.query.into()),
+            after: request.after,
+            max_events: request.max_events,
+            as_of_ms: request.as_of_ms,
+            consistency,
+            min_applied_index,
+        }
+    }
+}
+
+impl From<QueryEventsRead> for pb::QueryEventsResponse {
+    fn from(read: QueryEventsRead) -> pb::QueryEventsResponse {
+        pb::QueryEventsResponse {
+            partition: read.partition,
+            events: stored_records_to_proto(read.events),
+            position: read.position,
+            limited: read.limited,
+        }
+    }
+}
+
+impl From<pb::QueryEventsResponse> for QueryEventsRead {
+    fn from(response: pb::QueryEventsResponse) -> QueryEventsRead {
+        QueryEventsRead {
+            partition: response.partition,
+            events: stored_records_from_proto(response.events),
+            position: response.position,
+            limited: response.limited,
         }
     }
 }
