@@ -20,7 +20,10 @@ fn tagged(event_type: &str, tags: &[&str]) -> EventData {
 }
 
 fn item(types: &[&str], tags: &[&str]) -> QueryItem {
-    QueryItem { types: types.iter().map(|t| t.to_string()).collect(), tags: tags.iter().map(|t| t.to_string()).collect() }
+    QueryItem {
+        types: types.iter().map(|t| t.to_string()).collect(),
+        tags: tags.iter().map(|t| t.to_string()).collect(),
+    }
 }
 
 /// What a decision about enrolling in course 1 depends on: the course's definition and its
@@ -115,7 +118,9 @@ async fn query_conditions_and_query_reads() {
     enrol(&clients[2], "bob", again.position).await.expect("bob enrols on a fresh read");
 
     // Many appends on one read, through every node at once: exactly one wins.
-    let now = query(&clients[0], course_one(), QueryOptions { consistency: Consistency::Linearizable, ..Default::default() }).await;
+    let now =
+        query(&clients[0], course_one(), QueryOptions { consistency: Consistency::Linearizable, ..Default::default() })
+            .await;
     let racers = (0..9).map(|i| {
         let client = clients[i % 3].clone();
         let position = now.position;
@@ -133,37 +138,62 @@ async fn query_conditions_and_query_reads() {
 
     // Paged reads return what one read does; "as of" the definition's time, only it.
     let whole = clients[0]
-        .query_all_events(TOPIC, QueryPartition::OfKey("{course-1}".into()), course_one(), None, Consistency::Linearizable)
+        .query_all_events(
+            TOPIC,
+            QueryPartition::OfKey("{course-1}".into()),
+            course_one(),
+            None,
+            Consistency::Linearizable,
+        )
         .await
         .expect("whole");
     assert_eq!(whole.events.len(), 4, "course, ada, bob, one racer");
-    let paged = query(&clients[0], course_one(), QueryOptions { max_events: 3, consistency: Consistency::Linearizable, ..Default::default() }).await;
+    let paged = query(
+        &clients[0],
+        course_one(),
+        QueryOptions { max_events: 3, consistency: Consistency::Linearizable, ..Default::default() },
+    )
+    .await;
     assert!(paged.limited && paged.events.len() == 3);
     assert_eq!(paged.events[..], whole.events[..3]);
-    let as_of = QueryOptions { as_of_ms: Some(defined.timestamp_ms), consistency: Consistency::Linearizable, ..Default::default() };
+    let as_of = QueryOptions {
+        as_of_ms: Some(defined.timestamp_ms),
+        consistency: Consistency::Linearizable,
+        ..Default::default()
+    };
     let then = query(&clients[0], course_one(), as_of).await;
     assert_eq!(then.events.len(), 1);
     assert_eq!(then.events[0].event_type, "CourseDefined");
     // Every event of the partition: no items.
-    let everything = query(&clients[0], EventQuery::all(), QueryOptions { consistency: Consistency::Linearizable, ..Default::default() }).await;
+    let everything = query(
+        &clients[0],
+        EventQuery::all(),
+        QueryOptions { consistency: Consistency::Linearizable, ..Default::default() },
+    )
+    .await;
     assert_eq!(everything.events.len(), 7, "every event appended");
 
     // A deleted stream's events leave query reads at once, but a condition still sees them
     // (what a read hides depends on its time; an apply-time check must not).
-    let deleted = clients[0].delete_stream(TOPIC, "{course-1}/ada", ExpectedRevision::Any, false).await.expect("delete");
-    let after_delete = QueryOptions { consistency: Consistency::ReadYourWrites(deleted.applied_index), ..Default::default() };
+    let deleted =
+        clients[0].delete_stream(TOPIC, "{course-1}/ada", ExpectedRevision::Any, false).await.expect("delete");
+    let after_delete =
+        QueryOptions { consistency: Consistency::ReadYourWrites(deleted.applied_index), ..Default::default() };
     let visible = query(&clients[1], course_one(), after_delete).await;
     assert!(visible.events.iter().all(|e| e.stream != "{course-1}/ada"), "{:?}", visible.events);
     assert_eq!(visible.events.len(), 3);
     let refused = enrol(&clients[1], "late", read.position).await.expect_err("ada's enrolment still counts");
-    assert!(matches!(refused, ClientError::ConditionFailed { query: Some(v), .. } if v.first_match == ada.positions[0].0));
+    assert!(
+        matches!(refused, ClientError::ConditionFailed { query: Some(v), .. } if v.first_match == ada.positions[0].0)
+    );
 
     // Bad queries: clear errors, nothing stored.
     let empty_tag = EventQuery { items: vec![item(&["StudentEnrolled"], &[""])] };
     let err = clients[0].query_events(TOPIC, QueryPartition::Partition(0), empty_tag, QueryOptions::default()).await;
     assert_eq!(err.expect_err("empty tag").code(), Some(Code::InvalidArgument));
     let too_many = EventQuery { items: (0..17).map(|i| item(&[&format!("T{i}")], &[])).collect() };
-    let err = clients[0].query_events(TOPIC, QueryPartition::Partition(0), too_many.clone(), QueryOptions::default()).await;
+    let err =
+        clients[0].query_events(TOPIC, QueryPartition::Partition(0), too_many.clone(), QueryOptions::default()).await;
     let err = err.expect_err("too many items");
     assert_eq!(err.code(), Some(Code::ResourceExhausted), "{err}");
     assert!(err.to_string().contains("limit is 16"), "{err}");
@@ -179,8 +209,20 @@ async fn query_conditions_and_query_reads() {
     // The CLI: a query prints the events and the position; an append on it succeeds once.
     let node = &cluster.nodes[0];
     let cli_ok = |args: &[&str]| tokio::task::block_in_place(|| node.cli_ok(args));
-    let printed = cli_ok(&["stream", "query", TOPIC, "--key", "{course-1}", "--match", "CourseDefined,StudentEnrolled:course=1", "--output", "json"]);
-    let lines: Vec<serde_json::Value> = printed.lines().map(|line| serde_json::from_str(line).expect("a JSON line")).collect();
+    let printed = cli_ok(&[
+        "stream",
+        "query",
+        TOPIC,
+        "--key",
+        "{course-1}",
+        "--match",
+        "CourseDefined,StudentEnrolled:course=1",
+        "--linearizable",
+        "--output",
+        "json",
+    ]);
+    let lines: Vec<serde_json::Value> =
+        printed.lines().map(|line| serde_json::from_str(line).expect("a JSON line")).collect();
     let (last, events) = lines.split_last().expect("lines");
     assert_eq!(events.len(), 3, "{printed}");
     assert_eq!(events[0]["event_type"], "CourseDefined");
@@ -188,8 +230,20 @@ async fn query_conditions_and_query_reads() {
     let append = |student: &str| {
         tokio::task::block_in_place(|| {
             node.cli(&[
-                "stream", "append", TOPIC, &format!("{{course-1}}/{student}"), "--type", "StudentEnrolled",
-                "--tag", "course=1", "--fail-if-match", "CourseDefined,StudentEnrolled:course=1", "--after", &position,
+                "stream",
+                "append",
+                TOPIC,
+                &format!("{{course-1}}/{student}"),
+                "--type",
+                "StudentEnrolled",
+                "--tag",
+                "course=1",
+                "--tag",
+                &format!("student={student}"),
+                "--fail-if-match",
+                "CourseDefined,StudentEnrolled:course=1",
+                "--after",
+                &position,
             ])
         })
     };
@@ -198,7 +252,8 @@ async fn query_conditions_and_query_reads() {
     assert!(!stale.status.success(), "the second append on one read is refused");
     let message = String::from_utf8_lossy(&stale.stderr);
     assert!(message.contains(&format!("after offset {position}")) && message.contains("--after"), "{message}");
-    let table = cli_ok(&["stream", "query", TOPIC, "--key", "{course-1}", "--match", ":student=cli-1"]);
+    let table =
+        cli_ok(&["stream", "query", TOPIC, "--key", "{course-1}", "--match", ":student=cli-1", "--linearizable"]);
     assert!(table.contains("{course-1}/cli-1") && table.contains("position: "), "{table}");
 }
 

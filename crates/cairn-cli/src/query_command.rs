@@ -5,7 +5,7 @@
 use std::io::Write;
 
 use anyhow::bail;
-use cairn_client::{CairnClient, EventQuery, QueryItem, QueryOptions, QueryPartition, QueryViolation};
+use cairn_client::{CairnClient, Consistency, EventQuery, QueryItem, QueryOptions, QueryPartition, QueryViolation};
 use cairn_types::event_query::{QUERY_ITEMS_MAX, QUERY_TERMS_MAX};
 use serde::Serialize;
 
@@ -38,6 +38,11 @@ pub struct StreamQueryArgs {
     /// (2026-03-01T00:00:00Z) or milliseconds since the Unix epoch.
     #[arg(long, value_name = "TIME", value_parser = parse_as_of_ms)]
     pub as_of: Option<u64>,
+    /// Read everything acknowledged before the query began (the partition leader confirms
+    /// it); by default the node asked answers with what it has applied, which on a
+    /// follower may lag by a moment. Use it before a --fail-if-match append.
+    #[arg(long)]
+    pub linearizable: bool,
     /// Stop after this many events; 0 reads to the end.
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub max: u64,
@@ -105,7 +110,8 @@ impl StreamQueryArgs {
             (None, Some(partition)) => QueryPartition::Partition(partition),
             (None, None) => bail!("name the partition to read: --partition N or --key STREAM"),
         };
-        let mut options = QueryOptions { after: self.after, as_of_ms: self.as_of, ..QueryOptions::default() };
+        let consistency = if self.linearizable { Consistency::Linearizable } else { Consistency::Local };
+        let mut options = QueryOptions { after: self.after, as_of_ms: self.as_of, consistency, max_events: 0 };
         let (position, limited) = loop {
             let remaining = self.max.saturating_sub(printer.events_printed());
             options.max_events = if self.max == 0 { 0 } else { u32::try_from(remaining).unwrap_or(u32::MAX) };

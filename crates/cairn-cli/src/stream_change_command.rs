@@ -302,7 +302,8 @@ mod tests {
             expected: ExpectedRevision::Exact(3),
             actual: Some(5),
         }];
-        let refused = Err(ClientError::ConditionFailed { message: "wrong revision".to_string(), violations, query: None });
+        let refused =
+            Err(ClientError::ConditionFailed { message: "wrong revision".to_string(), violations, query: None });
         let error = refused_on_wrong_revision("tombstone", "bank", refused).expect_err("refused");
         let message = error.to_string();
         assert!(message.starts_with("tombstone refused, nothing was written"), "{message}");

@@ -3,8 +3,8 @@ use std::io::{BufWriter, Write};
 use anyhow::bail;
 use bytes::Bytes;
 use cairn_client::{
-    AppendedEvents, CairnClient, ClientError, EventData, ExpectedRevision, QueryCondition, QueryItem, ReadStreamOptions,
-    StreamWrite,
+    AppendedEvents, CairnClient, ClientError, EventData, ExpectedRevision, QueryCondition, QueryItem,
+    ReadStreamOptions, StreamWrite,
 };
 use cairn_types::PartitionId;
 use cairn_types::stream::{EVENT_TAGS_MAX, new_event_id};

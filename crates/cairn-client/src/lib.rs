@@ -43,8 +43,8 @@ impl Consistency {
 }
 pub use cairn_proto::v1 as proto;
 pub use cairn_types::ExpectedRevision;
-pub use cairn_types::{ConditionViolations, EventQuery, QueryCondition, QueryItem, QueryViolation};
 pub use cairn_types::stream::StreamMetadata;
+pub use cairn_types::{ConditionViolations, EventQuery, QueryCondition, QueryItem, QueryViolation};
 pub use client_error::ClientError;
 pub use create_topic_options::CreateTopicOptions;
 pub use idempotent_producer::{IdempotentProducer, ProducedBatch};

@@ -34,7 +34,9 @@ impl From<ConditionViolations> for pb::ConditionsFailed {
     fn from(violations: ConditionViolations) -> pb::ConditionsFailed {
         pb::ConditionsFailed {
             violations: violations.revisions.into_iter().map(pb::RevisionViolation::from).collect(),
-            query: violations.query.map(|query| pb::QueryViolation { after: query.after, first_match: query.first_match }),
+            query: violations
+                .query
+                .map(|query| pb::QueryViolation { after: query.after, first_match: query.first_match }),
         }
     }
 }

@@ -292,9 +292,10 @@ impl EventScan {
                 base_offset,
                 source,
             })?;
-            let first = batch.records.iter().find(|record| {
-                record.offset >= from && record.event.as_ref().is_some_and(|event| !is_control(event))
-            });
+            let first = batch
+                .records
+                .iter()
+                .find(|record| record.offset >= from && record.event.as_ref().is_some_and(|event| !is_control(event)));
             if let Some(record) = first {
                 self.at = Some(record.offset).filter(|offset| *offset < scope.end);
                 return Ok(self.at);

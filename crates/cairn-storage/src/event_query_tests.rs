@@ -85,7 +85,10 @@ impl Fixture {
             fields.push(event);
         }
         log.append(&mut batch, &mut self.state, &records, &fields, timestamp_ms);
-        let head = StreamHead { next_revision: self.revisions[stream], ..log.stream_head(stream.as_bytes()).unwrap() };
+        let head = StreamHead {
+            next_revision: self.revisions[stream],
+            ..log.stream_head(stream.as_bytes()).expect("query the store")
+        };
         log.put_stream_head(&mut batch, stream.as_bytes(), head);
         self.store.write(batch).expect("write");
     }
@@ -155,9 +158,9 @@ proptest! {
             .collect();
         let log = fixture.log();
         let (state, end) = (fixture.state, fixture.state.next_offset);
-        prop_assert_eq!(log.first_query_match(&query, after, &state, end).unwrap(), matching.first().copied());
+        prop_assert_eq!(log.first_query_match(&query, after, &state, end).expect("query the store"), matching.first().copied());
 
-        let whole = log.query_events(&query, after, &state, end, no_limits()).unwrap();
+        let whole = log.query_events(&query, after, &state, end, no_limits()).expect("query the store");
         prop_assert_eq!(offsets(&whole), matching.clone());
         prop_assert!(!whole.limited);
         prop_assert_eq!(whole.position, Some(end - 1).max(after));
@@ -167,7 +170,7 @@ proptest! {
         let mut position = after;
         for _ in 0..model.len() + 1 {
             let limits = QueryReadLimits { max_events: page, ..no_limits() };
-            let read = log.query_events(&query, position, &state, end, limits).unwrap();
+            let read = log.query_events(&query, position, &state, end, limits).expect("query the store");
             prop_assert!(read.events.len() <= page);
             paged.extend(offsets(&read));
             prop_assert!(read.position >= position);
@@ -191,30 +194,32 @@ fn retention_deletion_and_as_of_bound_what_a_query_sees() {
     let query = EventQuery { items: vec![item(&[1], &[0])] };
     let mut state = fixture.state;
     let end = state.next_offset;
-    let read = |state: &PartitionLogState, limits| offsets(&log.query_events(&query, None, state, end, limits).unwrap());
+    let read = |state: &PartitionLogState, limits| {
+        offsets(&log.query_events(&query, None, state, end, limits).expect("query the store"))
+    };
 
     assert_eq!(read(&state, no_limits()), [0, 1, 2, 3]);
     // As of 2,000: the events stamped later are left out, and the position says so.
     let as_of = QueryReadLimits { as_of_ms: Some(2_000), ..no_limits() };
-    let answer = log.query_events(&query, None, &state, end, as_of).unwrap();
+    let answer = log.query_events(&query, None, &state, end, as_of).expect("query the store");
     assert_eq!((offsets(&answer), answer.position, answer.limited), (vec![0, 1, 2], Some(2), false));
 
     // A soft delete of s1 up to revision 2 hides its first two events from reads, not from
     // conditions (a condition decides at apply time; it must not depend on the clock).
     let mut batch = WriteBatch::default();
-    let head = log.stream_head(b"s1").unwrap();
+    let head = log.stream_head(b"s1").expect("query the store");
     log.put_stream_head(&mut batch, b"s1", StreamHead { deleted_before: 2, ..head });
-    fixture.store.write(batch).unwrap();
+    fixture.store.write(batch).expect("query the store");
     assert_eq!(read(&state, no_limits()), [2, 3]);
-    assert_eq!(log.first_query_match(&query, None, &state, end).unwrap(), Some(0));
+    assert_eq!(log.first_query_match(&query, None, &state, end).expect("query the store"), Some(0));
 
     // Retention moved the log start to 2: index entries below it are skipped.
     state.log_start_offset = 2;
-    assert_eq!(log.first_query_match(&query, None, &state, end).unwrap(), Some(2));
-    assert_eq!(log.first_query_match(&EventQuery::all(), Some(0), &state, end).unwrap(), Some(2));
+    assert_eq!(log.first_query_match(&query, None, &state, end).expect("query the store"), Some(2));
+    assert_eq!(log.first_query_match(&EventQuery::all(), Some(0), &state, end).expect("query the store"), Some(2));
     // The end bounds what is seen (a follower's or a read's visible end).
-    assert_eq!(log.first_query_match(&query, Some(2), &state, 3).unwrap(), None);
-    assert_eq!(log.first_query_match(&query, Some(2), &state, 4).unwrap(), Some(3));
+    assert_eq!(log.first_query_match(&query, Some(2), &state, 3).expect("query the store"), None);
+    assert_eq!(log.first_query_match(&query, Some(2), &state, 4).expect("query the store"), Some(3));
 }
 
 #[test]
@@ -223,14 +228,14 @@ fn control_records_and_empty_partitions_match_nothing() {
     let log = fixture.log();
     let state = fixture.state;
     let all = EventQuery::all();
-    assert_eq!(log.first_query_match(&all, None, &state, 0).unwrap(), None);
-    let empty = log.query_events(&all, None, &state, 0, no_limits()).unwrap();
+    assert_eq!(log.first_query_match(&all, None, &state, 0).expect("query the store"), None);
+    let empty = log.query_events(&all, None, &state, 0, no_limits()).expect("query the store");
     assert_eq!((empty.events.len(), empty.position, empty.limited), (0, None, false));
 
     fixture.append("s", &[Stored::Plain, Stored::Plain], 1_000);
     fixture.append("s", &[Stored::Event { event_type: 0, tags: vec![] }], 1_000);
     let log = fixture.log();
     let state = fixture.state;
-    assert_eq!(log.first_query_match(&all, None, &state, state.next_offset).unwrap(), Some(2));
-    assert_eq!(log.first_query_match(&all, Some(2), &state, state.next_offset).unwrap(), None);
+    assert_eq!(log.first_query_match(&all, None, &state, state.next_offset).expect("query the store"), Some(2));
+    assert_eq!(log.first_query_match(&all, Some(2), &state, state.next_offset).expect("query the store"), None);
 }

@@ -82,7 +82,9 @@ pub struct QueryViolation {
 impl std::fmt::Display for QueryViolation {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self.after {
-            Some(after) => write!(f, "an event matching the query was stored after offset {after}, at {}", self.first_match),
+            Some(after) => {
+                write!(f, "an event matching the query was stored after offset {after}, at {}", self.first_match)
+            }
             None => write!(f, "an event matching the query is stored, at offset {}", self.first_match),
         }
     }
@@ -138,7 +140,8 @@ mod tests {
 
     #[test]
     fn a_query_matches_when_any_item_does_and_empty_means_every_event() {
-        let query = EventQuery { items: vec![item(&["Created"], &["course=c1"]), item(&["Enrolled"], &["student=s1"])] };
+        let query =
+            EventQuery { items: vec![item(&["Created"], &["course=c1"]), item(&["Enrolled"], &["student=s1"])] };
         assert!(query.matches("Created", &tags(&["course=c1"])));
         assert!(query.matches("Enrolled", &tags(&["student=s1"])));
         assert!(!query.matches("Created", &tags(&["student=s1"])));

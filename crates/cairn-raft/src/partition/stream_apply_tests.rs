@@ -2,8 +2,8 @@
 //! on a real store.
 
 use cairn_storage::{Direction, Store, StoreOptions, StreamWindow};
-use cairn_types::{EventQuery, GroupId, QueryItem};
 use cairn_types::stream::StreamMetadata;
+use cairn_types::{EventQuery, GroupId, QueryItem};
 
 use super::*;
 use crate::command::PartitionCommand;
@@ -132,8 +132,7 @@ fn every_violation_is_listed_and_nothing_is_written() {
     let CommandResponse::EventAppendRefused(EventAppendRefusal::ConditionsFailed(violations)) = &responses[0] else {
         panic!("{:?}", responses[0]);
     };
-    let listed: Vec<(&str, Option<u64>)> =
-        violations.revisions.iter().map(|v| (v.stream.as_str(), v.actual)).collect();
+    let listed: Vec<(&str, Option<u64>)> = violations.revisions.iter().map(|v| (v.stream.as_str(), v.actual)).collect();
     assert_eq!(listed, [("a", Some(0)), ("b", None), ("d", None)]);
     assert_eq!(sm.state.log.next_offset, next_offset, "nothing written");
     assert_eq!(revisions(&sm, "c"), Vec::<u64>::new());
@@ -333,7 +332,11 @@ fn imported_batches_rebuild_stream_heads_with_their_changes() {
 }
 
 fn tagged(id: u8, event_type: &str, tags: &[&str]) -> NewEvent {
-    NewEvent { event_type: event_type.into(), tags: tags.iter().map(|tag| tag.to_string()).collect(), ..event(id, "{}") }
+    NewEvent {
+        event_type: event_type.into(),
+        tags: tags.iter().map(|tag| tag.to_string()).collect(),
+        ..event(id, "{}")
+    }
 }
 
 fn conditional(writes: Vec<StreamWrite>, query: EventQuery, after: Option<u64>) -> PartitionCommand {
@@ -428,13 +431,21 @@ fn query_conditions_in_one_apply_batch_see_each_other() {
         &mut sm,
         vec![
             append(vec![write("other", ExpectedRevision::Any, vec![tagged(3, "Noted", &[])])], vec![]),
-            conditional(vec![write("x", ExpectedRevision::Any, vec![tagged(4, "Noted", &[])])], EventQuery::all(), Some(0)),
+            conditional(
+                vec![write("x", ExpectedRevision::Any, vec![tagged(4, "Noted", &[])])],
+                EventQuery::all(),
+                Some(0),
+            ),
         ],
     );
     assert_eq!(refusal(&responses[1]).query, Some(QueryViolation { after: Some(0), first_match: 1 }));
     let responses = apply(
         &mut sm,
-        vec![conditional(vec![write("x", ExpectedRevision::Any, vec![tagged(5, "Noted", &[])])], EventQuery::all(), Some(0))],
+        vec![conditional(
+            vec![write("x", ExpectedRevision::Any, vec![tagged(5, "Noted", &[])])],
+            EventQuery::all(),
+            Some(0),
+        )],
     );
     assert_eq!(refusal(&responses[0]).query, Some(QueryViolation { after: Some(0), first_match: 1 }));
     assert_eq!(revisions(&sm, "user-2"), Vec::<u64>::new());

@@ -6,10 +6,10 @@ use std::collections::HashSet;
 
 use cairn_raft::{StreamCheck, StreamWrite};
 use cairn_types::event_query::{QUERY_ITEMS_MAX, QUERY_TERMS_MAX};
-use cairn_types::{EventQuery, Limits};
 use cairn_types::stream::{
     EVENT_TAG_BYTES_MAX, EVENT_TAGS_MAX, EVENT_TYPE_BYTES_MAX, STREAM_NAME_BYTES_MAX, format_event_id,
 };
+use cairn_types::{EventQuery, Limits};
 
 use crate::api::{ApiError, ErrorCode};
 

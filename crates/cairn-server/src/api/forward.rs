@@ -19,10 +19,10 @@ use futures::stream::BoxStream;
 
 use crate::api::{
     AlterTopicRequest, AppendAnswer, AppendRequest, AppendToStreamsRequest, ChangeStreamRequest, CreateTopicRequest,
-    JoinRequest, MovePartitionRequest, OffsetForTimestampRequest, OffsetFound, QueryEventsRead,
-    QueryEventsRequest, ReadBatch, ReadRequest, ReadStreamRequest, RebalanceAnswer, RemoteError, RemoveNodeRequest, StreamChangedAnswer, StreamEventsRead,
-    StreamInfo, StreamInfoRequest, StreamsAppended, SubscribeBatch, SubscribeRequest, TopicDescription,
-    TransferLeaderRequest,
+    JoinRequest, MovePartitionRequest, OffsetForTimestampRequest, OffsetFound, QueryEventsRead, QueryEventsRequest,
+    ReadBatch, ReadRequest, ReadStreamRequest, RebalanceAnswer, RemoteError, RemoveNodeRequest, StreamChangedAnswer,
+    StreamEventsRead, StreamInfo, StreamInfoRequest, StreamsAppended, SubscribeBatch, SubscribeRequest,
+    TopicDescription, TransferLeaderRequest,
 };
 
 /// The answer of another node, or why there is none.

@@ -17,9 +17,9 @@ use tonic::transport::Channel;
 use crate::api::{
     AlterTopicRequest, AppendAnswer, AppendRequest, AppendToStreamsRequest, ChangeStreamRequest, CreateTopicRequest,
     ErrorCode, Forward, Forwarded, JoinRequest, MovePartitionRequest, OffsetForTimestampRequest, OffsetFound,
-    QueryEventsRead, QueryEventsRequest, ReadBatch, ReadRequest, ReadStreamRequest, RebalanceAnswer, RemoteError, RemoveNodeRequest, StreamChangedAnswer,
-    StreamEventsRead, StreamInfo, StreamInfoRequest, StreamsAppended, SubscribeBatch, SubscribeRequest,
-    TopicDescription, TransferLeaderRequest,
+    QueryEventsRead, QueryEventsRequest, ReadBatch, ReadRequest, ReadStreamRequest, RebalanceAnswer, RemoteError,
+    RemoveNodeRequest, StreamChangedAnswer, StreamEventsRead, StreamInfo, StreamInfoRequest, StreamsAppended,
+    SubscribeBatch, SubscribeRequest, TopicDescription, TransferLeaderRequest,
 };
 pub use crate::api::{HOPS_MAX, LEADER_WAIT};
 use crate::grpc::convert::topic_description;

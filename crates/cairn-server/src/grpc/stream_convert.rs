@@ -13,8 +13,8 @@ use cairn_types::QueryCondition;
 use cairn_types::stream::StreamMetadata;
 
 use crate::api::{
-    AppendToStreamsRequest, ChangeStreamRequest, PartitionOf, QueryEventsRead, QueryEventsRequest, ReadStreamRequest, StreamChangedAnswer, StreamEventsRead, StreamFrom,
-    StreamInfo, StreamInfoRequest, StreamsAppended,
+    AppendToStreamsRequest, ChangeStreamRequest, PartitionOf, QueryEventsRead, QueryEventsRequest, ReadStreamRequest,
+    StreamChangedAnswer, StreamEventsRead, StreamFrom, StreamInfo, StreamInfoRequest, StreamsAppended,
 };
 use crate::grpc::convert::{consistency, consistency_to_proto};
 
