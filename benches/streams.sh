@@ -4,6 +4,7 @@
 # appended at its exact expected revision, the same count of plain appends to compare,
 # ReadStream of random streams under appends, and each node's resident memory.
 #   benches/streams.sh 20000        # the issue's size: 1000000
+#   EVENTS_PER_APPEND=10 COMPARE=0 benches/streams.sh 1000000   # fill each stream in one append
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . benches/lib.sh
@@ -12,5 +13,6 @@ streams="${1:-20000}"
 start_cluster 3
 sleep 2
 "$cairn_bench" --server "127.0.0.1:${ports[0]}" streams --topic s --partitions 8 --replication-factor 3 \
-  --streams "$streams" --events-per-stream 10 --writers 64 --compare --readers 4 --read-duration 20s \
+  --streams "$streams" --events-per-stream 10 --events-per-append "${EVENTS_PER_APPEND:-1}" --writers 64 \
+  $([ "${COMPARE:-1}" = 1 ] && echo --compare) --readers 4 --read-duration 20s --read-phase-writers 64,4 \
   --server-pids "$(IFS=,; echo "${pids[*]}")"

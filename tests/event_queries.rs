@@ -20,10 +20,7 @@ fn tagged(event_type: &str, tags: &[&str]) -> EventData {
 }
 
 fn item(types: &[&str], tags: &[&str]) -> QueryItem {
-    QueryItem {
-        types: types.iter().map(|t| t.to_string()).collect(),
-        tags: tags.iter().map(|t| t.to_string()).collect(),
-    }
+    QueryItem::new(types.iter().copied(), tags.iter().copied())
 }
 
 /// What a decision about enrolling in course 1 depends on: the course's definition and its
@@ -255,6 +252,54 @@ async fn query_conditions_and_query_reads() {
     let table =
         cli_ok(&["stream", "query", TOPIC, "--key", "{course-1}", "--match", ":student=cli-1", "--linearizable"]);
     assert!(table.contains("{course-1}/cli-1") && table.contains("position: "), "{table}");
+}
+
+/// A query read after a position whose records retention removed says so (OUT_OF_RANGE,
+/// naming the first offset still stored) instead of skipping them; from the start it reads
+/// what is stored, and a condition counts only stored events.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_query_read_into_a_removed_range_says_so() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut args = FAST_RAFT.to_vec();
+    args.extend(["--retention-check-interval-ms", "200"]);
+    let node = tokio::task::block_in_place(|| harness::Node::start(&dir.path().join("node1"), &args));
+    let client = connect(&node.address).await;
+    let mut options = CreateTopicOptions::new(TOPIC, 1);
+    options.retention_ms = Some(1);
+    client.create_topic(options).await.expect("create topic");
+    let partition = || QueryPartition::Partition(0);
+    let after = |after| QueryOptions { after, ..Default::default() };
+
+    // Appends one enrolment, then waits until retention removed everything up to it.
+    let enrol_and_expire = |student: &'static str, offset: u64| {
+        let client = client.clone();
+        async move {
+            let event = tagged("StudentEnrolled", &["course=1", &format!("student={student}")]);
+            let appended = client.append_to_streams(TOPIC, vec![write("{course-1}/s", event)], vec![]).await;
+            assert_eq!(appended.expect("enrol").positions[0].0, offset);
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+            loop {
+                let read = client.read(TOPIC, 0, offset + 1, 1, 0, 0).await;
+                if read.as_ref().is_ok_and(|read| read.log_start_offset == offset + 1) {
+                    return;
+                }
+                assert!(std::time::Instant::now() < deadline, "retention never removed offset {offset}: {read:?}");
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+        }
+    };
+    enrol_and_expire("a", 0).await;
+    // From the start, or after the last removed offset: nothing is skipped.
+    for from in [None, Some(0)] {
+        let read = client.query_events(TOPIC, partition(), course_one(), after(from)).await.expect("read");
+        assert_eq!((read.events.len(), read.position), (0, Some(0)), "after {from:?}");
+    }
+    enrol_and_expire("b", 1).await;
+    let err = client.query_events(TOPIC, partition(), course_one(), after(Some(0))).await.expect_err("1 is gone");
+    assert_eq!(err.code(), Some(Code::OutOfRange), "{err}");
+    assert!(err.to_string().contains("the first stored is 2"), "{err}");
+    // A condition counts the events still stored: none.
+    enrol(&client, "c", None).await.expect("no enrolment is stored any more");
 }
 
 /// Query options that read at least what `appended` wrote.

@@ -548,9 +548,7 @@ async fn a_follower_restored_from_a_snapshot_answers_streams_as_the_leader() {
             assert_eq!(seen, expected, "stream {}", name(s));
         }
         for group in ["group=0", "group=1"] {
-            let query = cairn_client::EventQuery {
-                items: vec![cairn_client::QueryItem { types: vec!["Counted".into()], tags: vec![group.into()] }],
-            };
+            let query = cairn_client::EventQuery { items: vec![cairn_client::QueryItem::new(["Counted"], [group])] };
             let partition = cairn_client::QueryPartition::Partition(0);
             let expected = writer
                 .query_all_events(TOPIC, partition.clone(), query.clone(), None, Consistency::Linearizable)

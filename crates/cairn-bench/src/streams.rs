@@ -36,6 +36,11 @@ pub struct StreamsBench {
     /// Events appended to each stream.
     #[arg(long, default_value_t = 10)]
     pub events_per_stream: u64,
+    /// Events per append in the load phase, to one stream at its exact expected revision
+    /// (1: one event per append, the figure compared with plain appends; 10 with 10
+    /// events per stream fills each stream in one append, to reach a size sooner).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
+    pub events_per_append: u64,
     /// Bytes of data per event.
     #[arg(long, default_value_t = 256)]
     pub event_size: usize,
@@ -48,6 +53,10 @@ pub struct StreamsBench {
     /// Concurrent stream readers in the read phase.
     #[arg(long, default_value_t = 4)]
     pub readers: u64,
+    /// Appenders during the read phase (default: --writers, which saturates the nodes);
+    /// several values run one read phase each, e.g. `64,4`.
+    #[arg(long, value_delimiter = ',')]
+    pub read_phase_writers: Vec<u64>,
     /// How long the read phase runs, e.g. 30s.
     #[arg(long, default_value = "30s")]
     pub read_duration: humantime::Duration,
@@ -60,7 +69,8 @@ pub struct StreamsBench {
 pub struct StreamsReport {
     pub conditional: Report,
     pub plain: Option<Report>,
-    pub reads: Report,
+    /// One per read phase: the appenders running meanwhile, their appends, the reads.
+    pub reads: Vec<(u64, Report, Report)>,
     /// (pid, resident KiB).
     pub resident_kib: Vec<(u32, u64)>,
 }
@@ -74,7 +84,9 @@ impl StreamsReport {
                 let value = serde_json::json!({
                     "conditional": self.conditional,
                     "plain": self.plain,
-                    "reads": self.reads,
+                    "reads": self.reads.iter().map(|(writers, appends, reads)| serde_json::json!({
+                        "writers": writers, "appends": appends, "reads": reads,
+                    })).collect::<Vec<_>>(),
                     "resident_mb": resident_mb,
                 });
                 writeln!(out, "{value}")?;
@@ -86,7 +98,11 @@ impl StreamsReport {
                     let ratio = self.conditional.records_per_sec / plain.records_per_sec.max(1e-9);
                     writeln!(out, "conditional / plain appends: {:.0}%", ratio * 100.0)?;
                 }
-                self.reads.print(output, out)?;
+                for (writers, appends, reads) in &self.reads {
+                    writeln!(out, "read phase with {writers} appenders:")?;
+                    appends.print(output, out)?;
+                    reads.print(output, out)?;
+                }
                 for (pid, mb) in resident_mb {
                     writeln!(out, "node pid {pid}: resident {mb:.0} MB")?;
                 }
@@ -106,22 +122,33 @@ impl StreamsBench {
         let data = batch_of(1, self.event_size, 7).remove(0).value;
         let conditional = self.load(server, data.clone()).await?;
         let plain = if self.compare { Some(self.plain(server, data.clone()).await?) } else { None };
-        let reads = self.reads(server, data).await?;
+        let mut reads = Vec::new();
+        let phases =
+            if self.read_phase_writers.is_empty() { vec![self.writers] } else { self.read_phase_writers.clone() };
+        for (phase, writers) in phases.into_iter().enumerate() {
+            let (appends, read) = self.reads(server, data.clone(), writers, phase).await?;
+            reads.push((writers, appends, read));
+        }
         let resident_kib = self.server_pids.iter().map(|&pid| (pid, resident_kib(pid).unwrap_or(0))).collect();
         Ok(StreamsReport { conditional, plain, reads, resident_kib })
     }
 
-    /// Every stream gets its events, one append each, at the exact expected revision.
+    /// Every stream gets its events, `events_per_append` per append, at the exact expected
+    /// revision.
     async fn load(&self, server: &str, data: bytes::Bytes) -> anyhow::Result<Report> {
-        let (topic, streams) = (self.topic.topic.clone(), self.streams);
+        let (topic, streams, events_per_stream) = (self.topic.topic.clone(), self.streams, self.events_per_stream);
+        let per_append = self.events_per_append.min(events_per_stream.max(1));
         let label = "streams: appends with expected revisions";
-        self.appends(server, label, move |client, stats, n| {
+        let total = streams * events_per_stream.div_ceil(per_append);
+        self.appends(server, label, total, move |client, stats, n| {
             let (topic, data) = (topic.clone(), data.clone());
             async move {
-                // Round by round: event `revision` of every stream, then the next.
-                let (revision, stream) = (n / streams, stream_name(n % streams));
-                let expected = revision.checked_sub(1).map_or(ExpectedRevision::NoStream, ExpectedRevision::Exact);
-                append_until_done(&client, &stats, &topic, &stream, expected, event(data)).await;
+                // Round by round: the next events of every stream, then the next.
+                let (round, stream) = (n / streams, stream_name(n % streams));
+                let first = round * per_append;
+                let expected = first.checked_sub(1).map_or(ExpectedRevision::NoStream, ExpectedRevision::Exact);
+                let events = (first..(first + per_append).min(events_per_stream)).map(|_| event(data.clone()));
+                append_until_done(&client, &stats, &topic, &stream, expected, events.collect()).await;
             }
         })
         .await
@@ -130,7 +157,8 @@ impl StreamsBench {
     /// As many plain appends of one record of the same size, keyed by the stream names.
     async fn plain(&self, server: &str, data: bytes::Bytes) -> anyhow::Result<Report> {
         let (topic, streams) = (self.topic.topic.clone(), self.streams);
-        self.appends(server, "streams: plain appends, same size", move |client, stats, n| {
+        let total = self.streams * self.events_per_stream;
+        self.appends(server, "streams: plain appends, same size", total, move |client, stats, n| {
             let (topic, data) = (topic.clone(), data.clone());
             async move {
                 let key = format!("plain-{}", stream_name(n % streams));
@@ -146,12 +174,13 @@ impl StreamsBench {
         .await
     }
 
-    /// Runs `append(client, stats, n)` for every `n` below streams x events per stream,
+    /// Runs `append(client, stats, n)` for every `n` below `total`,
     /// spread over the writers (each with its own connection), and reports them.
     async fn appends<Append, Appended>(
         &self,
         server: &str,
         label: &'static str,
+        total: u64,
         append: Append,
     ) -> anyhow::Result<Report>
     where
@@ -161,7 +190,6 @@ impl StreamsBench {
         let stats = Arc::new(Stats::new());
         let progress = ProgressLine::start(&stats, label);
         let next = Arc::new(AtomicU64::new(0));
-        let total = self.streams * self.events_per_stream;
         let mut tasks = Vec::new();
         for _ in 0..self.writers {
             let client = CairnClient::connect(server).await?;
@@ -183,23 +211,29 @@ impl StreamsBench {
         Ok(stats.report(label))
     }
 
-    /// Whole random streams read while the writers fill new streams.
-    async fn reads(&self, server: &str, data: bytes::Bytes) -> anyhow::Result<Report> {
+    /// Whole random streams read while `writers` appenders fill new streams.
+    async fn reads(
+        &self,
+        server: &str,
+        data: bytes::Bytes,
+        writers: u64,
+        phase: usize,
+    ) -> anyhow::Result<(Report, Report)> {
         let stats = Arc::new(Stats::new());
         let write_stats = Arc::new(Stats::new());
         let progress = ProgressLine::start(&stats, "streams: reads under load");
         let stop = Arc::new(AtomicBool::new(false));
         let mut tasks = Vec::new();
-        for writer in 0..self.writers {
+        for writer in 0..writers {
             let client = CairnClient::connect(server).await?;
             let (stats, stop, data, topic) =
                 (Arc::clone(&write_stats), Arc::clone(&stop), data.clone(), self.topic.topic.clone());
             tasks.push(tokio::spawn(async move {
                 let mut n = 0u64;
                 while !stop.load(Ordering::Relaxed) {
-                    let stream = format!("bench-during-reads-{writer}-{n}");
+                    let stream = format!("bench-during-reads-{phase}-{writer}-{n}");
                     let expected = ExpectedRevision::NoStream;
-                    append_until_done(&client, &stats, &topic, &stream, expected, event(data.clone())).await;
+                    append_until_done(&client, &stats, &topic, &stream, expected, vec![event(data.clone())]).await;
                     n += 1;
                 }
             }));
@@ -233,7 +267,8 @@ impl StreamsBench {
             task.await?;
         }
         progress.finish().await;
-        Ok(stats.report("streams: ReadStream of a random stream, under appends"))
+        let appends = write_stats.report("streams: appends during the read phase");
+        Ok((appends, stats.report("streams: ReadStream of a random stream, under appends")))
     }
 }
 
@@ -248,22 +283,22 @@ fn event(data: bytes::Bytes) -> NewEvent {
     }
 }
 
-/// Appends `event` until it is stored: a retry of the same event is answered with its
-/// first position (its id), so retrying after an error never stores it twice.
+/// Appends `events` until they are stored: a retry of the same events is answered with
+/// their first positions (their ids), so retrying after an error never stores them twice.
 async fn append_until_done(
     client: &CairnClient,
     stats: &Stats,
     topic: &str,
     stream: &str,
     expected: ExpectedRevision,
-    event: NewEvent,
+    events: Vec<NewEvent>,
 ) {
-    let bytes = event.data.len() as u64;
+    let bytes = events.iter().map(|event| event.data.len() as u64).sum();
     loop {
         let sent = Instant::now();
-        match client.append_to_stream(topic, stream, expected, vec![event.clone()]).await {
+        match client.append_to_stream(topic, stream, expected, events.clone()).await {
             Ok(_) => {
-                stats.record(1, bytes, sent.elapsed());
+                stats.record(events.len() as u64, bytes, sent.elapsed());
                 return;
             }
             Err(_) => {

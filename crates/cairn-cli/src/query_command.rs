@@ -151,10 +151,7 @@ mod tests {
     use super::*;
 
     fn item(types: &[&str], tags: &[&str]) -> QueryItem {
-        QueryItem {
-            types: types.iter().map(|t| t.to_string()).collect(),
-            tags: tags.iter().map(|t| t.to_string()).collect(),
-        }
+        QueryItem::new(types.iter().copied(), tags.iter().copied())
     }
 
     #[test]

@@ -102,10 +102,11 @@ impl PartitionLog {
                 break;
             }
             examined += 1;
-            let record = cache.record(self, offset)?.ok_or_else(|| StorageError::CorruptMeta {
-                group: self.group(),
-                what: "event query index",
-                detail: format!("offset {offset} is indexed but not stored"),
+            // Retention removed it since the caller took `state`: never skip it silently.
+            let record = cache.record(self, offset)?.ok_or(StorageError::OffsetOutOfRange {
+                offset,
+                log_start_offset: state.log_start_offset,
+                high_watermark: end,
             })?;
             if limits.as_of_ms.is_some_and(|as_of| record.timestamp_ms > as_of) {
                 // Timestamps never decrease: nothing later is "as of" either.

@@ -95,10 +95,7 @@ impl Fixture {
 }
 
 fn item(types: &[usize], tags: &[usize]) -> QueryItem {
-    QueryItem {
-        types: types.iter().map(|t| TYPES[*t].to_owned()).collect(),
-        tags: tags.iter().map(|t| TAGS[*t].to_owned()).collect(),
-    }
+    QueryItem::new(types.iter().map(|t| TYPES[*t]), tags.iter().map(|t| TAGS[*t]))
 }
 
 fn no_limits() -> QueryReadLimits {

@@ -33,6 +33,17 @@ pub struct QueryItem {
 }
 
 impl QueryItem {
+    /// Events of any of `types` that carry all of `tags`.
+    pub fn new<Type: Into<String>, Tag: Into<String>>(
+        types: impl IntoIterator<Item = Type>,
+        tags: impl IntoIterator<Item = Tag>,
+    ) -> QueryItem {
+        QueryItem {
+            types: types.into_iter().map(Into::into).collect(),
+            tags: tags.into_iter().map(Into::into).collect(),
+        }
+    }
+
     /// Whether the item puts no bound at all on the events it matches.
     pub fn matches_all(&self) -> bool {
         self.types.is_empty() && self.tags.is_empty()
@@ -117,10 +128,7 @@ mod tests {
     use super::*;
 
     fn item(types: &[&str], tags: &[&str]) -> QueryItem {
-        QueryItem {
-            types: types.iter().map(|t| t.to_string()).collect(),
-            tags: tags.iter().map(|t| t.to_string()).collect(),
-        }
+        QueryItem::new(types.iter().copied(), tags.iter().copied())
     }
 
     fn tags(tags: &[&str]) -> Vec<String> {

@@ -345,7 +345,7 @@ fn conditional(writes: Vec<StreamWrite>, query: EventQuery, after: Option<u64>) 
 }
 
 fn enrolments_of(course: &str) -> EventQuery {
-    EventQuery { items: vec![QueryItem { types: vec!["Enrolled".into()], tags: vec![format!("course={course}")] }] }
+    EventQuery { items: vec![QueryItem::new(["Enrolled".to_owned()], [format!("course={course}")])] }
 }
 
 fn refusal(response: &CommandResponse) -> &ConditionViolations {
@@ -385,7 +385,7 @@ fn a_query_condition_fails_on_a_matching_event_after_its_position() {
     // Another type, or another course, is no conflict.
     let unrelated = conditional(
         vec![write("student-d", ExpectedRevision::Any, vec![tagged(5, "Enrolled", &["course=3"])])],
-        EventQuery { items: vec![QueryItem { types: vec!["Left".into()], tags: vec!["course=1".into()] }] },
+        EventQuery { items: vec![QueryItem::new(["Left"], ["course=1"])] },
         None,
     );
     let responses = apply(&mut sm, vec![ok, refused, unrelated]);
@@ -417,9 +417,7 @@ fn query_conditions_in_one_apply_batch_see_each_other() {
     let claim = |id, stream: &str| {
         conditional(
             vec![write(stream, ExpectedRevision::Any, vec![tagged(id, "UsernameClaimed", &["username=ada"])])],
-            EventQuery {
-                items: vec![QueryItem { types: vec!["UsernameClaimed".into()], tags: vec!["username=ada".into()] }],
-            },
+            EventQuery { items: vec![QueryItem::new(["UsernameClaimed"], ["username=ada"])] },
             None,
         )
     };
