@@ -200,6 +200,11 @@ async fn query_conditions_and_query_reads() {
         .await
         .expect_err("too many items in a condition");
     assert_eq!(err.code(), Some(Code::ResourceExhausted), "{err}");
+    let mut raw = clients[0].proto_client();
+    let unnamed = cairn_client::proto::QueryEventsRequest { topic: TOPIC.into(), ..Default::default() };
+    let status = raw.query_events(unnamed).await.expect_err("no partition named");
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    assert!(status.message().contains("`key`"), "{}", status.message());
     let err = clients[0].query_events(TOPIC, QueryPartition::Partition(9), course_one(), QueryOptions::default()).await;
     assert_eq!(err.expect_err("no partition 9").code(), Some(Code::NotFound));
 

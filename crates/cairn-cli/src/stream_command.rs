@@ -3,7 +3,7 @@ use std::io::{BufWriter, Write};
 use anyhow::bail;
 use bytes::Bytes;
 use cairn_client::{
-    AppendedEvents, CairnClient, ClientError, EventData, ExpectedRevision, QueryCondition, QueryItem,
+    AppendedEvents, CairnClient, ClientError, EventData, EventQuery, ExpectedRevision, QueryCondition, QueryItem,
     ReadStreamOptions, StreamWrite,
 };
 use cairn_types::PartitionId;
@@ -11,7 +11,7 @@ use cairn_types::stream::{EVENT_TAGS_MAX, new_event_id};
 use serde::Serialize;
 
 use crate::event_printer::EventPrinter;
-use crate::query_command::{StreamQueryArgs, parse_query_item, query_of, query_violation_message};
+use crate::query_command::{StreamQueryArgs, parse_query_item, query_violation_message};
 use crate::stream_args::{DataArg, parse_as_of_ms, parse_data, parse_event_id_arg, parse_expected_revision, parse_tag};
 use crate::stream_change_command::{StreamDeleteArgs, StreamMetadataArgs, wrong_revision_message};
 use crate::stream_info::write_info;
@@ -160,7 +160,7 @@ impl StreamAppendArgs {
         let condition = if self.fail_if_match.is_empty() {
             None
         } else {
-            Some(QueryCondition { query: query_of(&self.fail_if_match)?, after: self.after })
+            Some(QueryCondition { query: EventQuery { items: self.fail_if_match.clone() }, after: self.after })
         };
         let write = StreamWrite { stream: self.stream.clone(), expected: self.expect, events: vec![event] };
         let appended = match client.append_to_streams_if(&self.topic, vec![write], Vec::new(), condition).await {

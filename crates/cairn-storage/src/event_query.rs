@@ -230,7 +230,9 @@ impl<'a> Cursor<'a> {
 /// The offsets of one type's or one tag's events, from its index.
 struct TermCursor<'a> {
     iter: rocksdb::DBRawIterator<'a>,
-    prefix: Vec<u8>,
+    /// The term's prefix, then the offset a seek asks for (reused: no allocation a seek).
+    key: Vec<u8>,
+    prefix_len: usize,
     /// The offset the iterator stands at; `None` before the first seek or past the end.
     at: Option<Offset>,
     exhausted: bool,
@@ -243,7 +245,8 @@ impl<'a> TermCursor<'a> {
         options.set_iterate_lower_bound(prefix.clone());
         options.set_iterate_upper_bound(keys::prefix_end(&prefix));
         let iter = log.store().db().raw_iterator_cf_opt(log.store().cf(CF_INDEX), options);
-        TermCursor { iter, prefix, at: None, exhausted: false }
+        let prefix_len = prefix.len();
+        TermCursor { iter, key: prefix, prefix_len, at: None, exhausted: false }
     }
 
     fn seek(&mut self, from: Offset, end: Offset) -> Result<Option<Offset>, StorageError> {
@@ -253,9 +256,9 @@ impl<'a> TermCursor<'a> {
         if let Some(at) = self.at.filter(|at| *at >= from) {
             return Ok(Some(at).filter(|at| *at < end));
         }
-        let mut key = self.prefix.clone();
-        key.extend_from_slice(&from.to_be_bytes());
-        self.iter.seek(&key);
+        self.key.truncate(self.prefix_len);
+        self.key.extend_from_slice(&from.to_be_bytes());
+        self.iter.seek(&self.key);
         self.at = self.iter.key().and_then(keys::trailing_u64);
         self.iter.status()?;
         self.exhausted = self.at.is_none();

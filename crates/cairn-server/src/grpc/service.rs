@@ -12,6 +12,7 @@ use crate::api::{CairnApi, RemoveNodeRequest, TransferLeaderRequest};
 use crate::grpc::convert::{operation_status, topic_summary};
 use crate::grpc::forward::hops;
 use crate::grpc::status;
+use crate::grpc::stream_convert::PartitionNotNamed;
 
 pub struct CairnService {
     api: CairnApi,
@@ -57,7 +58,11 @@ impl pb::cairn_server::Cairn for CairnService {
         request: Request<pb::QueryEventsRequest>,
     ) -> Result<Response<pb::QueryEventsResponse>, Status> {
         let hops = hops(&request);
-        let read = self.api.query_events(request.into_inner().into(), hops).await.map_err(status::from_read)?;
+        let request = request
+            .into_inner()
+            .try_into()
+            .map_err(|err: PartitionNotNamed| Status::invalid_argument(err.to_string()))?;
+        let read = self.api.query_events(request, hops).await.map_err(status::from_read)?;
         Ok(Response::new(read.into()))
     }
 

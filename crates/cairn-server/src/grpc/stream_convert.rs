@@ -276,22 +276,30 @@ impl From<pb::StreamInfoResponse> for StreamInfo {
     }
 }
 
-impl From<pb::QueryEventsRequest> for QueryEventsRequest {
-    fn from(request: pb::QueryEventsRequest) -> QueryEventsRequest {
+/// A query read that names neither a partition nor a key: refused rather than read from
+/// partition 0 by default.
+#[derive(Debug, thiserror::Error)]
+#[error("a query reads one partition: set `partition`, or `key` (a stream or hash tag) for the partition it maps to")]
+pub struct PartitionNotNamed;
+
+impl TryFrom<pb::QueryEventsRequest> for QueryEventsRequest {
+    type Error = PartitionNotNamed;
+
+    fn try_from(request: pb::QueryEventsRequest) -> Result<QueryEventsRequest, PartitionNotNamed> {
         use pb::query_events_request::PartitionOf as Of;
-        QueryEventsRequest {
+        Ok(QueryEventsRequest {
             topic: request.topic,
             partition: match request.partition_of {
                 Some(Of::Key(key)) => PartitionOf::Key(key),
                 Some(Of::Partition(partition)) => PartitionOf::Partition(partition),
-                None => PartitionOf::Partition(0),
+                None => return Err(PartitionNotNamed),
             },
             query: query_from_proto(request.query),
             after: request.after,
             max_events: request.max_events,
             as_of_ms: request.as_of_ms,
             consistency: consistency(request.consistency, request.min_applied_index),
-        }
+        })
     }
 }
 
