@@ -569,3 +569,83 @@ async fn a_follower_restored_from_a_snapshot_answers_streams_as_the_leader() {
         last = append_rounds(3..STREAMS, rounds..rounds + 60).await;
     }
 }
+
+/// Every event of the partition a node's replica stores, read as a consumer does (each
+/// read going on from the `next_offset` the last one answered), as `(stream, revision)`.
+async fn stored_events(client: &CairnClient, applied_index: u64) -> Vec<(String, u64)> {
+    let (mut events, mut from) = (Vec::new(), 0);
+    loop {
+        let read = client
+            .read_consistent(TOPIC, 0, from, 3, 0, 0, Consistency::ReadYourWrites(applied_index))
+            .await
+            .expect("read the partition");
+        assert!(read.next_offset > from || read.next_offset == read.high_watermark, "{read:?}");
+        for record in &read.records {
+            let (Some(key), Some(event)) = (&record.key, &record.event) else { continue };
+            if !event.event_type.starts_with('$') {
+                events.push((String::from_utf8_lossy(key).into_owned(), event.stream_revision));
+            }
+        }
+        if read.next_offset >= read.high_watermark {
+            return events;
+        }
+        from = read.next_offset;
+    }
+}
+
+/// Compaction removes the events a soft delete, a tombstone and a max count hide from
+/// every replica's store (a consumer of the partition no longer receives them), leaves
+/// every other event and every stream read as it was, and frees a removed event's id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hidden_events_are_compacted_away_on_every_replica() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut args = FAST_RAFT.to_vec();
+    args.extend(["--compaction-check-interval-ms", "200"]);
+    let cluster = tokio::task::block_in_place(|| Cluster::start(dir.path(), 3, &args));
+    let addresses: Vec<String> = cluster.nodes.iter().map(|n| n.address.clone()).collect();
+    let client = connect(&addresses[0]).await;
+    create_topic(&client, 1, 3).await;
+    let five = || (0..5).map(|i| json_event("Counted", format!("{{\"n\":{i}}}"))).collect::<Vec<_>>();
+    let deleted = five();
+    let first_deleted_id = deleted[0].event_id;
+    let mut applied_index = 0;
+    for (stream, events) in [("deleted", deleted), ("tombstoned", five()), ("limited", five()), ("untouched", five())] {
+        let appended = client.append_to_stream(TOPIC, stream, ExpectedRevision::NoStream, events).await;
+        applied_index = appended.expect("append").applied_index;
+    }
+    let everything = stored_events(&client, applied_index).await;
+    assert_eq!(everything.len(), 20, "{everything:?}");
+    client.delete_stream(TOPIC, "deleted", ExpectedRevision::Exact(4), false).await.expect("soft delete");
+    client.delete_stream(TOPIC, "tombstoned", ExpectedRevision::Exact(4), true).await.expect("tombstone");
+    let metadata = cairn_client::StreamMetadata { max_count: Some(2), ..Default::default() };
+    let last =
+        client.set_stream_metadata(TOPIC, "limited", ExpectedRevision::Exact(4), metadata).await.expect("metadata");
+
+    let expected: Vec<(String, u64)> = everything
+        .iter()
+        .filter(|(stream, revision)| stream == "untouched" || (stream == "limited" && *revision >= 3))
+        .cloned()
+        .collect();
+    for address in &addresses {
+        let node = connect(address).await;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let stored = stored_events(&node, last.applied_index).await;
+            if stored == expected {
+                break;
+            }
+            assert!(Instant::now() < deadline, "node at {address} still stores {stored:?}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let limited = node.read_whole_stream(TOPIC, "limited", None, Consistency::Linearizable).await.expect("read");
+        assert_eq!(limited.iter().map(|e| e.stream_revision).collect::<Vec<_>>(), [3, 4], "node at {address}");
+        let untouched =
+            node.read_whole_stream(TOPIC, "untouched", None, Consistency::Linearizable).await.expect("read");
+        assert_eq!(untouched.len(), 5, "node at {address}");
+    }
+    // The soft-deleted stream goes on at revision 5, even with the id of a removed event:
+    // the id is no longer stored, so the append is not taken for a retry.
+    let again = cairn_client::EventData { event_id: first_deleted_id, ..json_event("Counted", "{}") };
+    let appended = client.append_to_stream(TOPIC, "deleted", ExpectedRevision::NoStream, vec![again]).await;
+    assert_eq!(appended.expect("append after the deletion").last_revision(), Some(5));
+}

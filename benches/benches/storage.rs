@@ -30,7 +30,7 @@ fn storage(c: &mut Criterion) {
         let mut from = state.log_start_offset;
         b.iter(|| {
             let read = log.read(from, &state, state.next_offset, limits).expect("read");
-            from = read.last().map_or(0, |r| r.offset + 1);
+            from = read.next_offset;
             if from + 1_000 >= state.next_offset {
                 from = 0;
             }

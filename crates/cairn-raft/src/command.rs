@@ -32,6 +32,9 @@ impl std::fmt::Display for Command {
             Command::Partition(PartitionCommand::ChangeStream(change)) => {
                 write!(f, "change-stream({:?}, {:?})", change.stream, change.change)
             }
+            Command::Partition(PartitionCommand::CompactStreams { streams, now_ms }) => {
+                write!(f, "compact-streams({} streams, at {now_ms})", streams.len())
+            }
             Command::Controller(command) => write!(f, "controller({command:?})"),
         }
     }
@@ -55,7 +58,18 @@ pub enum PartitionCommand {
     AppendEvents(EventAppend),
     /// A stream deleted, or its metadata set, with its condition checked at apply time.
     ChangeStream(StreamChange),
+    /// Compaction: remove from the store the events of `streams` that their deletion or
+    /// metadata hides at `now_ms` (the leader's clock when it proposed), at most
+    /// `COMPACTION_EVENTS_MAX` of them. Decided at apply time from the state, so every
+    /// replica removes the same events.
+    CompactStreams { streams: Vec<String>, now_ms: u64 },
 }
+
+/// Events one `CompactStreams` entry removes at most (it rewrites the batches holding them
+/// in one write).
+pub const COMPACTION_EVENTS_MAX: u64 = 4096;
+/// Streams one `CompactStreams` entry names at most.
+pub const COMPACTION_STREAMS_MAX: usize = 256;
 
 /// An idempotent producer's id and the sequence number of a batch's first record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -168,6 +182,11 @@ pub enum CommandResponse {
     EventsAppended(EventsAppended),
     EventAppendRefused(EventAppendRefusal),
     StreamChanged(StreamChanged),
+    /// What a `CompactStreams` entry removed.
+    Compacted {
+        events: u64,
+        bytes: u64,
+    },
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]

@@ -28,6 +28,7 @@ use crate::node_addresses::NodeAddresses;
 use crate::partition::{PartitionStateMachine, PartitionView, SnapshotReceiver};
 use crate::type_config::{Raft, TypeConfig};
 
+mod compaction;
 mod config;
 mod controller_write_refusal;
 mod departure;

@@ -27,6 +27,7 @@ pub const DEFAULT_HEARTBEAT_INTERVAL_MS: u64 = 200;
 pub const DEFAULT_ELECTION_TIMEOUT_MIN_MS: u64 = 600;
 pub const DEFAULT_ELECTION_TIMEOUT_MAX_MS: u64 = 900;
 pub const DEFAULT_RETENTION_CHECK_INTERVAL_MS: u64 = 30_000;
+pub const DEFAULT_COMPACTION_CHECK_INTERVAL_MS: u64 = 30_000;
 pub const DEFAULT_SNAPSHOT_LOG_ENTRIES: u64 = 10_000;
 pub const DEFAULT_AUTO_BALANCE: bool = true;
 pub const DEFAULT_MOVES_ACTIVE_MAX: u32 = 2;
@@ -81,6 +82,10 @@ pub struct ServeArgs {
     /// How often leaders check partitions for records past their retention, in milliseconds.
     #[arg(long, env = "CAIRN_RETENTION_CHECK_INTERVAL_MS")]
     pub retention_check_interval_ms: Option<u64>,
+    /// How often leaders look for events that a stream's deletion or metadata hides, to
+    /// remove them from the store (compaction), in milliseconds.
+    #[arg(long, env = "CAIRN_COMPACTION_CHECK_INTERVAL_MS")]
+    pub compaction_check_interval_ms: Option<u64>,
     /// Raft log entries per group between snapshots (older entries are then purged).
     #[arg(long, env = "CAIRN_SNAPSHOT_LOG_ENTRIES")]
     pub snapshot_log_entries: Option<u64>,
@@ -195,6 +200,7 @@ pub struct ServerConfig {
     pub election_timeout_min_ms: u64,
     pub election_timeout_max_ms: u64,
     pub retention_check_interval_ms: u64,
+    pub compaction_check_interval_ms: u64,
     pub snapshot_log_entries: u64,
     pub auto_balance: bool,
     pub moves_active_max: u32,
@@ -215,6 +221,7 @@ impl Default for ServerConfig {
             election_timeout_min_ms: DEFAULT_ELECTION_TIMEOUT_MIN_MS,
             election_timeout_max_ms: DEFAULT_ELECTION_TIMEOUT_MAX_MS,
             retention_check_interval_ms: DEFAULT_RETENTION_CHECK_INTERVAL_MS,
+            compaction_check_interval_ms: DEFAULT_COMPACTION_CHECK_INTERVAL_MS,
             snapshot_log_entries: DEFAULT_SNAPSHOT_LOG_ENTRIES,
             auto_balance: DEFAULT_AUTO_BALANCE,
             moves_active_max: DEFAULT_MOVES_ACTIVE_MAX,

@@ -51,6 +51,7 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
         election_timeout_min_ms: config.election_timeout_min_ms,
         election_timeout_max_ms: config.election_timeout_max_ms,
         retention_check_interval_ms: config.retention_check_interval_ms,
+        compaction_check_interval_ms: config.compaction_check_interval_ms,
         snapshot_log_entries: config.snapshot_log_entries,
         limits: config.limits.clone(),
         auto_balance: config.auto_balance,

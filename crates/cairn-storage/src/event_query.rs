@@ -102,12 +102,19 @@ impl PartitionLog {
                 break;
             }
             examined += 1;
-            // Retention removed it since the caller took `state`: never skip it silently.
-            let record = cache.record(self, offset)?.ok_or(StorageError::OffsetOutOfRange {
-                offset,
-                log_start_offset: state.log_start_offset,
-                high_watermark: end,
-            })?;
+            let Some(record) = cache.record(self, offset)? else {
+                if cache.holds(offset) {
+                    // Compaction removed it since the index was read: it was hidden.
+                    from = offset + 1;
+                    continue;
+                }
+                // Retention removed it since the caller took `state`: never skip it silently.
+                return Err(StorageError::OffsetOutOfRange {
+                    offset,
+                    log_start_offset: state.log_start_offset,
+                    high_watermark: end,
+                });
+            };
             if limits.as_of_ms.is_some_and(|as_of| record.timestamp_ms > as_of) {
                 // Timestamps never decrease: nothing later is "as of" either.
                 answer.position = before;
@@ -145,9 +152,7 @@ impl PartitionLog {
                 head
             }
         };
-        let too_old =
-            head.metadata.max_age_ms.is_some_and(|max_age| record.timestamp_ms < now_ms.saturating_sub(max_age));
-        Ok(event.stream_revision >= head.first_visible_revision() && !too_old)
+        Ok(!head.hides(event.stream_revision, record.timestamp_ms, now_ms))
     }
 }
 

@@ -21,6 +21,8 @@ pub const INDEX_STREAM_HEAD: u8 = b'h';
 pub const INDEX_EVENT_TAG: u8 = b'g';
 /// Events by type: `group 'y' len:u32 event_type offset:u64` -> nothing.
 pub const INDEX_EVENT_TYPE: u8 = b'y';
+/// Streams compaction looks at: `group 'c' len:u32 stream` -> nothing.
+pub const INDEX_COMPACTION: u8 = b'c';
 
 pub fn group_u64(group: GroupId, value: u64) -> [u8; 16] {
     let mut key = [0; 16];
@@ -104,6 +106,17 @@ pub fn stream_index(group: GroupId, stream: &[u8], revision: u64) -> Vec<u8> {
     let mut key = stream_index_prefix(group, stream);
     key.extend_from_slice(&revision.to_be_bytes());
     key
+}
+
+pub fn compaction_mark(group: GroupId, stream: &[u8]) -> Vec<u8> {
+    named(group, INDEX_COMPACTION, stream, 0)
+}
+
+/// The stream a compaction mark names; `None` if the key is not one.
+pub fn compaction_mark_stream(key: &[u8]) -> Option<&[u8]> {
+    let len: [u8; 4] = key.get(9..13)?.try_into().ok()?;
+    let stream = key.get(13..)?;
+    (stream.len() == u32::from_be_bytes(len) as usize).then_some(stream)
 }
 
 pub fn stream_head(group: GroupId, stream: &[u8]) -> Vec<u8> {

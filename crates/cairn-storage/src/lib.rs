@@ -9,7 +9,9 @@
 //! - `index`: `group | 't' | last_timestamp_ms | base_offset`,
 //!   `group | 'k' | key_len | key | offset`, and for streams (`stream_index.rs`)
 //!   `group | 'r' | stream_len | stream | revision` → offset,
-//!   `group | 'e' | event_id` → offset, `group | 'h' | stream_len | stream` → stream head
+//!   `group | 'e' | event_id` → offset, `group | 'h' | stream_len | stream` → stream head,
+//!   `group | 'y' | len | type | offset`, `group | 'g' | len | tag | offset` (queries),
+//!   `group | 'c' | stream_len | stream` (streams to compact, `stream_compaction.rs`)
 //! - `sm_meta`: `group | tag` → state-machine state, snapshot metadata
 
 mod error;
@@ -17,14 +19,16 @@ mod event_query;
 mod keys;
 mod partition_log;
 mod store;
+mod stream_compaction;
 mod stream_index;
 mod syncer;
 mod write_batch;
 
 pub use error::StorageError;
 pub use event_query::{QUERY_READ_MATCHES_MAX, QueryEvents, QueryReadLimits};
-pub use partition_log::{PartitionLog, PartitionLogState, ReadLimits};
+pub use partition_log::{PartitionLog, PartitionLogState, ReadLimits, ReadRecords};
 pub use store::{Store, StoreOptions};
+pub use stream_compaction::Compacted;
 pub use stream_index::{Direction, STREAM_HEAD_EVENT_TYPE, StreamEvents, StreamHead, StreamWindow, is_control};
 pub use syncer::SyncCallback;
 pub use write_batch::WriteBatch;

@@ -29,6 +29,18 @@ pub struct PartitionLogState {
     pub size_bytes: u64,
 }
 
+/// The records a read returns, and where the next read starts: past the last record, or
+/// past records compaction removed (a read may then return none and still move on).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReadRecords {
+    pub records: Vec<StoredRecord>,
+    pub next_offset: Offset,
+}
+
+/// Batches one read passes over at most, so that a long run of batches whose records
+/// compaction removed is crossed in bounded steps.
+const READ_BATCHES_MAX: usize = 4096;
+
 #[derive(Debug, Clone, Copy)]
 pub struct ReadLimits {
     pub max_records: usize,
@@ -76,8 +88,11 @@ impl PartitionLog {
         let timestamp_ms = timestamp_ms.max(state.last_timestamp_ms);
         let timestamps = vec![timestamp_ms; records.len()];
         let encoded = encode_batch(base_offset, records, events, &timestamps);
-        let keyed_events = records.iter().enumerate().map(|(i, record)| (record.key.as_deref(), events.get(i)));
-        self.index_events(batch, base_offset, keyed_events);
+        let keyed_events = records
+            .iter()
+            .enumerate()
+            .map(|(i, record)| (base_offset + i as u64, record.key.as_deref(), events.get(i)));
+        self.index_events(batch, keyed_events);
         batch.inner.put_cf(self.store.records_cf(), keys::group_u64(self.group, base_offset), &encoded);
         let index = self.store.cf(CF_INDEX);
         batch.inner.put_cf(index, keys::timestamp_index(self.group, timestamp_ms, base_offset), []);
@@ -94,14 +109,15 @@ impl PartitionLog {
         base_offset
     }
 
-    /// Records from `from`, up to `high_watermark` (exclusive) and `limits`.
+    /// Records from `from`, up to `high_watermark` (exclusive) and `limits`. Offsets of
+    /// records compaction removed are passed over: `next_offset` says where to go on.
     pub fn read(
         &self,
         from: Offset,
         state: &PartitionLogState,
         high_watermark: Offset,
         limits: ReadLimits,
-    ) -> Result<Vec<StoredRecord>, StorageError> {
+    ) -> Result<ReadRecords, StorageError> {
         if from < state.log_start_offset || from > high_watermark {
             return Err(StorageError::OffsetOutOfRange {
                 offset: from,
@@ -109,9 +125,9 @@ impl PartitionLog {
                 high_watermark,
             });
         }
-        let mut records = Vec::new();
+        let mut read = ReadRecords { records: Vec::new(), next_offset: from };
         if from == high_watermark || limits.max_records == 0 {
-            return Ok(records);
+            return Ok(read);
         }
         let mut bytes = 0usize;
         let mut iter = self.records_iter();
@@ -119,11 +135,21 @@ impl PartitionLog {
         if !iter.valid() {
             iter.seek(keys::group_u64(self.group, from));
         }
+        let mut batches = 0;
         'batches: while let (Some(key), Some(value)) = (iter.key(), iter.value()) {
             let base_offset = keys::trailing_u64(key).unwrap_or_default();
-            if base_offset >= high_watermark {
+            if base_offset >= high_watermark || batches >= READ_BATCHES_MAX {
                 break;
             }
+            if base_offset > read.next_offset {
+                // Retention removed the range meanwhile: never skip records silently.
+                return Err(StorageError::OffsetOutOfRange {
+                    offset: read.next_offset,
+                    log_start_offset: base_offset,
+                    high_watermark,
+                });
+            }
+            batches += 1;
             let batch = decode_batch(&Bytes::copy_from_slice(value)).map_err(|source| StorageError::Corrupt {
                 group: self.group,
                 base_offset,
@@ -133,37 +159,32 @@ impl PartitionLog {
                 if record.offset < from {
                     continue;
                 }
-                let expected = records.last().map_or(from, |r: &StoredRecord| r.offset + 1);
-                if record.offset != expected {
-                    // Retention removed the range meanwhile: never skip records silently.
-                    return Err(StorageError::OffsetOutOfRange {
-                        offset: expected,
-                        log_start_offset: record.offset,
-                        high_watermark,
-                    });
-                }
                 let size = record_size(&record);
                 if record.offset >= high_watermark
-                    || records.len() >= limits.max_records
-                    || (!records.is_empty() && bytes + size > limits.max_bytes)
+                    || read.records.len() >= limits.max_records
+                    || (!read.records.is_empty() && bytes + size > limits.max_bytes)
                 {
                     break 'batches;
                 }
                 bytes += size;
-                records.push(record);
+                read.next_offset = record.offset + 1;
+                read.records.push(record);
             }
+            // Every record of the batch was taken: the offsets compaction removed after
+            // the last one are passed over too.
+            read.next_offset = read.next_offset.max(batch.header.next_offset().min(high_watermark));
             iter.next();
         }
         iter.status()?;
-        if records.is_empty() {
-            // `from` is below the high watermark, so a record must be there.
+        if read.next_offset == from {
+            // `from` is below the high watermark, so a batch must hold it.
             return Err(StorageError::OffsetOutOfRange {
                 offset: from,
                 log_start_offset: state.log_start_offset,
                 high_watermark,
             });
         }
-        Ok(records)
+        Ok(read)
     }
 
     /// The first offset whose timestamp is at or after `timestamp_ms`; `None` if no stored
@@ -399,8 +420,9 @@ impl PartitionLog {
                 }
                 heads.record(self, record)?;
             }
-            let keyed_events = decoded.records.iter().map(|record| (record.key.as_deref(), record.event.as_ref()));
-            self.index_events(&mut batch, *base_offset, keyed_events);
+            let keyed_events =
+                decoded.records.iter().map(|record| (record.offset, record.key.as_deref(), record.event.as_ref()));
+            self.index_events(&mut batch, keyed_events);
         }
         heads.write(self, &mut batch);
         self.store.write(batch)

@@ -69,6 +69,7 @@ impl HeadReplay {
     pub(crate) fn write(self, log: &PartitionLog, batch: &mut WriteBatch) {
         for (stream, head) in self.heads {
             log.put_stream_head(batch, &stream, head);
+            log.mark_for_compaction(batch, &stream, head);
         }
     }
 }
@@ -102,6 +103,29 @@ impl StreamHead {
     /// Whether any event is left to read (deleted and truncated ones are not).
     pub fn has_visible_events(&self) -> bool {
         self.first_visible_revision() < self.next_revision
+    }
+
+    /// Whether the event at `revision`, stamped `timestamp_ms`, is hidden from reads at
+    /// `now_ms`: deleted, truncated, past `max_count` or older than `max_age`.
+    pub fn hides(&self, revision: u64, timestamp_ms: u64, now_ms: u64) -> bool {
+        revision < self.first_visible_revision()
+            || self.metadata.max_age_ms.is_some_and(|max_age| timestamp_ms < now_ms.saturating_sub(max_age))
+    }
+
+    /// Whether the head can hide any event (a deletion or a limit): compaction looks at such
+    /// streams only.
+    pub fn may_hide(&self) -> bool {
+        let metadata = &self.metadata;
+        self.deleted_before > 0
+            || metadata.max_age_ms.is_some()
+            || metadata.max_count.is_some()
+            || metadata.truncate_before.is_some_and(|before| before > 0)
+    }
+
+    /// Whether events hidden now may still be joined by others as time passes or events
+    /// are appended (`max_age`, `max_count`): compaction then never finishes with the stream.
+    pub fn hides_more_later(&self) -> bool {
+        self.metadata.max_age_ms.is_some() || self.metadata.max_count.is_some()
     }
 
     fn encode(&self) -> [u8; STREAM_HEAD_BYTES] {
@@ -223,6 +247,7 @@ impl PartitionLog {
         timestamp_ms: u64,
     ) -> Offset {
         self.put_stream_head(batch, stream, head);
+        self.mark_for_compaction(batch, stream, head);
         let record = Record {
             key: Some(Bytes::copy_from_slice(stream)),
             headers: Vec::new(),
@@ -239,21 +264,19 @@ impl PartitionLog {
         self.append(batch, state, &[record], &[control], timestamp_ms)
     }
 
-    /// Adds the revision, id, type and tag index entries of the events among `records` (stored from
-    /// `base_offset` on) to `batch`.
+    /// Adds the revision, id, type and tag index entries of the events among `records`
+    /// (each with its offset, its key and its event fields) to `batch`.
     pub(crate) fn index_events<'a>(
         &self,
         batch: &mut WriteBatch,
-        base_offset: Offset,
-        records: impl Iterator<Item = (Option<&'a [u8]>, Option<&'a EventFields>)>,
+        records: impl Iterator<Item = (Offset, Option<&'a [u8]>, Option<&'a EventFields>)>,
     ) {
         let index = self.store().cf(CF_INDEX);
-        for (i, (key, event)) in records.enumerate() {
+        for (at, key, event) in records {
             let (Some(stream), Some(event)) = (key, event) else { continue };
             if is_control(event) {
                 continue;
             }
-            let at = base_offset + i as u64;
             let offset = at.to_be_bytes();
             batch.inner.put_cf(index, keys::stream_index(self.group(), stream, event.stream_revision), offset);
             batch.inner.put_cf(index, keys::event_id_index(self.group(), &event.event_id), offset);
@@ -352,12 +375,7 @@ impl PartitionLog {
                 if direction == Direction::Backwards {
                     break;
                 }
-            } else {
-                let record = cache.record(self, offset)?.ok_or_else(|| StorageError::CorruptMeta {
-                    group: self.group(),
-                    what: "stream index",
-                    detail: format!("offset {offset} is indexed but not stored"),
-                })?;
+            } else if let Some(record) = cache.record(self, offset)? {
                 let revision = record.event.as_ref().map_or(0, |event| event.stream_revision);
                 let place = window.place(revision, record.timestamp_ms);
                 let beyond = match direction {
@@ -376,7 +394,14 @@ impl PartitionLog {
                     bytes += size;
                     answer.events.push(record);
                 }
+            } else if !cache.holds(offset) {
+                return Err(StorageError::CorruptMeta {
+                    group: self.group(),
+                    what: "stream index",
+                    detail: format!("offset {offset} is indexed but no batch holds it"),
+                });
             }
+            // Otherwise compaction removed the event since the index was read: it was hidden.
             match direction {
                 Direction::Forwards => iter.next(),
                 Direction::Backwards => iter.prev(),
@@ -394,6 +419,14 @@ pub(crate) struct BatchCache {
 }
 
 impl BatchCache {
+    /// Whether the batch last read holds `offset`: a record `record` did not find there
+    /// was removed by compaction.
+    pub(crate) fn holds(&self, offset: Offset) -> bool {
+        self.batch
+            .as_ref()
+            .is_some_and(|batch| batch.header.base_offset <= offset && offset < batch.header.next_offset())
+    }
+
     pub(crate) fn record(&mut self, log: &PartitionLog, offset: Offset) -> Result<Option<StoredRecord>, StorageError> {
         let holds = |batch: &cairn_types::DecodedBatch| {
             batch.header.base_offset <= offset && offset < batch.header.next_offset()
@@ -409,11 +442,11 @@ impl BatchCache {
             })?;
             self.batch = Some(batch);
         }
-        Ok(self
-            .batch
-            .as_ref()
-            .filter(|batch| holds(batch))
-            .and_then(|batch| batch.records.get((offset - batch.header.base_offset) as usize).cloned()))
+        // Compaction may have removed records: find the offset rather than count to it.
+        Ok(self.batch.as_ref().filter(|batch| holds(batch)).and_then(|batch| {
+            let at = batch.records.binary_search_by_key(&offset, |record| record.offset).ok()?;
+            batch.records.get(at).cloned()
+        }))
     }
 }
 

@@ -97,8 +97,10 @@ proptest! {
                         prop_assert!(out_of_range);
                         continue;
                     }
-                    let got = result.expect("read");
+                    let read = result.expect("read");
+                    let got = read.records;
                     prop_assert!(got.len() <= max_records);
+                    prop_assert_eq!(read.next_offset, got.last().map_or(from, |r| r.offset + 1), "no record is removed here");
                     let expected_len = (hw - from) as usize;
                     if expected_len > 0 {
                         prop_assert!(!got.is_empty(), "a read with data returns at least one record");
@@ -169,7 +171,7 @@ fn timestamp_index_finds_first_offset_at_or_after() {
     assert_eq!(find(351), None);
     let read =
         log.read(8, &state, state.next_offset, ReadLimits { max_records: 10, max_bytes: 1 << 20 }).expect("read");
-    assert_eq!(read[0].timestamp_ms, 350, "timestamps never decrease");
+    assert_eq!(read.records[0].timestamp_ms, 350, "timestamps never decrease");
 
     // After retention removes the first two batches, lookups start at the log start.
     let mut batch = WriteBatch::default();
@@ -236,7 +238,7 @@ fn corrupted_batch_is_detected_on_read() {
     }
     // The intact batch after it still reads.
     let second = log.read(1, &state, state.next_offset, limits).expect("second batch intact");
-    assert_eq!(second[0].value, Bytes::from_static(b"second batch"));
+    assert_eq!(second.records[0].value, Bytes::from_static(b"second batch"));
 }
 
 #[test]

@@ -6,6 +6,7 @@
 //! body      := base_offset:u64 record_count:u32 first_timestamp_ms:u64 last_timestamp_ms:u64 record*
 //! record v2 := timestamp_ms:u64 attributes:u8 key_len_plus_one:u32 key header_count:u32 header*
 //!              value_len:u32 value event?               (event present iff attributes bit 0)
+//!            | 0:u64 attributes:u8                      (attributes == 2: removed, see below)
 //! record v1 := timestamp_ms:u64 key_len_plus_one:u32 key header_count:u32 header* value_len:u32 value
 //! header    := name_len:u32 name(utf-8) value_len:u32 value
 //! event     := event_id:[u8; 16] stream_revision:u64 type_len:u32 type(utf-8)
@@ -13,9 +14,11 @@
 //!              tag_count:u32 (tag_len:u32 tag(utf-8))*
 //! ```
 //! `key_len_plus_one == 0` means "no key". Offsets are implicit: `base_offset + index`.
-//! Attribute bits other than bit 0 are reserved: a batch that sets one is refused, so a
-//! later format can give them a meaning. Decoding never panics: every length is checked
-//! against the buffer.
+//! A **removed** record (attribute bit 1, alone) is a slot that compaction emptied (see
+//! `remove_records`): it keeps its offset, so no other record moves, and holds nothing
+//! else; decoding skips it. `record_count` counts slots, removed ones too. Attribute bits
+//! above bit 1 are reserved: a batch that sets one is refused, so a later format can give
+//! them a meaning. Decoding never panics: every length is checked against the buffer.
 
 use bytes::Bytes;
 
@@ -31,6 +34,10 @@ const BODY_HEADER_LEN: usize = 8 + 4 + 8 + 8;
 pub const BATCH_HEADER_LEN: usize = PREFIX_LEN + BODY_HEADER_LEN;
 /// Attribute bit: the record carries event fields.
 const ATTRIBUTE_EVENT: u8 = 1;
+/// Attribute bit: the record was removed; nothing follows the attributes.
+const ATTRIBUTE_REMOVED: u8 = 2;
+/// Bytes a removed record keeps: its (zeroed) timestamp and its attributes.
+pub const REMOVED_RECORD_LEN: usize = 8 + 1;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum CodecError {
@@ -44,7 +51,7 @@ pub enum CodecError {
     NotUtf8,
     #[error("batch declares {declared} records but holds {found}")]
     CountMismatch { declared: u32, found: u32 },
-    #[error("record attributes {0:#04x} set a reserved bit")]
+    #[error("record attributes {0:#04x} set a reserved bit, or mark a removed record with others")]
     ReservedAttributes(u8),
 }
 
@@ -86,38 +93,86 @@ pub fn encode_batch(base_offset: Offset, records: &[Record], events: &[EventFiel
     buf.extend_from_slice(&timestamps_ms.first().copied().unwrap_or(0).to_le_bytes());
     buf.extend_from_slice(&timestamps_ms.last().copied().unwrap_or(0).to_le_bytes());
     for (i, (record, timestamp_ms)) in records.iter().zip(timestamps_ms).enumerate() {
-        let event = events.get(i);
-        buf.extend_from_slice(&timestamp_ms.to_le_bytes());
-        buf.push(if event.is_some() { ATTRIBUTE_EVENT } else { 0 });
-        match &record.key {
-            None => buf.extend_from_slice(&0u32.to_le_bytes()),
-            Some(key) => {
-                buf.extend_from_slice(&(key.len() as u32 + 1).to_le_bytes());
-                buf.extend_from_slice(key);
-            }
-        }
-        buf.extend_from_slice(&(record.headers.len() as u32).to_le_bytes());
-        for (name, value) in &record.headers {
-            put_bytes(&mut buf, name.as_bytes());
-            put_bytes(&mut buf, value);
-        }
-        put_bytes(&mut buf, &record.value);
-        if let Some(event) = event {
-            buf.extend_from_slice(&event.event_id);
-            buf.extend_from_slice(&event.stream_revision.to_le_bytes());
-            put_bytes(&mut buf, event.event_type.as_bytes());
-            put_bytes(&mut buf, event.content_type.as_bytes());
-            put_bytes(&mut buf, &event.metadata);
-            buf.extend_from_slice(&(event.tags.len() as u32).to_le_bytes());
-            for tag in &event.tags {
-                put_bytes(&mut buf, tag.as_bytes());
+        put_record(&mut buf, *timestamp_ms, &record.key, &record.headers, &record.value, events.get(i));
+    }
+    debug_assert_eq!(buf.len(), PREFIX_LEN + body_len);
+    seal(buf)
+}
+
+/// Re-encodes `batch` with the records whose offsets `remove` names emptied: each keeps
+/// its slot as a removed record (`REMOVED_RECORD_LEN` bytes), so every other record keeps
+/// its offset and the header stays as it was. Records already removed stay removed.
+/// Written in the current version, whatever version `batch` was read from.
+pub fn remove_records(batch: &DecodedBatch, remove: impl Fn(Offset) -> bool) -> Vec<u8> {
+    let header = &batch.header;
+    let mut buf = Vec::with_capacity(BATCH_HEADER_LEN + batch.records.len() * 64);
+    buf.push(BATCH_FORMAT_VERSION);
+    buf.extend_from_slice(&[0; 4]);
+    buf.extend_from_slice(&header.base_offset.to_le_bytes());
+    buf.extend_from_slice(&header.record_count.to_le_bytes());
+    buf.extend_from_slice(&header.first_timestamp_ms.to_le_bytes());
+    buf.extend_from_slice(&header.last_timestamp_ms.to_le_bytes());
+    let mut kept = batch.records.iter().filter(|record| !remove(record.offset)).peekable();
+    for offset in header.base_offset..header.next_offset() {
+        match kept.next_if(|record| record.offset == offset) {
+            Some(record) => put_record(
+                &mut buf,
+                record.timestamp_ms,
+                &record.key,
+                &record.headers,
+                &record.value,
+                record.event.as_ref(),
+            ),
+            None => {
+                buf.extend_from_slice(&0u64.to_le_bytes());
+                buf.push(ATTRIBUTE_REMOVED);
             }
         }
     }
-    debug_assert_eq!(buf.len(), PREFIX_LEN + body_len);
+    seal(buf)
+}
+
+/// Writes the checksum of the body into the prefix.
+fn seal(mut buf: Vec<u8>) -> Vec<u8> {
     let crc = crc32c::crc32c(&buf[PREFIX_LEN..]);
     buf[1..5].copy_from_slice(&crc.to_le_bytes());
     buf
+}
+
+fn put_record(
+    buf: &mut Vec<u8>,
+    timestamp_ms: u64,
+    key: &Option<Bytes>,
+    headers: &[(String, Bytes)],
+    value: &[u8],
+    event: Option<&EventFields>,
+) {
+    buf.extend_from_slice(&timestamp_ms.to_le_bytes());
+    buf.push(if event.is_some() { ATTRIBUTE_EVENT } else { 0 });
+    match key {
+        None => buf.extend_from_slice(&0u32.to_le_bytes()),
+        Some(key) => {
+            buf.extend_from_slice(&(key.len() as u32 + 1).to_le_bytes());
+            buf.extend_from_slice(key);
+        }
+    }
+    buf.extend_from_slice(&(headers.len() as u32).to_le_bytes());
+    for (name, value) in headers {
+        put_bytes(buf, name.as_bytes());
+        put_bytes(buf, value);
+    }
+    put_bytes(buf, value);
+    if let Some(event) = event {
+        buf.extend_from_slice(&event.event_id);
+        buf.extend_from_slice(&event.stream_revision.to_le_bytes());
+        put_bytes(buf, event.event_type.as_bytes());
+        put_bytes(buf, event.content_type.as_bytes());
+        put_bytes(buf, &event.metadata);
+        buf.extend_from_slice(&(event.tags.len() as u32).to_le_bytes());
+        for tag in &event.tags {
+            put_bytes(buf, tag.as_bytes());
+        }
+    }
 }
 
 /// A length (u32) and the bytes.
@@ -157,9 +212,16 @@ pub fn decode_batch(buf: &Bytes) -> Result<DecodedBatch, CodecError> {
     let (version, header) = decode_prefix(buf)?;
     let mut reader = Reader { buf, position: BATCH_HEADER_LEN };
     let mut records = Vec::with_capacity(header.record_count.min(1 << 16) as usize);
+    // Slots read so far, removed records too: the next record's offset is `base + slots`.
+    let mut slots = 0u64;
     while reader.position < buf.len() {
         let timestamp_ms = reader.u64()?;
         let attributes = if version == BATCH_FORMAT_V1 { 0 } else { reader.u8()? };
+        let offset = header.base_offset + slots;
+        slots += 1;
+        if attributes == ATTRIBUTE_REMOVED {
+            continue;
+        }
         if attributes & !ATTRIBUTE_EVENT != 0 {
             return Err(CodecError::ReservedAttributes(attributes));
         }
@@ -175,17 +237,10 @@ pub fn decode_batch(buf: &Bytes) -> Result<DecodedBatch, CodecError> {
         }
         let value = reader.sized_bytes(buf)?;
         let event = if attributes & ATTRIBUTE_EVENT != 0 { Some(reader.event(buf)?) } else { None };
-        records.push(StoredRecord {
-            offset: header.base_offset + records.len() as u64,
-            timestamp_ms,
-            key,
-            headers,
-            value,
-            event,
-        });
+        records.push(StoredRecord { offset, timestamp_ms, key, headers, value, event });
     }
-    if records.len() as u64 != u64::from(header.record_count) {
-        return Err(CodecError::CountMismatch { declared: header.record_count, found: records.len() as u32 });
+    if slots != u64::from(header.record_count) {
+        return Err(CodecError::CountMismatch { declared: header.record_count, found: slots as u32 });
     }
     Ok(DecodedBatch { header, records })
 }
@@ -462,9 +517,42 @@ mod tests {
     fn reserved_attributes_are_refused() {
         let record = Record { key: None, headers: Vec::new(), value: Bytes::from_static(b"v") };
         let mut encoded = encode_batch(0, &[record], &[], &[1]);
-        encoded[BATCH_HEADER_LEN + 8] = 0b10;
-        let crc = crc32c::crc32c(&encoded[PREFIX_LEN..]);
-        encoded[1..5].copy_from_slice(&crc.to_le_bytes());
-        assert_eq!(decode_batch(&Bytes::from(encoded)), Err(CodecError::ReservedAttributes(0b10)));
+        for attributes in [0b100, 0b11, 0x80] {
+            encoded[BATCH_HEADER_LEN + 8] = attributes;
+            let crc = crc32c::crc32c(&encoded[PREFIX_LEN..]);
+            encoded[1..5].copy_from_slice(&crc.to_le_bytes());
+            assert_eq!(decode_batch(&Bytes::from(encoded.clone())), Err(CodecError::ReservedAttributes(attributes)));
+        }
+    }
+
+    proptest! {
+        /// Removing records keeps every other record as it was, at its offset, and the
+        /// header; removing more later, or again, composes; a removed slot costs
+        /// `REMOVED_RECORD_LEN` bytes.
+        #[test]
+        fn removed_records_keep_their_slots(
+            base in 0u64..1 << 40,
+            (records, events) in batch_strategy(1..12),
+            first in proptest::collection::vec(any::<bool>(), 12),
+            second in proptest::collection::vec(any::<bool>(), 12),
+        ) {
+            let timestamps: Vec<u64> = (0..records.len() as u64).map(|i| 1000 + i).collect();
+            let original = decode_batch(&Bytes::from(encode_batch(base, &records, &events, &timestamps))).expect("decodes");
+            let once = remove_records(&original, |offset| first[(offset - base) as usize]);
+            let once = decode_batch(&Bytes::from(once)).expect("a compacted batch decodes");
+            prop_assert_eq!(once.header, original.header);
+            let expected: Vec<_> = original.records.iter().filter(|r| !first[(r.offset - base) as usize]).cloned().collect();
+            prop_assert_eq!(&once.records, &expected);
+            let both = |offset: Offset| first[(offset - base) as usize] || second[(offset - base) as usize];
+            let twice = remove_records(&once, |offset| second[(offset - base) as usize]);
+            let direct = remove_records(&original, both);
+            prop_assert_eq!(&twice, &direct);
+            let removed = (0..records.len()).filter(|i| both(base + *i as u64)).count();
+            let kept_len: usize = (0..records.len())
+                .filter(|i| !both(base + *i as u64))
+                .map(|i| records[i].encoded_len() + events.get(i).map_or(0, EventFields::encoded_len))
+                .sum();
+            prop_assert_eq!(twice.len(), BATCH_HEADER_LEN + kept_len + removed * REMOVED_RECORD_LEN);
+        }
     }
 }

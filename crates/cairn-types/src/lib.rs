@@ -10,7 +10,7 @@ pub mod retry_delays;
 pub mod stream;
 pub mod topic;
 
-pub use batch::{BatchHeader, CodecError, DecodedBatch, decode_batch, encode_batch};
+pub use batch::{BatchHeader, CodecError, DecodedBatch, decode_batch, encode_batch, remove_records};
 pub use event_query::{ConditionViolations, EventQuery, QueryCondition, QueryItem, QueryViolation};
 pub use limits::Limits;
 pub use record::{EventFields, Record, StoredRecord};

@@ -20,6 +20,8 @@ pub struct HostConfig {
     pub election_timeout_max_ms: u64,
     /// How often the retention task looks for prefixes to delete.
     pub retention_check_interval_ms: u64,
+    /// How often the compaction task looks for hidden events to remove.
+    pub compaction_check_interval_ms: u64,
     /// Raft log entries between snapshots; older entries are then purged, and a replica
     /// that falls further behind catches up by streaming the partition.
     pub snapshot_log_entries: u64,

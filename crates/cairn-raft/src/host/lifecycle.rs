@@ -82,6 +82,7 @@ impl Host {
         tokio::spawn(Arc::clone(&host).reconcile_loop());
         tokio::spawn(Arc::clone(&host).mover_loop());
         tokio::spawn(Arc::clone(&host).retention_loop());
+        tokio::spawn(Arc::clone(&host).compaction_loop());
         tokio::spawn(Arc::clone(&host).liveness_loop());
         Ok(host)
     }

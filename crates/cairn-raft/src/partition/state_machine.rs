@@ -9,6 +9,7 @@
 use std::io;
 use std::sync::Arc;
 
+use bytes::Bytes;
 use cairn_storage::{PartitionLog, PartitionLogState, Store, WriteBatch};
 use cairn_types::GroupId;
 use futures::{Stream, StreamExt};
@@ -21,7 +22,7 @@ use super::producer_store::{self, ProducerChanges};
 use super::producer_table::{ProducerBatch, ProducerTable, SequenceCheck};
 use super::snapshot::{Snapshot, SnapshotLock, StateSnapshot, build_and_save, load_snapshot, save_snapshot};
 use super::stream_apply::PendingStreams;
-use crate::command::{AppendOutcome, Command, CommandResponse, PartitionCommand};
+use crate::command::{AppendOutcome, COMPACTION_EVENTS_MAX, Command, CommandResponse, PartitionCommand};
 use crate::type_config::{LogId, SnapshotMeta, StoredMembership, TypeConfig};
 use crate::{decode, encode};
 
@@ -148,6 +149,12 @@ impl PartitionStateMachine {
             }
             PartitionCommand::AppendEvents(append) => self.apply_events(batch, append, index)?,
             PartitionCommand::ChangeStream(change) => self.apply_stream_change(batch, change, index)?,
+            PartitionCommand::CompactStreams { streams, now_ms } => {
+                let streams: Vec<Bytes> = streams.into_iter().map(Bytes::from).collect();
+                let compacted =
+                    self.log.compact_streams(batch, &mut self.state.log, &streams, now_ms, COMPACTION_EVENTS_MAX)?;
+                CommandResponse::Compacted { events: compacted.events, bytes: compacted.bytes }
+            }
         })
     }
 
@@ -203,12 +210,22 @@ impl RaftStateMachine<TypeConfig> for PartitionStateMachine {
         let mut responses = Vec::new();
         while let Some(item) = entries.next().await {
             let (entry, responder) = item?;
-            // A prefix deletion finds the batches to delete in the store, and the batch this
-            // call builds cannot be read back: write what it applied so far first, or a
-            // replica catching up (appends and their deletion in one call) would keep them.
-            if matches!(entry.payload, EntryPayload::Normal(Command::Partition(PartitionCommand::DeletePrefix { .. })))
-                && !batch.is_empty()
-            {
+            // A prefix deletion and a compaction find what to remove in the store, and the
+            // batch this call builds cannot be read back: write what it applied so far first,
+            // or a replica catching up (appends and their deletion in one call) would keep
+            // them. A compaction is written at once too: later entries (appends checking
+            // event ids, another compaction rewriting the same batch) read what it removed.
+            let reads_store = matches!(
+                entry.payload,
+                EntryPayload::Normal(Command::Partition(
+                    PartitionCommand::DeletePrefix { .. } | PartitionCommand::CompactStreams { .. }
+                ))
+            );
+            let compaction = matches!(
+                entry.payload,
+                EntryPayload::Normal(Command::Partition(PartitionCommand::CompactStreams { .. }))
+            );
+            if reads_store && !batch.is_empty() {
                 self.commit(std::mem::take(&mut batch), std::mem::take(&mut responses)).await?;
             }
             let response = match entry.payload {
@@ -227,7 +244,7 @@ impl RaftStateMachine<TypeConfig> for PartitionStateMachine {
             if let Some(responder) = responder {
                 responses.push((responder, response));
             }
-            if batch.size_in_bytes() > APPLY_BATCH_BYTES_MAX {
+            if compaction || batch.size_in_bytes() > APPLY_BATCH_BYTES_MAX {
                 self.commit(std::mem::take(&mut batch), std::mem::take(&mut responses)).await?;
             }
         }

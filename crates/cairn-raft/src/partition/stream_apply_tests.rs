@@ -448,3 +448,75 @@ fn query_conditions_in_one_apply_batch_see_each_other() {
     assert_eq!(refusal(&responses[0]).query, Some(QueryViolation { after: Some(0), first_match: 1 }));
     assert_eq!(revisions(&sm, "user-2"), Vec::<u64>::new());
 }
+
+/// Applies `commands` through openraft's `apply`, in one call, as a replica catching up
+/// does (compactions write what was applied before them, and themselves, at once).
+fn apply_in_one_call(sm: &mut PartitionStateMachine, commands: Vec<PartitionCommand>) {
+    use openraft::EntryPayload;
+    use openraft::storage::RaftStateMachine;
+    use openraft::vote::RaftLeaderId;
+
+    use crate::command::Command;
+    use crate::type_config::{Entry, LogId, TypeConfig};
+    let base = sm.state.last_applied.map_or(0, |id| id.index) + 1;
+    let entries: Vec<_> = commands
+        .into_iter()
+        .zip(base..)
+        .map(|(command, index)| {
+            let leader = openraft::type_config::alias::CommittedLeaderIdOf::<TypeConfig>::new(1, 1);
+            let payload = EntryPayload::Normal(Command::Partition(command));
+            Ok::<_, io::Error>((Entry { log_id: LogId::new(leader, index), payload }, None))
+        })
+        .collect();
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+        .block_on(sm.apply(futures::stream::iter(entries)))
+        .expect("apply");
+}
+
+fn compact(streams: &[&str]) -> PartitionCommand {
+    PartitionCommand::CompactStreams { streams: streams.iter().map(|s| (*s).to_owned()).collect(), now_ms: 5_000 }
+}
+
+/// Compaction applied in one call with the appends and the deletion it removes (a replica
+/// catching up), twice over the same batches, and after a change that shows the events
+/// again: it removes exactly what the head hides when it applies, on every replica alike.
+#[test]
+fn compaction_removes_what_the_head_hides_when_it_applies() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut sm = open(dir.path());
+    let metadata = |max_count| StreamMetadata { max_count, ..StreamMetadata::default() };
+    apply_in_one_call(
+        &mut sm,
+        vec![
+            append(vec![write("a", ExpectedRevision::NoStream, vec![event(1, "1"), event(2, "2")])], vec![]),
+            append(vec![write("b", ExpectedRevision::NoStream, vec![event(3, "3"), event(4, "4")])], vec![]),
+            change("a", ExpectedRevision::Exact(1), StreamChangeKind::SoftDelete),
+            // Hidden, then shown again before the compaction applies: it keeps them.
+            change("b", ExpectedRevision::Any, StreamChangeKind::SetMetadata(metadata(Some(1)))),
+            change("b", ExpectedRevision::Any, StreamChangeKind::SetMetadata(metadata(None))),
+            compact(&["a", "b"]),
+            compact(&["a", "b"]),
+            append(vec![write("a", ExpectedRevision::NoStream, vec![event(5, "5")])], vec![]),
+        ],
+    );
+    let state = sm.state.log;
+    let read =
+        sm.log.read(0, &state, state.next_offset, cairn_storage::ReadLimits { max_records: 100, max_bytes: 1 << 20 });
+    let events: Vec<(String, u64)> = read
+        .expect("read")
+        .records
+        .iter()
+        .filter_map(|r| {
+            let event = r.event.as_ref().filter(|e| !cairn_storage::is_control(e))?;
+            Some((String::from_utf8(r.key.as_ref()?.to_vec()).ok()?, event.stream_revision))
+        })
+        .collect();
+    assert_eq!(events, vec![("b".into(), 0), ("b".into(), 1), ("a".into(), 2)], "a's deleted events are gone");
+    assert_eq!(revisions(&sm, "b"), vec![0, 1]);
+    // A removed event's id no longer makes an append a retry: the id is free again.
+    apply_in_one_call(&mut sm, vec![append(vec![write("a", ExpectedRevision::Exact(2), vec![event(1, "1")])], vec![])]);
+    assert_eq!(sm.log.stream_head(b"a").expect("head").next_revision, 4);
+}

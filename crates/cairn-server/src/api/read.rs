@@ -4,8 +4,8 @@
 use std::time::Duration;
 
 use cairn_raft::PartitionReplica;
-use cairn_storage::{PartitionLogState, ReadLimits};
-use cairn_types::{Offset, StoredRecord};
+use cairn_storage::{PartitionLogState, ReadLimits, ReadRecords};
+use cairn_types::Offset;
 
 use crate::api::forwarding_bounds::LEADER_WAIT;
 use crate::api::{CairnApi, OffsetForTimestampRequest, OffsetFound, ReadBatch, ReadError, ReadRequest};
@@ -53,8 +53,7 @@ impl CairnApi {
                 }
             }
         }
-        let records = read_blocking(&replica, request.from_offset, state, limits).await?;
-        let next_offset = records.last().map_or(request.from_offset, |r| r.offset + 1);
+        let ReadRecords { records, next_offset } = read_blocking(&replica, request.from_offset, state, limits).await?;
         Ok(ReadBatch {
             records,
             high_watermark: state.next_offset,
@@ -101,7 +100,7 @@ pub(crate) async fn read_blocking(
     from: Offset,
     state: PartitionLogState,
     limits: ReadLimits,
-) -> Result<Vec<StoredRecord>, ReadError> {
+) -> Result<ReadRecords, ReadError> {
     let log = replica.log.clone();
     tokio::task::spawn_blocking(move || log.read(from, &state, state.next_offset, limits))
         .await

@@ -72,12 +72,16 @@ impl CairnApi {
             loop {
                 let state = view.borrow_and_update().log;
                 if from < state.next_offset {
-                    let message = read_blocking(&replica, from, state, limits).await.map(|records| {
-                        from = records.last().map_or(from, |r| r.offset + 1);
-                        SubscribeBatch { records, high_watermark: state.next_offset }
+                    let message = read_blocking(&replica, from, state, limits).await.map(|read| {
+                        from = read.next_offset;
+                        SubscribeBatch { records: read.records, high_watermark: state.next_offset }
                     });
-                    // Below the high watermark a read returns records or an error (never an
-                    // empty answer: see PartitionLog::read), so this loop cannot spin.
+                    // Below the high watermark a read moves on or fails (see
+                    // PartitionLog::read), so this loop cannot spin. A read that only
+                    // passed over records compaction removed sends nothing.
+                    if message.as_ref().is_ok_and(|batch| batch.records.is_empty()) {
+                        continue;
+                    }
                     let failed = message.is_err();
                     if sender.send(message).await.is_err() || failed {
                         break;
