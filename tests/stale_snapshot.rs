@@ -32,6 +32,7 @@ async fn a_stale_snapshot_chunk_is_refused() {
         vote: Vote::new_committed(0, 9),
         last_log_id: None,
         batches: vec![(0, encode_batch(0, &[record(b"forged")], &[], &[1]).to_vec())],
+        retired_heads: Vec::new(),
     };
     let mut raft = proto::raft_transport_client::RaftTransportClient::connect(node.endpoint()).await.expect("raft");
     let answer = raft

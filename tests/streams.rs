@@ -649,3 +649,76 @@ async fn hidden_events_are_compacted_away_on_every_replica() {
     let appended = client.append_to_stream(TOPIC, "deleted", ExpectedRevision::NoStream, vec![again]).await;
     assert_eq!(appended.expect("append after the deletion").last_revision(), Some(5));
 }
+
+/// With retention on, a follower restored from a snapshot knows the streams whose every
+/// record retention removed: their revisions, deletions and metadata travel with the
+/// snapshot (retired heads), so it answers stream info as the leader does, and would number
+/// their next events alike.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_restored_after_retention_knows_the_streams_retention_removed() {
+    const STREAMS: usize = 4;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut args = FAST_RAFT.to_vec();
+    args.extend(["--snapshot-log-entries", "50", "--retention-check-interval-ms", "200"]);
+    let mut cluster = tokio::task::block_in_place(|| Cluster::start(dir.path(), 3, &args));
+    let addresses: Vec<String> = cluster.nodes.iter().map(|n| n.address.clone()).collect();
+    let mut options = CreateTopicOptions::new(TOPIC, 1);
+    options.replication_factor = 3;
+    options.retention_ms = Some(1);
+    connect(&addresses[0]).await.create_topic(options).await.expect("create topic");
+    let status = connect(&addresses[0]).await.cluster_status().await.expect("status");
+    let leader = status.groups.iter().find(|g| g.topic == TOPIC).and_then(|g| g.leader).expect("leader") as usize;
+    let lagging = leader % 3; // a follower (node ids are 1-based)
+    tokio::task::block_in_place(|| cluster.nodes[lagging].kill());
+    let writer = connect(&addresses[(lagging + 1) % 3]).await;
+    let name = |s: usize| format!("expired-{s}");
+    let mut next_revision = [0u64; STREAMS];
+    let mut last = None;
+    for round in 0..3 {
+        for (s, next) in next_revision.iter_mut().enumerate() {
+            let event = json_event("Counted", format!("{{\"round\":{round}}}"));
+            let appended = writer.append_to_stream(TOPIC, &name(s), ExpectedRevision::Any, vec![event]).await;
+            last = Some(appended.expect("append"));
+            *next += 1;
+        }
+    }
+    writer.delete_stream(TOPIC, &name(0), ExpectedRevision::Any, false).await.expect("soft delete");
+    let metadata = cairn_client::StreamMetadata { max_age_ms: Some(60_000), ..Default::default() };
+    writer.set_stream_metadata(TOPIC, &name(1), ExpectedRevision::Any, metadata).await.expect("metadata");
+    let mut last = last.expect("an append");
+    for attempt in 1u64.. {
+        // Plain records push the log past the snapshot interval; retention removes them
+        // and every event above.
+        for i in 0..60 {
+            last = writer
+                .append_to_stream(TOPIC, "filler", ExpectedRevision::Any, vec![json_event("F", format!("{i}"))])
+                .await
+                .expect("filler");
+        }
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let read = writer.read_consistent(TOPIC, 0, 0, 1, 0, 0, Consistency::Linearizable).await;
+            match read {
+                Err(err) if err.code() == Some(Code::OutOfRange) => break,
+                Ok(read) if read.log_start_offset == read.high_watermark => break,
+                other => assert!(Instant::now() < deadline, "retention never removed everything: {other:?}"),
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        tokio::task::block_in_place(|| cluster.nodes[lagging].restart());
+        let restored = connect(&addresses[lagging]).await;
+        let consistency = Consistency::ReadYourWrites(last.applied_index);
+        for (s, next) in next_revision.iter().enumerate() {
+            let expected = writer.stream_info(TOPIC, &name(s), Consistency::Linearizable).await.expect("info");
+            assert_eq!(expected.current_revision, Some(next - 1), "the leader knows {}", name(s));
+            let seen = restored.stream_info(TOPIC, &name(s), consistency).await.expect("info");
+            assert_eq!(seen, expected, "stream {} on the restored node", name(s));
+        }
+        let log = std::fs::read_to_string(cluster.nodes[lagging].data_dir.with_extension("log")).expect("node log");
+        if log.contains("partition snapshot installed") {
+            break;
+        }
+        assert!(attempt < 5, "the follower never needed a snapshot to catch up");
+        tokio::task::block_in_place(|| cluster.nodes[lagging].kill());
+    }
+}

@@ -299,6 +299,22 @@ impl RaftNetworkV2<TypeConfig> for GroupNetwork {
                 // Stream the stored batches below the snapshot's next offset. Retention may
                 // delete a prefix meanwhile: track the contiguous run actually sent, and
                 // install exactly that run (the receiver drops anything below it).
+                // First the heads of streams retention removed, which the batches cannot
+                // rebuild (see cairn_storage::retired_heads).
+                let mut after: Option<Vec<u8>> = None;
+                loop {
+                    let (reader, chunk_bytes, from) = (log.clone(), self.factory.throttle.chunk_bytes(), after.take());
+                    let heads = crate::blocking::run(move || Ok(reader.retired_heads(from.as_deref(), chunk_bytes)?))
+                        .await
+                        .map_err(|err| StreamingError::Network(NetworkError::new(&err)))?;
+                    let Some((last, _)) = heads.last() else { break };
+                    after = Some(last.clone());
+                    let chunk_bytes: u64 = heads.iter().map(|(stream, head)| (stream.len() + head.len()) as u64).sum();
+                    self.factory.throttle.acquire(chunk_bytes).await;
+                    let last_log_id = snapshot.meta.last_log_id;
+                    let chunk = SnapshotChunk { vote, last_log_id, batches: Vec::new(), retired_heads: heads };
+                    let () = self.call(RpcKind::SnapshotChunk, &chunk, SNAPSHOT_CHUNK_TIMEOUT).await?;
+                }
                 let next_offset = state.log.next_offset;
                 let mut run_start = state.log.log_start_offset;
                 let mut run_bytes = 0u64;
@@ -334,7 +350,12 @@ impl RaftNetworkV2<TypeConfig> for GroupNetwork {
                     }
                     let chunk_bytes: u64 = chunk.iter().map(|(_, bytes)| bytes.len() as u64).sum();
                     self.factory.throttle.acquire(chunk_bytes).await;
-                    let chunk = SnapshotChunk { vote, last_log_id: snapshot.meta.last_log_id, batches: chunk };
+                    let chunk = SnapshotChunk {
+                        vote,
+                        last_log_id: snapshot.meta.last_log_id,
+                        batches: chunk,
+                        retired_heads: Vec::new(),
+                    };
                     let () = self.call(RpcKind::SnapshotChunk, &chunk, SNAPSHOT_CHUNK_TIMEOUT).await?;
                     self.factory.streamed.add(self.target, chunk_bytes);
                 }

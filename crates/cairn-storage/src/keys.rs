@@ -23,6 +23,9 @@ pub const INDEX_EVENT_TAG: u8 = b'g';
 pub const INDEX_EVENT_TYPE: u8 = b'y';
 /// Streams compaction looks at: `group 'c' len:u32 stream` -> nothing.
 pub const INDEX_COMPACTION: u8 = b'c';
+/// Heads of streams whose records a prefix deletion removed, as they were then:
+/// `group 'x' len:u32 stream` -> `StreamHead`. Sent with snapshots.
+pub const INDEX_RETIRED_HEAD: u8 = b'x';
 
 pub fn group_u64(group: GroupId, value: u64) -> [u8; 16] {
     let mut key = [0; 16];
@@ -112,7 +115,11 @@ pub fn compaction_mark(group: GroupId, stream: &[u8]) -> Vec<u8> {
     named(group, INDEX_COMPACTION, stream, 0)
 }
 
-/// The stream a compaction mark names; `None` if the key is not one.
+pub fn retired_head(group: GroupId, stream: &[u8]) -> Vec<u8> {
+    named(group, INDEX_RETIRED_HEAD, stream, 0)
+}
+
+/// The stream a compaction mark or a retired head names; `None` if the key is not one.
 pub fn compaction_mark_stream(key: &[u8]) -> Option<&[u8]> {
     let len: [u8; 4] = key.get(9..13)?.try_into().ok()?;
     let stream = key.get(13..)?;

@@ -11,13 +11,15 @@
 //!   `group | 'r' | stream_len | stream | revision` → offset,
 //!   `group | 'e' | event_id` → offset, `group | 'h' | stream_len | stream` → stream head,
 //!   `group | 'y' | len | type | offset`, `group | 'g' | len | tag | offset` (queries),
-//!   `group | 'c' | stream_len | stream` (streams to compact, `stream_compaction.rs`)
+//!   `group | 'c' | stream_len | stream` (streams to compact, `stream_compaction.rs`),
+//!   `group | 'x' | stream_len | stream` → the head of a stream retention removed (`retired_heads.rs`)
 //! - `sm_meta`: `group | tag` → state-machine state, snapshot metadata
 
 mod error;
 mod event_query;
 mod keys;
 mod partition_log;
+mod retired_heads;
 mod store;
 mod stream_compaction;
 mod stream_index;
@@ -27,6 +29,7 @@ mod write_batch;
 pub use error::StorageError;
 pub use event_query::{QUERY_READ_MATCHES_MAX, QueryEvents, QueryReadLimits};
 pub use partition_log::{PartitionLog, PartitionLogState, ReadLimits, ReadRecords};
+pub use retired_heads::RetiredHead;
 pub use store::{Store, StoreOptions};
 pub use stream_compaction::Compacted;
 pub use stream_index::{Direction, STREAM_HEAD_EVENT_TYPE, StreamEvents, StreamHead, StreamWindow, is_control};

@@ -306,11 +306,18 @@ impl PartitionLog {
         let mut removed_bytes = 0u64;
         let mut new_start = state.log_start_offset;
         let mut last_timestamp_ms = 0;
+        let mut streams = std::collections::BTreeSet::new();
         while let (Some(key), Some(value)) = (iter.key(), iter.value()) {
-            let (_, header) = self.stored_header(key, value)?;
+            let (base_offset, header) = self.stored_header(key, value)?;
             if header.next_offset() > before_offset {
                 break;
             }
+            let decoded = decode_batch(&Bytes::copy_from_slice(value)).map_err(|source| StorageError::Corrupt {
+                group: self.group,
+                base_offset,
+                source,
+            })?;
+            streams.extend(decoded.records.into_iter().filter(|r| r.event.is_some()).filter_map(|r| r.key));
             removed_bytes += value.len() as u64;
             new_start = header.next_offset();
             last_timestamp_ms = header.last_timestamp_ms;
@@ -331,6 +338,7 @@ impl PartitionLog {
             keys::timestamp_index(self.group, last_timestamp_ms, new_start),
         );
         // Key-index entries below the log start are filtered on read and left in place.
+        self.retire_heads(batch, &streams)?;
         state.log_start_offset = new_start;
         state.size_bytes = state.size_bytes.saturating_sub(removed_bytes);
         Ok(())

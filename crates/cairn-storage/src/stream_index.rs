@@ -128,7 +128,7 @@ impl StreamHead {
         self.metadata.max_age_ms.is_some() || self.metadata.max_count.is_some()
     }
 
-    fn encode(&self) -> [u8; STREAM_HEAD_BYTES] {
+    pub(crate) fn encode(&self) -> [u8; STREAM_HEAD_BYTES] {
         let mut raw = [0; STREAM_HEAD_BYTES];
         raw[0] = STREAM_HEAD_FORMAT;
         raw[1..9].copy_from_slice(&self.next_revision.to_le_bytes());
@@ -145,7 +145,7 @@ impl StreamHead {
         raw
     }
 
-    fn decode(raw: &[u8]) -> Option<StreamHead> {
+    pub(crate) fn decode(raw: &[u8]) -> Option<StreamHead> {
         let raw: &[u8; STREAM_HEAD_BYTES] = raw.try_into().ok()?;
         let flags = raw[17];
         if raw[0] != STREAM_HEAD_FORMAT

@@ -1,8 +1,9 @@
 //! The receiving end of a partition snapshot: which record batches were imported, for
 //! which leader and snapshot, and whether the replica still exists.
 //!
-//! A partition snapshot arrives as record chunks (`SnapshotChunk`) and then the state that
-//! installs them (`network.rs`). Chunks are written to the store as they come, before
+//! A partition snapshot arrives as chunks of retired stream heads (see
+//! `cairn_storage::retired_heads`), then record chunks (`SnapshotChunk`), and then the
+//! state that installs them (`network.rs`). Chunks are written to the store as they come, before
 //! openraft sees the snapshot, so each one is checked here first:
 //!
 //! - it must come from the current leader or a newer one: its vote is at least the
@@ -18,7 +19,7 @@
 //! transfer is exactly `[log_start_offset, next_offset)` of the state: no hole, nothing
 //! taken on trust (an empty range needs no chunk).
 
-use cairn_storage::PartitionLog;
+use cairn_storage::{PartitionLog, RetiredHead};
 use cairn_types::Offset;
 use cairn_types::batch::decode_header;
 use serde::{Deserialize, Serialize};
@@ -35,6 +36,8 @@ pub struct SnapshotChunk {
     /// The last log id of the snapshot the records belong to.
     pub last_log_id: Option<LogId>,
     pub batches: Vec<(Offset, Vec<u8>)>,
+    /// Heads of streams whose records retention removed, sent before any batch.
+    pub retired_heads: Vec<RetiredHead>,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -106,11 +109,16 @@ impl SnapshotReceiver {
             session.next = header.next_offset();
         }
         let log = log.clone();
-        let batches = chunk.batches;
-        tokio::task::spawn_blocking(move || log.import_batches(&batches))
-            .await
-            .map_err(|err| SnapshotRefused::Storage(err.to_string()))?
-            .map_err(|err| SnapshotRefused::Storage(err.to_string()))?;
+        let (batches, heads) = (chunk.batches, chunk.retired_heads);
+        tokio::task::spawn_blocking(move || {
+            if !heads.is_empty() {
+                log.import_retired_heads(&heads)?;
+            }
+            log.import_batches(&batches)
+        })
+        .await
+        .map_err(|err| SnapshotRefused::Storage(err.to_string()))?
+        .map_err(|err| SnapshotRefused::Storage(err.to_string()))?;
         receiving.session = Some(session);
         Ok(())
     }
@@ -183,7 +191,7 @@ mod tests {
     }
 
     fn chunk(term: u64, index: u64, batches: Vec<(Offset, Vec<u8>)>) -> SnapshotChunk {
-        SnapshotChunk { vote: vote(term), last_log_id: log_id(index), batches }
+        SnapshotChunk { vote: vote(term), last_log_id: log_id(index), batches, retired_heads: Vec::new() }
     }
 
     fn log() -> (tempfile::TempDir, PartitionLog) {
