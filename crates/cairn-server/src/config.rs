@@ -32,6 +32,7 @@ pub const DEFAULT_SNAPSHOT_LOG_ENTRIES: u64 = 10_000;
 pub const DEFAULT_AUTO_BALANCE: bool = true;
 pub const DEFAULT_MOVES_ACTIVE_MAX: u32 = 2;
 pub const DEFAULT_MOVE_BYTES_PER_SEC: u64 = 100 * 1024 * 1024;
+pub const DEFAULT_WRITE_BUFFER_BYTES: u64 = 32 * 1024 * 1024;
 /// Protobuf framing a request message may add to its records' bytes (`request_bytes_max`):
 /// a few bytes of tags and lengths per record, at most `records_per_request_max` records.
 pub const DECODING_OVERHEAD_BYTES: usize = 1024 * 1024;
@@ -99,6 +100,10 @@ pub struct ServeArgs {
     /// Bytes per second this node streams to replicas that catch up (moves); 0: no limit.
     #[arg(long, env = "CAIRN_MOVE_BYTES_PER_SEC")]
     pub move_bytes_per_sec: Option<u64>,
+    /// Size of one RocksDB memtable per column family (5 of them), in bytes: most of a
+    /// busy node's memory. Smaller saves memory, at the cost of more flushes.
+    #[arg(long, env = "CAIRN_WRITE_BUFFER_BYTES")]
+    pub write_buffer_bytes: Option<u64>,
     #[command(flatten)]
     pub limits: LimitArgs,
 }
@@ -205,6 +210,7 @@ pub struct ServerConfig {
     pub auto_balance: bool,
     pub moves_active_max: u32,
     pub move_bytes_per_sec: u64,
+    pub write_buffer_bytes: u64,
     pub limits: Limits,
 }
 
@@ -226,6 +232,7 @@ impl Default for ServerConfig {
             auto_balance: DEFAULT_AUTO_BALANCE,
             moves_active_max: DEFAULT_MOVES_ACTIVE_MAX,
             move_bytes_per_sec: DEFAULT_MOVE_BYTES_PER_SEC,
+            write_buffer_bytes: DEFAULT_WRITE_BUFFER_BYTES,
             limits: Limits::default(),
         }
     }
@@ -283,6 +290,9 @@ impl ServerConfig {
         }
         if self.snapshot_log_entries == 0 {
             bail!("--snapshot-log-entries must be at least 1");
+        }
+        if !(1 << 20..=1 << 30).contains(&self.write_buffer_bytes) {
+            bail!("--write-buffer-bytes ({}) must be between 1 MiB and 1 GiB", self.write_buffer_bytes);
         }
         if self.election_timeout_max_ms <= self.election_timeout_min_ms {
             bail!(
@@ -400,6 +410,9 @@ mod tests {
         assert!(format!("{err:#}").contains("no_such_key"), "{err:#}");
         let err = ServerConfig::load(&ServeArgs { node_id: Some(0), ..Default::default() }).expect_err("node 0");
         assert!(err.to_string().contains("node-id"));
+        let tiny = ServeArgs { write_buffer_bytes: Some(4096), ..Default::default() };
+        let err = ServerConfig::load(&tiny).expect_err("a 4 KiB memtable");
+        assert!(err.to_string().contains("--write-buffer-bytes (4096)"), "{err}");
     }
 
     fn example_path() -> PathBuf {

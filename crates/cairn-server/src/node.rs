@@ -28,7 +28,9 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
         .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
     let cluster = check_identity(&config.data_dir, config.node_id, &config.initial_members, config.join.is_some())?;
     let store_path = config.data_dir.join("db");
-    let store = tokio::task::spawn_blocking(move || Store::open(&store_path, &StoreOptions::default()))
+    let store_options =
+        StoreOptions { write_buffer_bytes: config.write_buffer_bytes as usize, ..StoreOptions::default() };
+    let store = tokio::task::spawn_blocking(move || Store::open(&store_path, &store_options))
         .await?
         .context("opening the store (is another cairn process using this data directory?)")?;
 
