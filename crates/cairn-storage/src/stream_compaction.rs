@@ -81,15 +81,15 @@ impl PartitionLog {
                 detail: format!("{} bytes", key.len()),
             })?;
             let head = self.stream_head(stream)?;
-            let due = match self.first_indexed(stream)? {
-                _ if !head.hides_more_later() => true,
-                None => false,
-                Some((_, offset)) if offset < state.log_start_offset => true,
-                Some((revision, offset)) => match cache.record(self, offset)? {
-                    None => true,
-                    Some(record) => head.hides(revision, record.timestamp_ms, now_ms),
-                },
-            };
+            let due = !head.hides_more_later()
+                || match self.first_indexed(stream)? {
+                    None => false,
+                    Some((_, offset)) if offset < state.log_start_offset => true,
+                    Some((revision, offset)) => match cache.record(self, offset)? {
+                        None => true,
+                        Some(record) => head.hides(revision, record.timestamp_ms, now_ms),
+                    },
+                };
             if due {
                 candidates.push(Bytes::copy_from_slice(stream));
             }
@@ -116,8 +116,12 @@ impl PartitionLog {
         let mut removed = BTreeSet::new();
         for stream in streams {
             let head = self.stream_head(stream)?;
-            let mut stop = Stop::Exhausted;
-            for (revision, offset) in self.indexed(stream)? {
+            // The entries the budget can use, and one more to see where the stream goes on:
+            // the cost is bounded by the budget, however long the stream.
+            let limit = max_events.saturating_sub(removed.len() as u64).saturating_add(1) as usize;
+            let entries = self.indexed(stream, limit)?;
+            let mut stop = if entries.len() == limit { Stop::Budget } else { Stop::Exhausted };
+            for (revision, offset) in entries {
                 if removed.len() as u64 >= max_events {
                     stop = Stop::Budget;
                     break;
@@ -150,16 +154,11 @@ impl PartitionLog {
 
     /// The first revision of `stream` in its index, and its offset.
     fn first_indexed(&self, stream: &[u8]) -> Result<Option<(u64, Offset)>, StorageError> {
-        Ok(self.indexed_iter(stream, 1)?.into_iter().next())
+        Ok(self.indexed(stream, 1)?.into_iter().next())
     }
 
-    /// Every index entry of `stream`, in revision order. Compaction reads them all, up
-    /// to its event budget: a command names few streams.
-    fn indexed(&self, stream: &[u8]) -> Result<Vec<(u64, Offset)>, StorageError> {
-        self.indexed_iter(stream, usize::MAX)
-    }
-
-    fn indexed_iter(&self, stream: &[u8], max: usize) -> Result<Vec<(u64, Offset)>, StorageError> {
+    /// The first `max` entries of `stream`'s revision index: `(revision, offset)`.
+    fn indexed(&self, stream: &[u8], max: usize) -> Result<Vec<(u64, Offset)>, StorageError> {
         let prefix = keys::stream_index_prefix(self.group(), stream);
         let mut options = ReadOptions::default();
         options.set_iterate_upper_bound(keys::prefix_end(&prefix));

@@ -313,6 +313,31 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
     }
 }
 
+/// Applies `commands` through openraft's `apply`, in one call, as a replica catching up
+/// does (the entries follow the last applied one).
+#[cfg(test)]
+pub(super) fn apply_in_one_call(sm: &mut PartitionStateMachine, commands: Vec<PartitionCommand>) {
+    use openraft::vote::RaftLeaderId;
+
+    use crate::type_config::{Entry, LogId};
+    let base = sm.state.last_applied.map_or(0, |id| id.index) + 1;
+    let entries: Vec<_> = commands
+        .into_iter()
+        .zip(base..)
+        .map(|(command, index)| {
+            let leader = openraft::type_config::alias::CommittedLeaderIdOf::<TypeConfig>::new(1, 1);
+            let payload = EntryPayload::Normal(Command::Partition(command));
+            Ok::<_, io::Error>((Entry { log_id: LogId::new(leader, index), payload }, None))
+        })
+        .collect();
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+        .block_on(sm.apply(futures::stream::iter(entries)))
+        .expect("apply");
+}
+
 #[cfg(test)]
 mod tests {
     use bytes::Bytes;
@@ -456,34 +481,15 @@ mod tests {
     /// replica would keep what the others deleted.
     #[test]
     fn a_prefix_deletion_applied_with_its_appends_in_one_call_deletes_them() {
-        use openraft::vote::RaftLeaderId;
-
-        use crate::type_config::{Entry, LogId};
         let dir = tempfile::tempdir().expect("tempdir");
         let mut sm = open(dir.path());
-        let log_id = |index| {
-            let leader = openraft::type_config::alias::CommittedLeaderIdOf::<TypeConfig>::new(1, 1);
-            LogId::new(leader, index)
-        };
         let plain = || PartitionCommand::Append {
             records: vec![Record { key: None, headers: Vec::new(), value: Bytes::from_static(b"v") }],
             timestamp_ms: 1,
             producer: None,
         };
         let commands = (0..5).map(|_| plain()).chain([PartitionCommand::DeletePrefix { before_offset: 5 }]);
-        let entries: Vec<_> = commands
-            .zip(1..)
-            .map(|(command, index)| {
-                let entry = Entry { log_id: log_id(index), payload: EntryPayload::Normal(Command::Partition(command)) };
-                Ok::<_, io::Error>((entry, None))
-            })
-            .collect();
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime")
-            .block_on(sm.apply(futures::stream::iter(entries)))
-            .expect("apply");
+        apply_in_one_call(&mut sm, commands.collect());
         assert_eq!((sm.state.log.log_start_offset, sm.state.log.next_offset), (5, 5));
         assert!(sm.log.raw_batches(0, usize::MAX).expect("batches").is_empty(), "the deleted batches are gone");
     }

@@ -7,6 +7,7 @@ use cairn_types::{EventQuery, GroupId, QueryItem};
 
 use super::*;
 use crate::command::PartitionCommand;
+use crate::partition::state_machine::apply_in_one_call;
 use crate::stream_command::{StreamCheck, StreamWrite};
 
 const GROUP: GroupId = 7;
@@ -447,33 +448,6 @@ fn query_conditions_in_one_apply_batch_see_each_other() {
     );
     assert_eq!(refusal(&responses[0]).query, Some(QueryViolation { after: Some(0), first_match: 1 }));
     assert_eq!(revisions(&sm, "user-2"), Vec::<u64>::new());
-}
-
-/// Applies `commands` through openraft's `apply`, in one call, as a replica catching up
-/// does (compactions write what was applied before them, and themselves, at once).
-fn apply_in_one_call(sm: &mut PartitionStateMachine, commands: Vec<PartitionCommand>) {
-    use openraft::EntryPayload;
-    use openraft::storage::RaftStateMachine;
-    use openraft::vote::RaftLeaderId;
-
-    use crate::command::Command;
-    use crate::type_config::{Entry, LogId, TypeConfig};
-    let base = sm.state.last_applied.map_or(0, |id| id.index) + 1;
-    let entries: Vec<_> = commands
-        .into_iter()
-        .zip(base..)
-        .map(|(command, index)| {
-            let leader = openraft::type_config::alias::CommittedLeaderIdOf::<TypeConfig>::new(1, 1);
-            let payload = EntryPayload::Normal(Command::Partition(command));
-            Ok::<_, io::Error>((Entry { log_id: LogId::new(leader, index), payload }, None))
-        })
-        .collect();
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime")
-        .block_on(sm.apply(futures::stream::iter(entries)))
-        .expect("apply");
 }
 
 fn compact(streams: &[&str]) -> PartitionCommand {
