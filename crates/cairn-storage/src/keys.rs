@@ -119,8 +119,9 @@ pub fn retired_head(group: GroupId, stream: &[u8]) -> Vec<u8> {
     named(group, INDEX_RETIRED_HEAD, stream, 0)
 }
 
-/// The stream a compaction mark or a retired head names; `None` if the key is not one.
-pub fn compaction_mark_stream(key: &[u8]) -> Option<&[u8]> {
+/// The stream a key of the form `group tag len:u32 stream` names (a compaction mark, a
+/// retired head); `None` if the key is not of that form.
+pub fn named_stream(key: &[u8]) -> Option<&[u8]> {
     let len: [u8; 4] = key.get(9..13)?.try_into().ok()?;
     let stream = key.get(13..)?;
     (stream.len() == u32::from_be_bytes(len) as usize).then_some(stream)

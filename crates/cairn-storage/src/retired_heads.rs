@@ -18,11 +18,11 @@ use std::collections::BTreeSet;
 use bytes::Bytes;
 use rocksdb::ReadOptions;
 
+use crate::StorageError;
 use crate::keys::{self, CF_INDEX};
 use crate::partition_log::PartitionLog;
 use crate::stream_index::StreamHead;
 use crate::write_batch::WriteBatch;
-use crate::{StorageError, Store};
 
 /// One retired head as it travels: the stream and its encoded head.
 pub type RetiredHead = (Vec<u8>, Vec<u8>);
@@ -87,11 +87,11 @@ impl PartitionLog {
                 self.mark_for_compaction(&mut batch, stream, head);
             }
         }
-        Store::write(self.store(), batch)
+        self.store().write(batch)
     }
 
     fn retired_stream<'k>(&self, key: &'k [u8]) -> Result<&'k [u8], StorageError> {
-        keys::compaction_mark_stream(key).ok_or_else(|| StorageError::CorruptMeta {
+        keys::named_stream(key).ok_or_else(|| StorageError::CorruptMeta {
             group: self.group(),
             what: "retired head key",
             detail: format!("{} bytes", key.len()),
@@ -107,7 +107,7 @@ mod tests {
     use cairn_types::{EventFields, Record};
 
     use super::*;
-    use crate::{PartitionLogState, StoreOptions};
+    use crate::{PartitionLogState, Store, StoreOptions};
 
     const GROUP: u64 = 9;
 

@@ -75,7 +75,7 @@ impl PartitionLog {
             if candidates.len() >= max {
                 break;
             }
-            let stream = keys::compaction_mark_stream(key).ok_or_else(|| StorageError::CorruptMeta {
+            let stream = keys::named_stream(key).ok_or_else(|| StorageError::CorruptMeta {
                 group: self.group(),
                 what: "compaction mark",
                 detail: format!("{} bytes", key.len()),
@@ -85,6 +85,10 @@ impl PartitionLog {
                 || match self.first_indexed(stream)? {
                     None => false,
                     Some((_, offset)) if offset < state.log_start_offset => true,
+                    // Hidden by revision: no need to read the record.
+                    Some((revision, _)) if revision < head.first_visible_revision() => true,
+                    // Only a max age needs the event's timestamp.
+                    Some(_) if head.metadata.max_age_ms.is_none() => false,
                     Some((revision, offset)) => match cache.record(self, offset)? {
                         None => true,
                         Some(record) => head.hides(revision, record.timestamp_ms, now_ms),

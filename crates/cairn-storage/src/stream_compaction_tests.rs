@@ -279,8 +279,7 @@ fn marks_stay_while_more_can_be_hidden() {
         iter.seek(prefix);
         let mut streams = Vec::new();
         while let Some(key) = iter.key().filter(|key| key.starts_with(&prefix)) {
-            streams
-                .push(String::from_utf8(keys::compaction_mark_stream(key).expect("a mark").to_vec()).expect("utf-8"));
+            streams.push(String::from_utf8(keys::named_stream(key).expect("a mark").to_vec()).expect("utf-8"));
             iter.next();
         }
         streams
