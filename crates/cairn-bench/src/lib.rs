@@ -1,4 +1,4 @@
-//! `cairn-bench`: load generators built on the public client, so their figures are what
+//! `cairn-bench`: load generators (and the group rebalance timer) built on the public client, so their figures are what
 //! users get. Each prints a progress line per second on stderr, then a report (a table,
 //! or with `--output json` one JSON object).
 //!
@@ -7,6 +7,7 @@
 
 mod consume;
 mod e2e;
+mod group;
 mod produce;
 mod stats;
 mod streams;
@@ -16,6 +17,7 @@ use cairn_client::{CairnClient, Code, CreateTopicOptions};
 
 pub use consume::ConsumeBench;
 pub use e2e::E2eBench;
+pub use group::GroupBench;
 pub use produce::{ProduceBench, batch_of};
 pub use stats::{ProgressLine, Report, Stats};
 pub use streams::{StreamsBench, StreamsReport};
@@ -51,6 +53,13 @@ pub enum BenchCommand {
     E2e {
         #[command(flatten)]
         bench: E2eBench,
+        #[arg(long, value_enum, default_value_t)]
+        output: OutputFormat,
+    },
+    /// Consumer groups: how long a rebalance takes, a member joining and leaving.
+    Group {
+        #[command(flatten)]
+        bench: GroupBench,
         #[arg(long, value_enum, default_value_t)]
         output: OutputFormat,
     },
@@ -99,6 +108,7 @@ impl BenchCommand {
             BenchCommand::Produce { bench, output } => (bench.run(server).await?, output),
             BenchCommand::Consume { bench, output } => (bench.run(server).await?, output),
             BenchCommand::E2e { bench, output } => (bench.run(server).await?, output),
+            BenchCommand::Group { bench, output } => (bench.run(server).await?, output),
         };
         report.print(output, out)
     }
@@ -151,6 +161,7 @@ mod tests {
         let cli = parse(&["consume", "--topic", "T", "--consistency", "linearizable"]).expect("parses");
         assert!(matches!(cli.command, BenchCommand::Consume { .. }));
         assert!(parse(&["e2e", "--duration", "2m"]).is_ok());
+        assert!(parse(&["group", "--members", "3", "--rounds", "5", "--assignor", "range"]).is_ok());
         let cli = parse(&["streams", "--streams", "1000", "--compare", "--server-pids", "1,2,3"]).expect("parses");
         let BenchCommand::Streams { bench, .. } = cli.command else { panic!("wrong command: {:?}", cli.command) };
         assert_eq!((bench.streams, bench.events_per_stream, bench.compare), (1000, 10, true));

@@ -1,8 +1,8 @@
 use cairn_client::CairnClient;
 
 use crate::{
-    ClusterCommand, ConsumeCommand, LeaderCommand, NodeCommand, OperationCommand, PartitionCommand, ProduceCommand,
-    RebalanceCommand, StreamCommand, TopicCommand,
+    ClusterCommand, ConsumeCommand, GroupCommand, LeaderCommand, NodeCommand, OperationCommand, PartitionCommand,
+    ProduceCommand, RebalanceCommand, StreamCommand, TopicCommand,
 };
 
 /// The commands that talk to a Cairn cluster.
@@ -13,8 +13,12 @@ pub enum ClientCommand {
     Topic(TopicCommand),
     /// Append records to a topic: --value, or one record per stdin line.
     Produce(ProduceCommand),
-    /// Read records from a topic, to the high watermark or (--follow) as they come.
+    /// Read records from a topic, to the high watermark or (--follow) as they come;
+    /// --group consumes as a member of a consumer group.
     Consume(ConsumeCommand),
+    /// Consumer groups: list, describe (positions and lag), reset positions, delete.
+    #[command(subcommand)]
+    Group(GroupCommand),
     /// Event streams: append with an expected revision, read, show a stream's revision.
     #[command(subcommand)]
     Stream(StreamCommand),
@@ -46,6 +50,7 @@ pub async fn run(command: ClientCommand, server: &str) -> anyhow::Result<()> {
         ClientCommand::Topic(command) => command.run(&client, &mut stdout).await,
         ClientCommand::Produce(command) => command.run(&client).await,
         ClientCommand::Consume(command) => command.run(&client).await,
+        ClientCommand::Group(command) => command.run(&client, &mut stdout).await,
         ClientCommand::Stream(command) => command.run(&client, &mut stdout).await,
         ClientCommand::Cluster(command) => command.run(&client, &mut stdout).await,
         ClientCommand::Node(command) => command.run(&client, &mut stdout).await,

@@ -44,19 +44,35 @@ pub struct ConsumeCommand {
     /// --consistency read-your-writes.
     #[arg(long, value_name = "P:INDEX,...")]
     pub token: Option<ReadToken>,
+    /// Consume as a member of this consumer group: the group shares the topic's
+    /// partitions among its members and keeps their positions (--from applies to
+    /// partitions it has no position for). Positions are committed after each printed
+    /// batch; without --follow it stops once nothing came for two seconds.
+    #[arg(long, value_name = "GROUP")]
+    pub group: Option<String>,
 }
 
-type Printer = RecordPrinter<BufWriter<Stdout>>;
+pub(crate) type Printer = RecordPrinter<BufWriter<Stdout>>;
 
 impl ConsumeCommand {
     pub async fn run(self, client: &CairnClient) -> anyhow::Result<()> {
         if self.consistency == ConsistencyArg::ReadYourWrites && self.token.is_none() {
             bail!("--consistency read-your-writes needs --token (printed by `cairn produce --print-token`)");
         }
-        let topic = client.describe_topic(&self.topic).await?;
-        let partitions = self.selected_partitions(&topic)?;
         let mut printer = RecordPrinter::new(self.output, BufWriter::new(std::io::stdout()));
         let mut remaining = self.max;
+        if let Some(group) = &self.group {
+            if self.partition.is_some() || self.token.is_some() {
+                bail!("--group consumes the partitions the group assigns: drop --partition and --token");
+            }
+            let result = crate::group_consume::consume(client, group, &self, &mut printer, &mut remaining).await;
+            return match result.and_then(|()| Ok(printer.flush()?)) {
+                Err(error) if is_broken_pipe(&error) => Ok(()),
+                result => result,
+            };
+        }
+        let topic = client.describe_topic(&self.topic).await?;
+        let partitions = self.selected_partitions(&topic)?;
         let result = if self.follow {
             self.follow(client, &partitions, &mut printer, &mut remaining).await
         } else {

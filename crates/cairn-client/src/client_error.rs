@@ -38,6 +38,9 @@ pub enum ClientError {
     /// trip.
     #[error("{message} (FailedPrecondition)")]
     ConditionFailed { message: String, violations: Vec<RevisionViolation>, query: Option<QueryViolation> },
+    /// A consumer group refused the call (`proto::GroupRefusal`): nothing changed.
+    #[error("group {group:?}: {message} ({code:?})")]
+    GroupRefused { group: String, code: proto::GroupRefusalCode, message: String },
 }
 
 impl ClientError {

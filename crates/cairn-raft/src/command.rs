@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::controller::error::ControllerError;
 use crate::controller::operation::{Phase, RebalancePlan};
 use crate::controller::topic::TopicMeta;
+use crate::group::{GroupCommand, GroupOutcome};
 use crate::stream_command::{EventAppend, EventAppendRefusal, EventsAppended, StreamChange, StreamChanged};
 
 /// What a Raft entry asks a state machine to do.
@@ -35,6 +36,7 @@ impl std::fmt::Display for Command {
             Command::Partition(PartitionCommand::CompactStreams { streams, now_ms }) => {
                 write!(f, "compact-streams({} streams, at {now_ms})", streams.len())
             }
+            Command::Partition(PartitionCommand::Group(command)) => write!(f, "group({:?})", command.group()),
             Command::Controller(command) => write!(f, "controller({command:?})"),
         }
     }
@@ -63,6 +65,8 @@ pub enum PartitionCommand {
     /// `COMPACTION_EVENTS_MAX` of them. Decided at apply time from the state, so every
     /// replica removes the same events.
     CompactStreams { streams: Vec<String>, now_ms: u64 },
+    /// A change to a consumer group this partition of the internal groups topic coordinates.
+    Group(GroupCommand),
 }
 
 /// Events one `CompactStreams` entry removes at most (it rewrites the batches holding them
@@ -187,6 +191,7 @@ pub enum CommandResponse {
         events: u64,
         bytes: u64,
     },
+    Group(GroupOutcome),
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]

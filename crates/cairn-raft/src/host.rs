@@ -63,6 +63,8 @@ pub struct PartitionReplica {
     pub raft: Raft<PartitionStateMachine>,
     pub log: PartitionLog,
     pub view: watch::Receiver<PartitionView>,
+    /// The consumer groups it coordinates, as applied (a partition of the groups topic).
+    pub groups: crate::group::SharedGroups,
     /// Bytes streamed to each replica in snapshots (move progress).
     pub streamed: Arc<StreamedBytes>,
     /// Idempotent appends are proposed in sequence order.

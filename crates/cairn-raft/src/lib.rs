@@ -6,6 +6,7 @@ pub mod apply_hold;
 mod blocking;
 pub mod command;
 pub mod controller;
+pub mod group;
 pub mod host;
 pub mod log_store;
 pub mod network;

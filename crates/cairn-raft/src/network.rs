@@ -24,7 +24,7 @@ use openraft::{BasicNode, RaftNetworkFactory, RaftNetworkV2};
 use serde::{Deserialize, Serialize};
 
 use crate::node_addresses::NodeAddresses;
-use crate::partition::{PartitionSmState, PartitionView, Snapshot, SnapshotChunk, StateSnapshot};
+use crate::partition::{PartitionView, Snapshot, SnapshotChunk, StateSnapshot};
 use crate::type_config::{TypeConfig, Vote};
 use crate::{decode, encode};
 
@@ -294,8 +294,8 @@ impl RaftNetworkV2<TypeConfig> for GroupNetwork {
         let send = async {
             let mut snapshot = snapshot;
             if let Some(log) = &self.factory.partition_log {
-                let mut state: PartitionSmState =
-                    decode(&snapshot.snapshot.0).map_err(|err| StreamingError::Network(NetworkError::new(&err)))?;
+                let (mut state, groups) = crate::partition::state_machine::decode_snapshot(&snapshot.snapshot.0)
+                    .map_err(|err| StreamingError::Network(NetworkError::new(&err)))?;
                 // Stream the stored batches below the snapshot's next offset. Retention may
                 // delete a prefix meanwhile: track the contiguous run actually sent, and
                 // install exactly that run (the receiver drops anything below it).
@@ -361,8 +361,10 @@ impl RaftNetworkV2<TypeConfig> for GroupNetwork {
                 }
                 state.log.log_start_offset = run_start;
                 state.log.size_bytes = run_bytes;
-                snapshot.snapshot =
-                    StateSnapshot(encode(&state).map_err(|err| StreamingError::Network(NetworkError::new(&err)))?);
+                snapshot.snapshot = StateSnapshot(
+                    crate::partition::state_machine::encode_snapshot(&state, &groups)
+                        .map_err(|err| StreamingError::Network(NetworkError::new(&err)))?,
+                );
             }
             let response: SnapshotResponse<TypeConfig> = self
                 .call(RpcKind::InstallSnapshot, &(vote, snapshot.meta, snapshot.snapshot), SNAPSHOT_CHUNK_TIMEOUT)

@@ -74,6 +74,7 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
     // Room for a full request plus protobuf framing; our own checks answer first.
     let request_bytes_max = config.limits.request_bytes_max + crate::config::DECODING_OVERHEAD_BYTES;
     let api = CairnApi::new(Arc::clone(&host), transport, Arc::new(Forwarder::new(peers)), identity.clone());
+    tokio::spawn(crate::api::run_group_expiry(Arc::clone(&host), api.group_sessions()));
     let cairn = CairnServer::new(CairnService::new(api))
         .max_decoding_message_size(request_bytes_max)
         .max_encoding_message_size(config.limits.read_bytes_max * 2 + 1024 * 1024);

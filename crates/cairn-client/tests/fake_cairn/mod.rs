@@ -240,6 +240,17 @@ impl Cairn for FakeCairn {
         Err(Status::unimplemented("the fake server does not alter topics"))
     }
 
+    async fn group(&self, _request: Request<proto::GroupRequest>) -> Result<Response<proto::GroupResponse>, Status> {
+        Err(Status::unimplemented("the fake server keeps no consumer groups"))
+    }
+
+    async fn list_groups(
+        &self,
+        _request: Request<proto::ListGroupsRequest>,
+    ) -> Result<Response<proto::ListGroupsResponse>, Status> {
+        Err(Status::unimplemented("the fake server keeps no consumer groups"))
+    }
+
     async fn transfer_leader(
         &self,
         _request: Request<proto::TransferLeaderRequest>,

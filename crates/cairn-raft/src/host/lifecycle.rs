@@ -103,6 +103,7 @@ impl Host {
         let group = assignment.group_id;
         let (state_machine, view) = PartitionStateMachine::open(Arc::clone(&self.store), group)?;
         let log = state_machine.log().clone();
+        let groups = state_machine.groups();
         let streamed = Arc::new(StreamedBytes::default());
         let network = GroupNetworkFactory {
             group,
@@ -146,6 +147,7 @@ impl Host {
             raft,
             log,
             view,
+            groups,
             streamed,
             // Longer than a lease renewal (see `renew_lease`).
             order: ProposalOrder::new(self.failure_detection() * 2),

@@ -23,6 +23,7 @@ use super::producer_table::{ProducerBatch, ProducerTable, SequenceCheck};
 use super::snapshot::{Snapshot, SnapshotLock, StateSnapshot, build_and_save, load_snapshot, save_snapshot};
 use super::stream_apply::PendingStreams;
 use crate::command::{AppendOutcome, COMPACTION_EVENTS_MAX, Command, CommandResponse, PartitionCommand};
+use crate::group::{GroupStore, GroupTable, SharedGroups};
 use crate::type_config::{LogId, SnapshotMeta, StoredMembership, TypeConfig};
 use crate::{decode, encode};
 
@@ -63,6 +64,10 @@ pub struct PartitionStateMachine {
     pub(super) pending: PendingStreams,
     /// Producers changed since the state was last written.
     producer_changes: ProducerChanges,
+    /// The consumer groups this partition coordinates (a partition of the internal groups
+    /// topic; empty elsewhere), shared with the node, and their stored entries.
+    groups: SharedGroups,
+    group_store: GroupStore,
     view: watch::Sender<PartitionView>,
     /// Serialises snapshot saves with builders running in openraft's background task.
     snapshot_lock: SnapshotLock,
@@ -83,15 +88,33 @@ impl PartitionStateMachine {
             producer_changes.touched(producer_id);
         }
         producer_store::load(&store, group, &mut state.producers)?;
+        let groups = SharedGroups::default();
+        let group_store = GroupStore::load(&store, group, &mut *groups.write()?)?;
         let (view, receiver) = watch::channel(view_of(&state));
         let log = PartitionLog::new(Arc::clone(&store), group);
         let snapshot_lock = SnapshotLock::default();
         let pending = PendingStreams::default();
-        Ok((PartitionStateMachine { store, log, state, pending, producer_changes, view, snapshot_lock }, receiver))
+        let sm = PartitionStateMachine {
+            store,
+            log,
+            state,
+            pending,
+            producer_changes,
+            groups,
+            group_store,
+            view,
+            snapshot_lock,
+        };
+        Ok((sm, receiver))
     }
 
     pub fn log(&self) -> &PartitionLog {
         &self.log
+    }
+
+    /// The consumer groups this partition coordinates, as applied so far.
+    pub fn groups(&self) -> SharedGroups {
+        self.groups.clone()
     }
 
     pub(super) fn apply_command(
@@ -155,6 +178,13 @@ impl PartitionStateMachine {
                     self.log.compact_streams(batch, &mut self.state.log, &streams, now_ms, COMPACTION_EVENTS_MAX)?;
                 CommandResponse::Compacted { events: compacted.events, bytes: compacted.bytes }
             }
+            PartitionCommand::Group(command) => {
+                let (outcome, changed) = self.groups.write()?.apply(&command);
+                if changed {
+                    self.group_store.touched(command.group());
+                }
+                CommandResponse::Group(outcome)
+            }
         })
     }
 
@@ -179,6 +209,7 @@ impl PartitionStateMachine {
     pub(super) fn persist(&mut self, batch: &mut WriteBatch) -> io::Result<()> {
         let group = self.log.group();
         self.producer_changes.write(&self.store, batch, group, &self.state.producers)?;
+        self.group_store.write(&self.store, batch, group, &*self.groups.read()?)?;
         let producers = std::mem::take(&mut self.state.producers);
         let encoded = encode(&self.state);
         self.state.producers = producers;
@@ -256,6 +287,7 @@ impl RaftStateMachine<TypeConfig> for PartitionStateMachine {
             store: Arc::clone(&self.store),
             group: self.log.group(),
             state: self.state.clone(),
+            groups: self.groups.read().map(|groups| groups.clone()).ok(),
             lock: Arc::clone(&self.snapshot_lock),
         }
     }
@@ -264,13 +296,15 @@ impl RaftStateMachine<TypeConfig> for PartitionStateMachine {
         // The partition's batches in [log_start_offset, next_offset) were streamed into the
         // store before this call (see network.rs); here the state catches up with them and
         // anything below the new log start goes.
-        let mut state: PartitionSmState = decode(&snapshot.0)?;
+        let (mut state, groups) = decode_snapshot(&snapshot.0)?;
         state.last_applied = meta.last_log_id;
         state.last_membership = meta.last_membership.clone();
         let mut batch = WriteBatch::default();
         self.log.truncate_below(&mut batch, state.log.log_start_offset)?;
         producer_store::replace_all(&self.store, &mut batch, self.log.group(), &state.producers)?;
         self.producer_changes = ProducerChanges::default();
+        self.group_store.replace_all(&self.store, &mut batch, self.log.group(), &groups)?;
+        *self.groups.write()? = groups;
         self.pending.clear();
         self.state = state;
         self.persist(&mut batch)?;
@@ -299,6 +333,8 @@ pub struct SnapshotBuilder {
     store: Arc<Store>,
     group: GroupId,
     state: PartitionSmState,
+    /// `None`: the table could not be read (its lock was poisoned); building fails.
+    groups: Option<GroupTable>,
     lock: SnapshotLock,
 }
 
@@ -308,9 +344,27 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
     async fn build_snapshot(&mut self) -> Result<Snapshot, io::Error> {
         let (store, group, lock) = (Arc::clone(&self.store), self.group, Arc::clone(&self.lock));
         let (last_applied, last_membership) = (self.state.last_applied, self.state.last_membership.clone());
-        let state = encode(&self.state)?;
+        let groups = self.groups.as_ref().ok_or_else(|| io::Error::other("group table lock poisoned"))?;
+        let state = encode_snapshot(&self.state, groups)?;
         crate::blocking::run(move || build_and_save(&store, group, &lock, last_applied, &last_membership, state)).await
     }
+}
+
+/// A partition snapshot's payload: the encoded state, then the encoded group table (a
+/// payload of before groups existed ends after the state, and has none).
+pub(crate) fn encode_snapshot(state: &PartitionSmState, groups: &GroupTable) -> io::Result<Vec<u8>> {
+    let mut payload = encode(state)?;
+    payload.extend(encode(groups)?);
+    Ok(payload)
+}
+
+pub(crate) fn decode_snapshot(payload: &[u8]) -> io::Result<(PartitionSmState, GroupTable)> {
+    let (state, read): (PartitionSmState, usize) =
+        bincode::serde::decode_from_slice(payload, bincode::config::standard())
+            .map_err(|err| io::Error::new(io::ErrorKind::InvalidData, err))?;
+    let rest = &payload[read..];
+    let groups = if rest.is_empty() { GroupTable::default() } else { decode(rest)? };
+    Ok((state, groups))
 }
 
 /// Applies `commands` through openraft's `apply`, in one call, as a replica catching up

@@ -21,6 +21,9 @@ pub enum AdminError {
     Host(HostError),
     #[error("the controller has no reachable leader; retry shortly")]
     NoControllerLeader,
+    /// The consumer groups' topic: deleting it would delete every group.
+    #[error("topic {0:?} holds the consumer groups and cannot be deleted; delete groups with `cairn group delete`")]
+    InternalTopic(String),
     #[error("unexpected controller outcome {0}")]
     UnexpectedOutcome(String),
     #[error("node ids start at 1")]
@@ -69,6 +72,7 @@ impl ApiError for AdminError {
                 ErrorCode::InvalidArgument
             }
             AdminError::LeaderNotAReplica { .. }
+            | AdminError::InternalTopic(_)
             | AdminError::OtherCluster { .. }
             | AdminError::NodeRemoved(_)
             | AdminError::NodeIdTaken { .. } => ErrorCode::FailedPrecondition,

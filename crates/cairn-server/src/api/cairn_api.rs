@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU32, AtomicUsize};
 
 use cairn_raft::{Host, Transport};
 
-use crate::api::Forward;
+use crate::api::{Forward, GroupSessions};
 use crate::cluster_identity::ClusterIdentity;
 
 /// A node's public operations (appends, reads, subscriptions, admin, cluster status), on
@@ -24,6 +24,8 @@ pub struct CairnApi {
     pub(crate) subscriptions: Arc<AtomicUsize>,
     /// Calls to the other nodes' public API, for requests this node cannot serve.
     pub(crate) forward: Arc<dyn Forward>,
+    /// When the consumer groups this node coordinates last heard from their members.
+    pub(crate) group_sessions: Arc<GroupSessions>,
 }
 
 impl CairnApi {
@@ -40,7 +42,14 @@ impl CairnApi {
             round_robin: AtomicU32::new(0),
             subscriptions: Arc::new(AtomicUsize::new(0)),
             forward,
+            group_sessions: Arc::default(),
         }
+    }
+
+    /// The consumer group sessions, for the loop that expires lapsed members
+    /// (`run_group_expiry`).
+    pub fn group_sessions(&self) -> Arc<GroupSessions> {
+        Arc::clone(&self.group_sessions)
     }
 
     pub fn node_id(&self) -> cairn_types::NodeId {

@@ -19,10 +19,10 @@ use futures::stream::BoxStream;
 
 use crate::api::{
     AlterTopicRequest, AppendAnswer, AppendRequest, AppendToStreamsRequest, ChangeStreamRequest, CreateTopicRequest,
-    JoinRequest, MovePartitionRequest, OffsetForTimestampRequest, OffsetFound, QueryEventsRead, QueryEventsRequest,
-    ReadBatch, ReadRequest, ReadStreamRequest, RebalanceAnswer, RemoteError, RemoveNodeRequest, StreamChangedAnswer,
-    StreamEventsRead, StreamInfo, StreamInfoRequest, StreamsAppended, SubscribeBatch, SubscribeRequest,
-    TopicDescription, TransferLeaderRequest,
+    GroupAnswer, GroupRequest, GroupSummary, JoinRequest, MovePartitionRequest, OffsetForTimestampRequest, OffsetFound,
+    QueryEventsRead, QueryEventsRequest, ReadBatch, ReadRequest, ReadStreamRequest, RebalanceAnswer, RemoteError,
+    RemoveNodeRequest, StreamChangedAnswer, StreamEventsRead, StreamInfo, StreamInfoRequest, StreamsAppended,
+    SubscribeBatch, SubscribeRequest, TopicDescription, TransferLeaderRequest,
 };
 
 /// The answer of another node, or why there is none.
@@ -31,6 +31,16 @@ pub type Forwarded<'a, T> = BoxFuture<'a, Result<T, RemoteError>>;
 /// Calls to another node's public API at `address`, as one hop further than `hops`, each
 /// with the forwarding deadline.
 pub trait Forward: Send + Sync {
+    /// A consumer group call, answered within `within`.
+    fn group<'a>(
+        &'a self,
+        address: String,
+        request: GroupRequest,
+        hops: u32,
+        within: Duration,
+    ) -> Forwarded<'a, GroupAnswer>;
+    /// The groups of one coordinator partition, from the replica at `address`.
+    fn list_groups<'a>(&'a self, address: String, partition: u32, hops: u32) -> Forwarded<'a, Vec<GroupSummary>>;
     /// An append, answered within `within` (at most the forwarding deadline).
     fn append<'a>(
         &'a self,

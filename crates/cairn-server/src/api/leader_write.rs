@@ -40,6 +40,30 @@ impl CairnApi {
             impl Fn(R) -> Result<T, AppendError>,
         >,
     ) -> Result<T, AppendError> {
+        let group = topic.partitions[partition as usize].group_id;
+        let LeaderWrite { command, applied, forward, forwarded, retry_unanswered } = write;
+        let propose = || self.host.partition_write(group, command());
+        let call = LeaderWrite { command: propose, applied, forward, forwarded, retry_unanswered };
+        self.call_at_leader(topic, partition, hops, call).await
+    }
+
+    /// Like `write_at_leader`, for any step the leader takes (`write.command`: run on this
+    /// node when it holds a replica; it answers `HostError::NotLeader` unless it leads).
+    pub(crate) async fn call_at_leader<'a, T, R, L, Step>(
+        &'a self,
+        topic: &TopicMeta,
+        partition: PartitionId,
+        hops: u32,
+        write: LeaderWrite<
+            impl Fn() -> Step,
+            impl Fn(L) -> Result<T, AppendError>,
+            impl Fn(String, Duration) -> Forwarded<'a, R>,
+            impl Fn(R) -> Result<T, AppendError>,
+        >,
+    ) -> Result<T, AppendError>
+    where
+        Step: std::future::Future<Output = Result<L, HostError>>,
+    {
         let assignment = &topic.partitions[partition as usize];
         let group = assignment.group_id;
         let deadline = tokio::time::Instant::now() + LEADER_WAIT;
@@ -50,7 +74,7 @@ impl CairnApi {
         let mut named_leader = None;
         for attempt in 0usize.. {
             let target = if self.host.partition(group).is_some() {
-                match self.host.partition_write(group, (write.command)()).await {
+                match (write.command)().await {
                     Ok(response) => return (write.applied)(response),
                     // The last hop cannot forward: it names the leader at once (nothing was
                     // proposed), and the hop before it or the client goes there.

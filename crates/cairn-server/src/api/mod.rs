@@ -20,6 +20,9 @@ mod error_code;
 mod event_limits;
 mod forward;
 mod forwarding_bounds;
+mod group_messages;
+mod group_sessions;
+mod groups;
 mod leader_write;
 mod locate;
 mod nodes;
@@ -57,6 +60,11 @@ pub use error_code::{ApiError, ErrorCode, NotLeader};
 pub use event_limits::EventInputError;
 pub use forward::{Forward, Forwarded};
 pub use forwarding_bounds::{HOPS_MAX, LEADER_WAIT};
+pub use group_messages::{
+    GroupAnswer, GroupCall, GroupDescription, GroupMemberInfo, GroupPartitionInfo, GroupRequest, GroupSummary,
+};
+pub use group_sessions::{GroupSessions, run_expiry as run_group_expiry};
+pub use groups::{GROUPS_TOPIC, GroupError, REBALANCE_TIMEOUT_DEFAULT_MS, SESSION_TIMEOUT_DEFAULT_MS};
 pub use read_error::ReadError;
 pub use read_messages::{
     OffsetForTimestampRequest, OffsetFound, ReadBatch, ReadRequest, StartPosition, SubscribeBatch, SubscribeRequest,

@@ -49,6 +49,9 @@ impl CairnApi {
 
     pub async fn delete_topic(&self, name: String, hops: u32) -> Result<(), AdminError> {
         validate_topic_name(&name).map_err(AdminError::TopicConfig)?;
+        if name == crate::api::GROUPS_TOPIC {
+            return Err(AdminError::InternalTopic(name));
+        }
         match self.controller_write(ControllerCommand::DeleteTopic { name: name.clone() }, hops).await? {
             Ok(CommandResponse::TopicDeleted(result)) => result.map_err(AdminError::Controller),
             Ok(other) => Err(unexpected(other)),

@@ -16,10 +16,11 @@ use tonic::transport::Channel;
 
 use crate::api::{
     AlterTopicRequest, AppendAnswer, AppendRequest, AppendToStreamsRequest, ChangeStreamRequest, CreateTopicRequest,
-    ErrorCode, Forward, Forwarded, JoinRequest, MovePartitionRequest, OffsetForTimestampRequest, OffsetFound,
-    QueryEventsRead, QueryEventsRequest, ReadBatch, ReadRequest, ReadStreamRequest, RebalanceAnswer, RemoteError,
-    RemoveNodeRequest, StreamChangedAnswer, StreamEventsRead, StreamInfo, StreamInfoRequest, StreamsAppended,
-    SubscribeBatch, SubscribeRequest, TopicDescription, TransferLeaderRequest,
+    ErrorCode, Forward, Forwarded, GroupAnswer, GroupRequest, GroupSummary, JoinRequest, MovePartitionRequest,
+    OffsetForTimestampRequest, OffsetFound, QueryEventsRead, QueryEventsRequest, ReadBatch, ReadRequest,
+    ReadStreamRequest, RebalanceAnswer, RemoteError, RemoveNodeRequest, StreamChangedAnswer, StreamEventsRead,
+    StreamInfo, StreamInfoRequest, StreamsAppended, SubscribeBatch, SubscribeRequest, TopicDescription,
+    TransferLeaderRequest,
 };
 pub use crate::api::{HOPS_MAX, LEADER_WAIT};
 use crate::grpc::convert::topic_description;
@@ -83,6 +84,22 @@ macro_rules! forward_call {
 }
 
 impl Forward for Forwarder {
+    fn group<'a>(
+        &'a self,
+        address: String,
+        request: GroupRequest,
+        hops: u32,
+        within: Duration,
+    ) -> Forwarded<'a, GroupAnswer> {
+        let request = self.request_within(pb::GroupRequest::from(request), hops, within);
+        forward_call!(self, address, group, request, |r| GroupAnswer::from(r))
+    }
+
+    fn list_groups<'a>(&'a self, address: String, partition: u32, hops: u32) -> Forwarded<'a, Vec<GroupSummary>> {
+        let request = self.request(pb::ListGroupsRequest { partition: Some(partition) }, hops);
+        forward_call!(self, address, list_groups, request, |r| r.groups.into_iter().map(GroupSummary::from).collect())
+    }
+
     fn append<'a>(
         &'a self,
         address: String,

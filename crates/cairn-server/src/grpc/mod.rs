@@ -5,6 +5,7 @@
 
 pub mod convert;
 pub mod forward;
+pub mod group_convert;
 pub mod service;
 pub mod status;
 pub mod stream_convert;

@@ -11,6 +11,7 @@ use tonic::{Request, Response, Status};
 use crate::api::{CairnApi, RemoveNodeRequest, TransferLeaderRequest};
 use crate::grpc::convert::{operation_status, topic_summary};
 use crate::grpc::forward::hops;
+use crate::grpc::group_convert::GroupMessageError;
 use crate::grpc::status;
 use crate::grpc::stream_convert::PartitionNotNamed;
 
@@ -241,6 +242,29 @@ impl pb::cairn_server::Cairn for CairnService {
             crate::api::JoinRequest { node_id: request.node_id, address: request.address, cluster: request.cluster };
         let cluster = self.api.join_cluster(join, hops).await.map_err(status::from_admin)?;
         Ok(Response::new(pb::JoinClusterResponse { cluster }))
+    }
+
+    async fn group(&self, request: Request<pb::GroupRequest>) -> Result<Response<pb::GroupResponse>, Status> {
+        let hops = hops(&request);
+        let request = request
+            .into_inner()
+            .try_into()
+            .map_err(|err: GroupMessageError| Status::invalid_argument(err.to_string()))?;
+        let answer = self.api.group_call(request, hops).await.map_err(status::from_group)?;
+        Ok(Response::new(answer.into()))
+    }
+
+    async fn list_groups(
+        &self,
+        request: Request<pb::ListGroupsRequest>,
+    ) -> Result<Response<pb::ListGroupsResponse>, Status> {
+        let hops = hops(&request);
+        let groups = match request.into_inner().partition {
+            Some(partition) => self.api.list_groups_in(partition),
+            None => self.api.list_groups(hops).await,
+        }
+        .map_err(status::from_read)?;
+        Ok(Response::new(pb::ListGroupsResponse { groups: groups.into_iter().map(Into::into).collect() }))
     }
 
     async fn cluster_status(

@@ -17,8 +17,8 @@ use tonic::metadata::MetadataValue;
 use tonic::{Code, Status};
 
 use crate::api::{
-    AdminError, ApiError, AppendError, ErrorCode, NotLeader, PartlyWritten, ReadError, RemoteError, host_error_code,
-    host_error_message, host_not_leader,
+    AdminError, ApiError, AppendError, ErrorCode, GroupError, NotLeader, PartlyWritten, ReadError, RemoteError,
+    host_error_code, host_error_message, host_not_leader,
 };
 
 /// Marks a status "not the leader, nothing proposed".
@@ -46,6 +46,14 @@ pub fn from_bad_event_id(err: cairn_proto::BadEventId) -> Status {
 pub fn from_read(err: ReadError) -> Status {
     match err {
         ReadError::Remote(err) => from_remote(err),
+        err => from_api(&err),
+    }
+}
+
+pub fn from_group(err: GroupError) -> Status {
+    match err {
+        GroupError::Call(err) => from_append(err),
+        GroupError::GroupsTopic(AdminError::Remote(err)) => from_remote(err),
         err => from_api(&err),
     }
 }
