@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use cairn_storage::{PartitionLog, PartitionLogState, Store, WriteBatch};
-use cairn_types::GroupId;
+use cairn_types::{GroupId, LatencyHistogram};
 use futures::{Stream, StreamExt};
 use openraft::storage::{EntryResponder, RaftStateMachine};
 use openraft::{EntryPayload, OptionalSend, RaftSnapshotBuilder};
@@ -66,6 +66,8 @@ pub struct PartitionStateMachine {
     view: watch::Sender<PartitionView>,
     /// Serialises snapshot saves with builders running in openraft's background task.
     snapshot_lock: SnapshotLock,
+    /// Where each apply call's duration goes (the host's, for `/metrics`), if anywhere.
+    apply_latency: Option<Arc<LatencyHistogram>>,
 }
 
 impl PartitionStateMachine {
@@ -87,7 +89,16 @@ impl PartitionStateMachine {
         let log = PartitionLog::new(Arc::clone(&store), group);
         let snapshot_lock = SnapshotLock::default();
         let pending = PendingStreams::default();
-        Ok((PartitionStateMachine { store, log, state, pending, producer_changes, view, snapshot_lock }, receiver))
+        let apply_latency = None;
+        Ok((
+            PartitionStateMachine { store, log, state, pending, producer_changes, view, snapshot_lock, apply_latency },
+            receiver,
+        ))
+    }
+
+    /// Records how long each apply call takes (entries in, batch written) in `histogram`.
+    pub fn observe_applies(&mut self, histogram: Arc<LatencyHistogram>) {
+        self.apply_latency = Some(histogram);
     }
 
     pub fn log(&self) -> &PartitionLog {
@@ -206,6 +217,7 @@ impl RaftStateMachine<TypeConfig> for PartitionStateMachine {
         if let Some(delay) = crate::apply_hold::apply_delay() {
             tokio::time::sleep(delay).await;
         }
+        let started = std::time::Instant::now();
         let mut batch = WriteBatch::default();
         let mut responses = Vec::new();
         while let Some(item) = entries.next().await {
@@ -248,7 +260,11 @@ impl RaftStateMachine<TypeConfig> for PartitionStateMachine {
                 self.commit(std::mem::take(&mut batch), std::mem::take(&mut responses)).await?;
             }
         }
-        self.commit(batch, responses).await
+        let committed = self.commit(batch, responses).await;
+        if let Some(histogram) = &self.apply_latency {
+            histogram.observe(started.elapsed());
+        }
+        committed
     }
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {

@@ -24,6 +24,8 @@ pub struct CairnApi {
     pub(crate) subscriptions: Arc<AtomicUsize>,
     /// Calls to the other nodes' public API, for requests this node cannot serve.
     pub(crate) forward: Arc<dyn Forward>,
+    /// What requests this node served amounted to, for `/metrics`.
+    pub(crate) stats: crate::api::ApiStats,
 }
 
 impl CairnApi {
@@ -40,6 +42,7 @@ impl CairnApi {
             round_robin: AtomicU32::new(0),
             subscriptions: Arc::new(AtomicUsize::new(0)),
             forward,
+            stats: crate::api::ApiStats::default(),
         }
     }
 
