@@ -130,7 +130,7 @@ fn health_metrics_and_status_of_a_three_node_cluster() {
             assert!((1..=3).contains(&leader), "{partition}");
             assert_eq!(partition["replicas"].as_array().map(Vec::len), Some(3));
             assert_eq!(partition["under_replicated"], false);
-            assert_eq!(partition["high_watermark"].as_u64().is_some(), true, "every node has a replica");
+            assert!(partition["high_watermark"].as_u64().is_some(), "every node has a replica");
         }
     }
     let page = get(http(first), "/").expect("GET /");

@@ -107,7 +107,7 @@ impl RequestLimits {
     }
 
     /// Requests in flight and their message bytes, node-wide.
-    pub fn usage(&self) -> (usize, usize) {
+    pub fn node_usage(&self) -> (usize, usize) {
         let in_flight = self.lock();
         (in_flight.node.requests, in_flight.node.bytes)
     }

@@ -181,7 +181,7 @@ impl Collector for NodeCollector {
         out.gauge(
             "cairn_raft_controller_committed_index",
             "The controller group's committed log index",
-            index(controller.committed.as_ref().map(|id| id.index)),
+            index(controller.cluster_committed.as_ref().map(|id| id.index)),
         )?;
         out.gauge(
             "cairn_raft_controller_applied_index",
@@ -219,7 +219,7 @@ impl Collector for NodeCollector {
             replicas
                 .iter()
                 .map(|sample| {
-                    index(sample.metrics.committed.as_ref().map(|id| id.index))
+                    index(sample.metrics.cluster_committed.as_ref().map(|id| id.index))
                         - index(sample.metrics.last_applied.as_ref().map(|id| id.index))
                 })
                 .map(|lag| lag.max(0))
@@ -284,7 +284,7 @@ impl Collector for NodeCollector {
             "Subscriptions this node serves or relays",
             self.api.subscriptions_active() as i64,
         )?;
-        let (requests, request_bytes) = self.request_limits.usage();
+        let (requests, request_bytes) = self.request_limits.node_usage();
         out.gauge("cairn_api_requests_in_flight", "Public API requests being served", requests as i64)?;
         out.gauge(
             "cairn_api_request_bytes_in_flight",
@@ -350,7 +350,9 @@ fn encode_per_partition(out: &mut Out<'_>, replicas: &[ReplicaSample]) -> Result
     out.gauges(
         "cairn_raft_replica_committed_index",
         "This replica's committed log index",
-        replicas.iter().map(|sample| (labels(sample), index(sample.metrics.committed.as_ref().map(|id| id.index)))),
+        replicas
+            .iter()
+            .map(|sample| (labels(sample), index(sample.metrics.cluster_committed.as_ref().map(|id| id.index)))),
     )?;
     out.gauges(
         "cairn_raft_replica_applied_index",
