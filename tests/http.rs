@@ -56,7 +56,7 @@ fn health_metrics_and_status_of_a_three_node_cluster() {
     let lines: String = (0..100).map(|i| format!("record-{i}\n")).collect();
     let output = first.cli_with_stdin(&["produce", "orders"], Some(lines.as_bytes()));
     harness::assert_success(&["produce", "orders"], &output);
-    let consumed = first.cli_ok(&["consume", "orders"]);
+    let consumed = first.cli_ok(&["consume", "orders", "--output", "json"]);
     assert_eq!(consumed.lines().count(), 100, "{consumed}");
 
     // The node the appends and reads reached counted them.

@@ -19,11 +19,12 @@ pub struct LatencyHistogram {
     count: AtomicU64,
 }
 
-/// A histogram's content at one moment, in Prometheus' shape.
+/// A histogram's content at one moment.
 #[derive(Debug, Clone, PartialEq)]
 pub struct HistogramSnapshot {
-    /// `(upper bound in seconds, observations at or below it)`, cumulative, the last bound
-    /// `f64::INFINITY`.
+    /// `(upper bound in seconds, observations above the previous bound and at or below
+    /// this one)`: per bucket, not cumulative (as `prometheus-client` takes them); the last
+    /// bound is `f64::INFINITY`.
     pub buckets: Vec<(f64, u64)>,
     pub sum_seconds: f64,
     pub count: u64,
@@ -42,15 +43,11 @@ impl LatencyHistogram {
     /// The buckets, sum and count (read one after the other: a scrape during an
     /// observation may see it in some and not yet in others).
     pub fn snapshot(&self) -> HistogramSnapshot {
-        let mut cumulative = 0;
         let buckets = self
             .buckets
             .iter()
             .zip(LATENCY_BUCKETS_SECONDS.iter().copied().chain([f64::INFINITY]))
-            .map(|(count, bound)| {
-                cumulative += count.load(Ordering::Relaxed);
-                (bound, cumulative)
-            })
+            .map(|(count, bound)| (bound, count.load(Ordering::Relaxed)))
             .collect();
         HistogramSnapshot {
             buckets,
@@ -65,7 +62,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn observations_land_in_cumulative_buckets() {
+    fn observations_land_in_their_buckets() {
         let histogram = LatencyHistogram::default();
         histogram.observe(Duration::from_micros(10));
         histogram.observe(Duration::from_millis(3));
@@ -75,8 +72,9 @@ mod tests {
         assert_eq!(snapshot.buckets.len(), LATENCY_BUCKETS_SECONDS.len() + 1);
         assert_eq!(snapshot.buckets[0], (0.000_05, 1));
         let at_5ms = snapshot.buckets.iter().find(|(bound, _)| *bound == 0.005).expect("5 ms bucket");
-        assert_eq!(at_5ms.1, 2);
-        assert_eq!(snapshot.buckets.last(), Some(&(f64::INFINITY, 3)));
+        assert_eq!(at_5ms.1, 1);
+        assert_eq!(snapshot.buckets.last(), Some(&(f64::INFINITY, 1)));
+        assert_eq!(snapshot.buckets.iter().map(|(_, count)| count).sum::<u64>(), 3);
         assert!((snapshot.sum_seconds - 60.003_01).abs() < 1e-6, "{}", snapshot.sum_seconds);
     }
 }
