@@ -17,7 +17,7 @@ shell=$(readlink -f /bin/sh)
 cp "$shell" "$context/rootfs/bin/sh"
 # Each library a binary needs, at the path the dynamic loader will look for it.
 for file in "$binary" "$shell"; do
-  ldd "$file" | awk '/=> \// { print $3 } /^\s*\// { print $1 }'
+  ldd "$file" | awk '/=> \// { print $3 } /^[ \t]*\// { print $1 }'
 done | sort -u | while read -r library; do
   mkdir -p "$context/rootfs$(dirname "$library")"
   cp -L "$library" "$context/rootfs$library"
