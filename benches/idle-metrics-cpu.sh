@@ -17,7 +17,7 @@ dir=$(mktemp -d)
   --metrics-per-partition "$per_partition" > "$dir/out" 2> "$dir/log" &
 pid=$!
 trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null; rm -rf "$dir"' EXIT
-until grep -q 'listening on' "$dir/out"; do sleep 0.2; done
+until grep -qs 'listening on' "$dir/out"; do sleep 0.2; done
 grpc=$(sed -n 's/.*listening on //p' "$dir/out")
 http=$(sed -n 's/.*serving HTTP on //p' "$dir/out")
 "$cairn" --server "$grpc" topic create idle --partitions "$partitions" > /dev/null

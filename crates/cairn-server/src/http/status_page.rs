@@ -2,6 +2,9 @@
 //! external resource), with the node's current status embedded so that it renders at once;
 //! it then fetches `/api/status` every 2 s. Both are `CairnApi::cluster_status`, the model
 //! `cairn cluster status` prints.
+//!
+//! Consumer groups get their section the same way when they land: a field of
+//! `ClusterStatus`, rendered by a function of the page's script next to `render`'s topics.
 
 use crate::api::ClusterStatus;
 
