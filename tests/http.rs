@@ -179,3 +179,17 @@ fn the_http_listener_takes_the_grpc_port_plus_1000_or_is_off() {
     let _ = child.wait();
     assert_eq!(first_line, Some(format!("cairn node 1 serving HTTP on 127.0.0.1:{}", port + 1000)));
 }
+
+#[test]
+fn log_format_json_writes_one_object_per_line() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let node = Node::start(&dir.path().join("node"), &["--log-format", "json"]);
+    wait_until("the node is ready", Duration::from_secs(30), || ready(&node));
+    let log = node.log();
+    let lines: Vec<&str> = log.lines().filter(|line| !line.trim().is_empty()).collect();
+    assert!(!lines.is_empty(), "the node logged something");
+    for line in lines {
+        let object: Value = serde_json::from_str(line).unwrap_or_else(|err| panic!("not JSON ({err}): {line}"));
+        assert!(object["level"].is_string() && object["fields"].is_object(), "{line}");
+    }
+}
