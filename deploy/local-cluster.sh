@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Starts a three-node Cairn cluster on this machine (ports 7071-7073, data in
+# Starts a three-node Cairn cluster on this machine (gRPC on ports 7071-7073, HTTP, with
+# health checks, /metrics and the status page, on 8071-8073; data in
 # ./cairn-cluster/nodeN, logs in ./cairn-cluster/nodeN.log). Stop it with Ctrl-C.
 #   deploy/local-cluster.sh [path/to/cairn]
 set -euo pipefail
@@ -15,5 +16,5 @@ for id in 1 2 3; do
   pids+=($!)
 done
 trap 'kill "${pids[@]}" 2>/dev/null; wait' INT TERM EXIT
-echo "cluster of 3 nodes: $members (node pids ${pids[*]}); Ctrl-C stops it"
+echo "cluster of 3 nodes: $members (node pids ${pids[*]}); status page: http://127.0.0.1:8071/; Ctrl-C stops it"
 wait

@@ -361,6 +361,8 @@ fn a_new_node_joins_and_takes_replicas() {
             &cluster.nodes[0].address,
             "--listen",
             &format!("127.0.0.1:{port}"),
+            "--http-listen",
+            "off",
         ])
         .arg("--data-dir")
         .arg(&lonely_dir)

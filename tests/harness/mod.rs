@@ -2,6 +2,7 @@
 
 #![allow(dead_code)]
 
+pub mod http;
 pub mod latency_proxy;
 pub mod workload;
 
@@ -20,6 +21,9 @@ pub const FAST_RAFT: [&str; 6] =
 pub struct Node {
     child: Child,
     pub address: String,
+    /// Where its HTTP listener (health, metrics, status page) serves: `host:port`, or
+    /// `None` when it runs with `--http-listen off`. Nodes start with a free port for it.
+    pub http_address: Option<String>,
     pub data_dir: PathBuf,
     extra_args: Vec<String>,
     /// Environment variables set for the node process (test hooks), kept across restarts.
@@ -30,8 +34,8 @@ impl Node {
     /// Starts `cairn serve` on `data_dir` and a free loopback port; returns once it listens.
     pub fn start(data_dir: &Path, extra_args: &[&str]) -> Node {
         let extra_args: Vec<String> = extra_args.iter().map(|s| s.to_string()).collect();
-        let (child, address) = spawn(data_dir, &extra_args, &[]);
-        Node { child, address, data_dir: data_dir.to_owned(), extra_args, env: Vec::new() }
+        let (child, address, http_address) = spawn(data_dir, &extra_args, &[]);
+        Node { child, address, http_address, data_dir: data_dir.to_owned(), extra_args, env: Vec::new() }
     }
 
     /// Starts `cairn serve` with exactly these arguments (besides `--data-dir`).
@@ -41,8 +45,8 @@ impl Node {
 
     /// Like `start_with`, with these environment variables set for the node process.
     pub fn start_with_env(data_dir: &Path, args: Vec<String>, env: Vec<(String, String)>) -> Node {
-        let (child, address) = spawn(data_dir, &args, &env);
-        Node { child, address, data_dir: data_dir.to_owned(), extra_args: args, env }
+        let (child, address, http_address) = spawn(data_dir, &args, &env);
+        Node { child, address, http_address, data_dir: data_dir.to_owned(), extra_args: args, env }
     }
 
     /// SIGKILL: no shutdown, no flush.
@@ -76,9 +80,10 @@ impl Node {
     /// Starts the node again on the same data directory (on a new port).
     pub fn restart(&mut self) {
         self.kill();
-        let (child, address) = spawn(&self.data_dir, &self.extra_args, &self.env);
+        let (child, address, http_address) = spawn(&self.data_dir, &self.extra_args, &self.env);
         self.child = child;
         self.address = address;
+        self.http_address = http_address;
     }
 
     /// Runs a client command of the binary against this node.
@@ -231,7 +236,8 @@ pub struct Member {
     pub listen: String,
 }
 
-fn spawn(data_dir: &Path, extra_args: &[String], env: &[(String, String)]) -> (Child, String) {
+/// Starts a node process; returns it with its gRPC and HTTP addresses once it listens.
+fn spawn(data_dir: &Path, extra_args: &[String], env: &[(String, String)]) -> (Child, String, Option<String>) {
     let log_path = data_dir.with_extension("log");
     let log = std::fs::OpenOptions::new().create(true).append(true).open(&log_path).expect("open node log");
     let mut child = Command::new(BINARY)
@@ -239,6 +245,13 @@ fn spawn(data_dir: &Path, extra_args: &[String], env: &[(String, String)]) -> (C
         .arg("--data-dir")
         .arg(data_dir)
         .args(if extra_args.iter().any(|a| a == "--listen") { &[][..] } else { &["--listen", "127.0.0.1:0"][..] })
+        // A free port for the HTTP listener, unless the test names one: its default (the
+        // gRPC port + 1000) may be another test's port.
+        .args(if extra_args.iter().any(|a| a == "--http-listen") {
+            &[][..]
+        } else {
+            &["--http-listen", "127.0.0.1:0"][..]
+        })
         .args(extra_args)
         // `CAIRN_TEST_NODE_LOG` sets the nodes' log filter (to debug a test).
         .env("CAIRN_LOG", std::env::var("CAIRN_TEST_NODE_LOG").unwrap_or_else(|_| "info,openraft=warn".into()))
@@ -251,14 +264,19 @@ fn spawn(data_dir: &Path, extra_args: &[String], env: &[(String, String)]) -> (C
     let stdout = child.stdout.take().expect("stdout");
     let (sender, receiver) = mpsc::channel();
     std::thread::spawn(move || {
+        // The node prints its HTTP address (if it serves HTTP) before its gRPC one.
+        let mut http_address = None;
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(address) = line.split("serving HTTP on ").nth(1) {
+                http_address = Some(address.trim().to_owned());
+            }
             if let Some(address) = line.split("listening on ").nth(1) {
-                let _ = sender.send(address.trim().to_owned());
+                let _ = sender.send((address.trim().to_owned(), http_address.take()));
             }
         }
     });
     match receiver.recv_timeout(Duration::from_secs(60)) {
-        Ok(address) => (child, address),
+        Ok((address, http_address)) => (child, address, http_address),
         Err(_) => {
             let _ = child.kill();
             let log = std::fs::read_to_string(&log_path).unwrap_or_default();

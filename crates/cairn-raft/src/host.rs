@@ -9,7 +9,7 @@
 //! (proposals), `leadership.rs` (read index, leader transfer), `rpc.rs` (incoming Raft
 //! messages), `membership.rs` (nodes joining and leaving), `mover.rs` (replica moves and
 //! balancing), `liveness.rs` (failure detection for the timer-less partition groups),
-//! `retention.rs` and `error.rs`.
+//! `retention.rs`, `stats.rs` (counters for `/metrics`) and `error.rs`.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock};
@@ -42,6 +42,7 @@ mod proposal_order;
 mod reconciler;
 mod retention;
 mod rpc;
+mod stats;
 mod write_path;
 
 pub use config::HostConfig;
@@ -51,6 +52,7 @@ use liveness::Liveness;
 use membership::MEMBERSHIP_CHANGE_TIMEOUT;
 pub use proposal_order::ProducerArrival;
 use proposal_order::ProposalOrder;
+pub use stats::HostStats;
 
 /// How long a background task (registration, retention) waits for one Raft write.
 const BACKGROUND_WRITE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -97,6 +99,8 @@ pub struct Host {
     /// When this node started handing over the leadership of each group (see `liveness`).
     transfers: std::sync::Mutex<HashMap<GroupId, tokio::time::Instant>>,
     shutdown: CancellationToken,
+    /// Counters and durations for `/metrics`.
+    stats: Arc<HostStats>,
 }
 
 impl Host {
@@ -110,6 +114,11 @@ impl Host {
 
     pub fn config(&self) -> &HostConfig {
         &self.config
+    }
+
+    /// What the host counts for `/metrics`.
+    pub fn stats(&self) -> &HostStats {
+        &self.stats
     }
 
     pub fn controller_state(&self) -> Arc<ControllerState> {

@@ -20,7 +20,7 @@ pub use controller::{
     ControllerError, ControllerState, Move, Operation, OperationKind, PartitionAssignment, Phase, RebalancePlan,
     TopicMeta,
 };
-pub use host::{Host, HostConfig, HostError, PartitionReplica};
+pub use host::{Host, HostConfig, HostError, HostStats, PartitionReplica};
 pub use network::{RpcKind, Transport, TransportError};
 pub use stream_command::{
     EventAppend, EventAppendRefusal, EventIdReuse, EventPosition, EventsAppended, StreamChange, StreamChangeKind,

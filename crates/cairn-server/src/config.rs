@@ -33,6 +33,11 @@ pub const DEFAULT_AUTO_BALANCE: bool = true;
 pub const DEFAULT_MOVES_ACTIVE_MAX: u32 = 2;
 pub const DEFAULT_MOVE_BYTES_PER_SEC: u64 = 100 * 1024 * 1024;
 pub const DEFAULT_WRITE_BUFFER_BYTES: u64 = 32 * 1024 * 1024;
+/// Without `--http-listen`, the HTTP listener takes the gRPC port plus this (7070: 8070).
+pub const HTTP_PORT_OFFSET: u16 = 1000;
+/// The `--http-listen` value that turns the HTTP listener off.
+pub const HTTP_LISTEN_OFF: &str = "off";
+pub const DEFAULT_METRICS_PER_PARTITION: bool = false;
 /// Protobuf framing a request message may add to its records' bytes (`request_bytes_max`):
 /// a few bytes of tags and lengths per record, at most `records_per_request_max` records.
 pub const DECODING_OVERHEAD_BYTES: usize = 1024 * 1024;
@@ -104,8 +109,31 @@ pub struct ServeArgs {
     /// busy node's memory. Smaller saves memory, at the cost of more flushes.
     #[arg(long, env = "CAIRN_WRITE_BUFFER_BYTES")]
     pub write_buffer_bytes: Option<u64>,
+    /// Address of the HTTP listener (/health/live, /health/ready, /metrics, /api/status and
+    /// the status page at /), or "off". Default: the gRPC host and port + 1000 (7070 gives
+    /// 8070; port 0 gives a free port).
+    #[arg(long, env = "CAIRN_HTTP_LISTEN")]
+    pub http_listen: Option<String>,
+    /// Also export per-partition series on /metrics (labels topic and partition), besides
+    /// the node-wide aggregates: a few series per partition replica (true or false).
+    #[arg(long, env = "CAIRN_METRICS_PER_PARTITION")]
+    pub metrics_per_partition: Option<bool>,
+    /// Log format on stderr: text or json (one object per line). The filter is CAIRN_LOG.
+    #[arg(long, env = "CAIRN_LOG_FORMAT")]
+    pub log_format: Option<LogFormat>,
     #[command(flatten)]
     pub limits: LimitArgs,
+}
+
+/// How a node writes its log lines.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
 }
 
 /// The `[limits]` table of the config file (`cairn_types::Limits`), as flags.
@@ -211,6 +239,10 @@ pub struct ServerConfig {
     pub moves_active_max: u32,
     pub move_bytes_per_sec: u64,
     pub write_buffer_bytes: u64,
+    /// `--http-listen` as given: `None` for the default (see `http_address`).
+    pub http_listen: Option<String>,
+    pub metrics_per_partition: bool,
+    pub log_format: LogFormat,
     pub limits: Limits,
 }
 
@@ -233,6 +265,9 @@ impl Default for ServerConfig {
             moves_active_max: DEFAULT_MOVES_ACTIVE_MAX,
             move_bytes_per_sec: DEFAULT_MOVE_BYTES_PER_SEC,
             write_buffer_bytes: DEFAULT_WRITE_BUFFER_BYTES,
+            http_listen: None,
+            metrics_per_partition: DEFAULT_METRICS_PER_PARTITION,
+            log_format: LogFormat::Text,
             limits: Limits::default(),
         }
     }
@@ -273,7 +308,29 @@ impl ServerConfig {
         Ok(config)
     }
 
+    /// Where the HTTP listener binds: `--http-listen`, else the gRPC address with its port
+    /// plus `HTTP_PORT_OFFSET` (port 0 stays 0: a free port); `None` when it is "off".
+    pub fn http_address(&self) -> anyhow::Result<Option<SocketAddr>> {
+        match self.http_listen.as_deref().map(str::trim) {
+            Some(HTTP_LISTEN_OFF) => Ok(None),
+            Some(address) => address
+                .parse()
+                .map(Some)
+                .with_context(|| format!("--http-listen {address:?} is neither HOST:PORT (an IP address) nor \"off\"")),
+            None if self.listen.port() == 0 => Ok(Some(SocketAddr::new(self.listen.ip(), 0))),
+            None => match self.listen.port().checked_add(HTTP_PORT_OFFSET) {
+                Some(port) => Ok(Some(SocketAddr::new(self.listen.ip(), port))),
+                None => bail!(
+                    "the gRPC port {} leaves no room for the HTTP listener's default (port + {HTTP_PORT_OFFSET}): \
+                     set --http-listen",
+                    self.listen.port()
+                ),
+            },
+        }
+    }
+
     fn validate(&self) -> anyhow::Result<()> {
+        self.http_address()?;
         if self.node_id == 0 {
             bail!("--node-id must be at least 1");
         }
@@ -413,6 +470,25 @@ mod tests {
         let tiny = ServeArgs { write_buffer_bytes: Some(4096), ..Default::default() };
         let err = ServerConfig::load(&tiny).expect_err("a 4 KiB memtable");
         assert!(err.to_string().contains("--write-buffer-bytes (4096)"), "{err}");
+    }
+
+    #[test]
+    fn http_listener_defaults_next_to_grpc_and_can_be_turned_off() {
+        let config = ServerConfig::load(&ServeArgs::default()).expect("load");
+        assert_eq!(config.http_address().expect("address"), Some("127.0.0.1:8070".parse().expect("addr")));
+        let args = ServeArgs { listen: Some("0.0.0.0:0".parse().expect("addr")), ..Default::default() };
+        let config = ServerConfig::load(&args).expect("load");
+        assert_eq!(config.http_address().expect("address"), Some("0.0.0.0:0".parse().expect("addr")));
+        let args = ServeArgs { http_listen: Some("off".into()), ..Default::default() };
+        assert_eq!(ServerConfig::load(&args).expect("load").http_address().expect("off"), None);
+        let args = ServeArgs { http_listen: Some("127.0.0.1:9999".into()), ..Default::default() };
+        let config = ServerConfig::load(&args).expect("load");
+        assert_eq!(config.http_address().expect("address"), Some("127.0.0.1:9999".parse().expect("addr")));
+        let args = ServeArgs { http_listen: Some("nowhere".into()), ..Default::default() };
+        assert!(ServerConfig::load(&args).is_err(), "a bad --http-listen is refused");
+        let args = ServeArgs { listen: Some("127.0.0.1:65000".parse().expect("addr")), ..Default::default() };
+        let err = ServerConfig::load(&args).expect_err("no room for port + 1000");
+        assert!(format!("{err:#}").contains("--http-listen"), "{err:#}");
     }
 
     fn example_path() -> PathBuf {

@@ -1,13 +1,15 @@
 //! The Cairn server: configuration, the public API (the transport-neutral `api` behind
-//! the gRPC front door `grpc`), the node-to-node Raft transport and the process
-//! lifecycle. The only crate, with cairn-client, that knows gRPC.
+//! the gRPC front door `grpc`), the HTTP listener (`http`: health, `metrics`, status
+//! page), the node-to-node Raft transport and the process lifecycle. The only crate, with cairn-client, that knows gRPC.
 
 pub mod api;
 pub mod cluster_identity;
 pub mod config;
 pub mod grpc;
 pub mod heartbeat_lane;
+pub mod http;
 pub mod join;
+pub mod metrics;
 pub mod node;
 pub mod node_identity;
 pub mod peers;

@@ -1,5 +1,6 @@
 //! `cairn`: the server (`cairn serve`) and the command-line client, in one binary.
 
+use cairn_server::config::LogFormat;
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
@@ -26,13 +27,13 @@ fn main() -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     match cli.command {
         Command::Serve(args) => {
-            tracing_subscriber::fmt()
-                .with_env_filter(
-                    EnvFilter::try_from_env("CAIRN_LOG").unwrap_or_else(|_| EnvFilter::new("info,openraft=warn")),
-                )
-                .with_writer(std::io::stderr)
-                .init();
             let config = cairn_server::ServerConfig::load(&args)?;
+            let filter = EnvFilter::try_from_env("CAIRN_LOG").unwrap_or_else(|_| EnvFilter::new("info,openraft=warn"));
+            let logger = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+            match config.log_format {
+                LogFormat::Text => logger.init(),
+                LogFormat::Json => logger.json().init(),
+            }
             runtime.block_on(cairn_server::run(config))
         }
         Command::Client(command) => runtime.block_on(cairn_cli::run(command, &cli.server.server)),

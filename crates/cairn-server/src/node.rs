@@ -1,5 +1,5 @@
 //! A Cairn node's life: check the data directory, open the store, start the Raft host,
-//! serve gRPC until SIGINT or SIGTERM, shut down.
+//! serve gRPC (and HTTP: health, metrics, status page) until SIGINT or SIGTERM, shut down.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -18,6 +18,7 @@ use crate::config::ServerConfig;
 use crate::grpc::forward::Forwarder;
 use crate::grpc::service::CairnService;
 use crate::join::Joiner;
+use crate::metrics::{GrpcMetricsLayer, NodeCollector, NodeMetrics};
 use crate::node_identity::check_identity;
 use crate::peers::{PeerSettings, Peers};
 use crate::raft_transport::{GrpcTransport, HostHandler, RAFT_MESSAGE_BYTES_MAX, RaftTransportService};
@@ -69,13 +70,18 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
     );
     let peers = Arc::new(Peers::new(peer_settings.clone()));
     let transport = Arc::new(GrpcTransport::new(config.node_id, identity.clone(), Arc::clone(&peers)));
-    let host = Host::start(host_config, store, transport.clone()).await.context("starting raft")?;
+    let host = Host::start(host_config, Arc::clone(&store), transport.clone()).await.context("starting raft")?;
 
     // Room for a full request plus protobuf framing; our own checks answer first.
     let request_bytes_max = config.limits.request_bytes_max + crate::config::DECODING_OVERHEAD_BYTES;
-    let api = CairnApi::new(Arc::clone(&host), transport, Arc::new(Forwarder::new(peers)), identity.clone());
+    let api = Arc::new(CairnApi::new(
+        Arc::clone(&host),
+        transport.clone(),
+        Arc::new(Forwarder::new(peers)),
+        identity.clone(),
+    ));
     tokio::spawn(crate::api::run_group_expiry(Arc::clone(&host), api.group_sessions()));
-    let cairn = CairnServer::new(CairnService::new(api))
+    let cairn = CairnServer::new(CairnService::new(Arc::clone(&api)))
         .max_decoding_message_size(request_bytes_max)
         .max_encoding_message_size(config.limits.read_bytes_max * 2 + 1024 * 1024);
     let stopping = tokio_util::sync::CancellationToken::new();
@@ -87,6 +93,29 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
     .max_decoding_message_size(RAFT_MESSAGE_BYTES_MAX)
     .max_encoding_message_size(RAFT_MESSAGE_BYTES_MAX);
 
+    let request_limits = RequestLimits::new(InFlightLimits::from_limits(&config.limits));
+    let (metrics, grpc_metrics) = NodeMetrics::new(NodeCollector {
+        host: Arc::clone(&host),
+        api: Arc::clone(&api),
+        store,
+        transport,
+        request_limits: Arc::clone(&request_limits),
+        per_partition: config.metrics_per_partition,
+    });
+    if let Some(http_address) = config.http_address()? {
+        let http_listener =
+            TcpListener::bind(http_address).await.with_context(|| format!("binding {http_address} (--http-listen)"))?;
+        let http_bound = http_listener.local_addr()?;
+        tracing::info!(%http_bound, "serving HTTP: /health/live, /health/ready, /metrics, /api/status, /");
+        // Before the gRPC line below: scripts and tests read both, in this order.
+        println!("cairn node {} serving HTTP on {http_bound}", config.node_id);
+        let (api, stopping) = (Arc::clone(&api), stopping.clone());
+        tokio::spawn(async move {
+            if let Err(err) = crate::http::serve(http_listener, api, Arc::new(metrics), stopping).await {
+                tracing::error!(error = %err, "the HTTP listener failed");
+            }
+        });
+    }
     tracing::info!(node_id = config.node_id, %bound, %advertise, data_dir = %config.data_dir.display(), "cairn node serving");
     // A line scripts and tests can wait for.
     println!("cairn node {} listening on {bound}", config.node_id);
@@ -105,9 +134,9 @@ pub async fn run(config: ServerConfig) -> anyhow::Result<()> {
     // `tcp_nodelay` does not reach a listener we bind ourselves): with it on, a response's
     // second small write waited for the client's delayed ACK, ~40 ms.
     let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
-    let request_limits = RequestLimits::new(InFlightLimits::from_limits(&config.limits));
     tonic::transport::Server::builder()
         .max_concurrent_streams(config.limits.connection_streams_max)
+        .layer(GrpcMetricsLayer::new(grpc_metrics))
         .layer(RequestLimitsLayer::new(request_limits))
         .add_service(cairn)
         .add_service(raft)

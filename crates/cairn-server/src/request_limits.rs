@@ -106,6 +106,12 @@ impl RequestLimits {
         self.in_flight.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    /// Requests in flight and their message bytes, node-wide.
+    pub fn node_usage(&self) -> (usize, usize) {
+        let in_flight = self.lock();
+        (in_flight.node.requests, in_flight.node.bytes)
+    }
+
     /// Admits one more request from `connection`, or refuses it.
     pub fn admit(self: &Arc<Self>, connection: Option<SocketAddr>) -> Result<Admitted, Status> {
         let mut in_flight = self.lock();

@@ -96,6 +96,11 @@ impl Store {
         self.bytes_written.load(std::sync::atomic::Ordering::Relaxed)
     }
 
+    /// How long each WAL sync (one fsync per group commit) took.
+    pub fn wal_sync_latency(&self) -> &cairn_types::LatencyHistogram {
+        self.syncer.latency()
+    }
+
     /// Calls `callback` once every write made before this call is on disk.
     pub fn sync_then(&self, callback: SyncCallback) {
         self.syncer.submit(callback);

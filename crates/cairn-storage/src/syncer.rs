@@ -11,6 +11,8 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use cairn_types::LatencyHistogram;
+
 /// Called once the writes before it are durable (or the sync failed).
 pub type SyncCallback = Box<dyn FnOnce(std::io::Result<()>) + Send>;
 
@@ -19,6 +21,8 @@ pub(crate) struct Syncer {
     thread: Option<JoinHandle<()>>,
     /// When the sync under way started; `None` between syncs.
     running_since: Arc<Mutex<Option<Instant>>>,
+    /// How long each WAL sync took (one per group commit), for `/metrics`.
+    latency: Arc<LatencyHistogram>,
 }
 
 impl Syncer {
@@ -28,12 +32,15 @@ impl Syncer {
         let (sender, receiver) = mpsc::channel::<SyncCallback>();
         let running_since = Arc::new(Mutex::new(None));
         let started_at = Arc::clone(&running_since);
+        let latency = Arc::new(LatencyHistogram::default());
+        let observed = Arc::clone(&latency);
         let thread = std::thread::Builder::new().name("cairn-wal-sync".into()).spawn(move || {
             let mut failed: Option<String> = None;
             while let Ok(first) = receiver.recv() {
                 let mut pending = vec![first];
                 pending.extend(receiver.try_iter());
-                set(&started_at, Some(Instant::now()));
+                let started = Instant::now();
+                set(&started_at, Some(started));
                 if failed.is_none()
                     && let Err(err) = db.flush_wal(!cfg!(feature = "bug-no-wal-fsync"))
                 {
@@ -41,6 +48,7 @@ impl Syncer {
                     failed = Some(err.to_string());
                 }
                 set(&started_at, None);
+                observed.observe(started.elapsed());
                 for callback in pending {
                     match &failed {
                         None => callback(Ok(())),
@@ -49,12 +57,17 @@ impl Syncer {
                 }
             }
         })?;
-        Ok(Syncer { sender: Some(sender), thread: Some(thread), running_since })
+        Ok(Syncer { sender: Some(sender), thread: Some(thread), running_since, latency })
     }
 
     /// How long the sync under way has been running; `None` between syncs.
     pub(crate) fn running_for(&self) -> Option<Duration> {
         self.running_since.lock().ok().and_then(|since| since.map(|since| since.elapsed()))
+    }
+
+    /// How long each WAL sync took.
+    pub(crate) fn latency(&self) -> &LatencyHistogram {
+        &self.latency
     }
 
     pub(crate) fn submit(&self, callback: SyncCallback) {

@@ -3,6 +3,7 @@
 
 pub mod batch;
 pub mod event_query;
+pub mod latency_histogram;
 pub mod limits;
 pub mod partitioner;
 pub mod record;
@@ -12,6 +13,7 @@ pub mod topic;
 
 pub use batch::{BatchHeader, CodecError, DecodedBatch, decode_batch, encode_batch, remove_records};
 pub use event_query::{ConditionViolations, EventQuery, QueryCondition, QueryItem, QueryViolation};
+pub use latency_histogram::{HistogramSnapshot, LatencyHistogram};
 pub use limits::Limits;
 pub use record::{EventFields, Record, StoredRecord};
 pub use retry_delays::retry_delays;

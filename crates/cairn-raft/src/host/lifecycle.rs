@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 use super::config::raft_configs;
 use super::liveness::Liveness;
 use super::proposal_order::ProposalOrder;
+use super::stats::count_leadership_changes;
 use super::{Host, HostConfig, HostError, PartitionReplica};
 use crate::controller::{ControllerStateMachine, PartitionAssignment, TopicMeta};
 use crate::log_store::LogStore;
@@ -78,7 +79,9 @@ impl Host {
             liveness: Liveness::default(),
             transfers: std::sync::Mutex::default(),
             shutdown: CancellationToken::new(),
+            stats: Arc::default(),
         });
+        count_leadership_changes(Arc::clone(&host.stats), host.controller.server_metrics());
         tokio::spawn(Arc::clone(&host).reconcile_loop());
         tokio::spawn(Arc::clone(&host).mover_loop());
         tokio::spawn(Arc::clone(&host).retention_loop());
@@ -101,7 +104,8 @@ impl Host {
         assignment: &PartitionAssignment,
     ) -> Result<(), HostError> {
         let group = assignment.group_id;
-        let (state_machine, view) = PartitionStateMachine::open(Arc::clone(&self.store), group)?;
+        let (mut state_machine, view) = PartitionStateMachine::open(Arc::clone(&self.store), group)?;
+        state_machine.observe_applies(Arc::clone(&self.stats.apply_latency));
         let log = state_machine.log().clone();
         let groups = state_machine.groups();
         let streamed = Arc::new(StreamedBytes::default());
@@ -123,6 +127,7 @@ impl Host {
         )
         .await
         .map_err(|err| HostError::Raft(err.to_string()))?;
+        count_leadership_changes(Arc::clone(&self.stats), raft.server_metrics());
         // Only the founder of a group bootstraps it; after a move the first replica may be a
         // node that must learn the group from its leader instead.
         if assignment.replicas.first() == Some(&self.config.node_id)

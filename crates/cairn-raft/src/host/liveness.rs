@@ -403,6 +403,7 @@ impl Host {
         } else {
             tracing::debug!(group, attempts, "still no live leader: starting another election");
         }
+        self.stats.elections_started.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         if let Err(err) = replica.raft.trigger().elect(true).await {
             tracing::warn!(group, error = %err, "cannot start an election");
         }

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use cairn_storage::{PartitionLog, PartitionLogState, Store, WriteBatch};
-use cairn_types::GroupId;
+use cairn_types::{GroupId, LatencyHistogram};
 use futures::{Stream, StreamExt};
 use openraft::storage::{EntryResponder, RaftStateMachine};
 use openraft::{EntryPayload, OptionalSend, RaftSnapshotBuilder};
@@ -71,6 +71,8 @@ pub struct PartitionStateMachine {
     view: watch::Sender<PartitionView>,
     /// Serialises snapshot saves with builders running in openraft's background task.
     snapshot_lock: SnapshotLock,
+    /// Where each apply call's duration goes (the host's, for `/metrics`), if anywhere.
+    apply_latency: Option<Arc<LatencyHistogram>>,
 }
 
 impl PartitionStateMachine {
@@ -94,6 +96,7 @@ impl PartitionStateMachine {
         let log = PartitionLog::new(Arc::clone(&store), group);
         let snapshot_lock = SnapshotLock::default();
         let pending = PendingStreams::default();
+        let apply_latency = None;
         let sm = PartitionStateMachine {
             store,
             log,
@@ -104,8 +107,14 @@ impl PartitionStateMachine {
             group_store,
             view,
             snapshot_lock,
+            apply_latency,
         };
         Ok((sm, receiver))
+    }
+
+    /// Records how long each apply call takes (entries in, batch written) in `histogram`.
+    pub fn observe_applies(&mut self, histogram: Arc<LatencyHistogram>) {
+        self.apply_latency = Some(histogram);
     }
 
     pub fn log(&self) -> &PartitionLog {
@@ -237,6 +246,7 @@ impl RaftStateMachine<TypeConfig> for PartitionStateMachine {
         if let Some(delay) = crate::apply_hold::apply_delay() {
             tokio::time::sleep(delay).await;
         }
+        let started = std::time::Instant::now();
         let mut batch = WriteBatch::default();
         let mut responses = Vec::new();
         while let Some(item) = entries.next().await {
@@ -279,7 +289,11 @@ impl RaftStateMachine<TypeConfig> for PartitionStateMachine {
                 self.commit(std::mem::take(&mut batch), std::mem::take(&mut responses)).await?;
             }
         }
-        self.commit(batch, responses).await
+        let committed = self.commit(batch, responses).await;
+        if let Some(histogram) = &self.apply_latency {
+            histogram.observe(started.elapsed());
+        }
+        committed
     }
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {

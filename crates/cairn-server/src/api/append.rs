@@ -18,7 +18,12 @@ use crate::api::{AppendAnswer, AppendError, AppendRequest, CairnApi, PartitionWr
 impl CairnApi {
     /// Appends `request`, forwarded `hops` times already. Every partition's write runs to
     /// its end, so a failure can say what was written (`AppendError::PartlyWritten`).
-    pub async fn append(&self, request: AppendRequest, hops: u32) -> Result<AppendAnswer, AppendError> {
+    /// `append` (`api_stats.rs`) counts it, then calls this.
+    pub(crate) async fn append_unmetered(
+        &self,
+        request: AppendRequest,
+        hops: u32,
+    ) -> Result<AppendAnswer, AppendError> {
         let topic = self.topic(&request.topic)?;
         let producer = match (request.producer_id, request.sequence) {
             (None, None) => None,

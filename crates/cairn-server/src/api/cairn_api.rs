@@ -26,6 +26,8 @@ pub struct CairnApi {
     pub(crate) forward: Arc<dyn Forward>,
     /// When the consumer groups this node coordinates last heard from their members.
     pub(crate) group_sessions: Arc<GroupSessions>,
+    /// What requests this node served amounted to, for `/metrics`.
+    pub(crate) stats: crate::api::ApiStats,
 }
 
 impl CairnApi {
@@ -43,6 +45,7 @@ impl CairnApi {
             subscriptions: Arc::new(AtomicUsize::new(0)),
             forward,
             group_sessions: Arc::default(),
+            stats: crate::api::ApiStats::default(),
         }
     }
 

@@ -1,13 +1,16 @@
 //! What a node knows of the cluster: the nodes (and which it heard from lately), the Raft
-//! groups it runs with their state and lag, and the operations under way.
+//! groups it runs with their state and lag, every topic's partitions with their leaders,
+//! and the operations under way. `cairn cluster status` (over gRPC) and the HTTP status
+//! page (`/api/status`, as JSON) both show this one model.
 
 use cairn_raft::{Operation, TypeConfig};
 use cairn_types::{GroupId, NodeId, Offset, PartitionId};
 use openraft::{RaftMetrics, ServerState};
+use serde::Serialize;
 
 use crate::api::CairnApi;
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize)]
 pub struct ClusterStatus {
     /// The node answering.
     pub node_id: NodeId,
@@ -18,9 +21,38 @@ pub struct ClusterStatus {
     pub cluster: String,
     /// Operations under way.
     pub operations: Vec<Operation>,
+    /// The answering node's version (`cairn --version`).
+    pub version: &'static str,
+    /// Every topic of the controller state, as this node sees it.
+    pub topics: Vec<TopicStatus>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TopicStatus {
+    pub name: String,
+    pub replication_factor: u32,
+    pub partitions: Vec<PartitionStatus>,
+}
+
+/// One partition of the cluster, wherever its replicas are.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PartitionStatus {
+    pub partition: PartitionId,
+    pub group_id: GroupId,
+    /// The preferred leader first; during a move, the target too.
+    pub replicas: Vec<NodeId>,
+    /// The leader this node's replica follows, else the live node that claims the group in
+    /// its heartbeats.
+    pub leader: Option<NodeId>,
+    /// Fewer replicas than the replication factor, or one of them not live.
+    pub under_replicated: bool,
+    /// A replica move runs on this partition.
+    pub moving: bool,
+    /// The high watermark of this node's replica, if it has one.
+    pub high_watermark: Option<Offset>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct NodeStatus {
     pub node_id: NodeId,
     pub address: String,
@@ -29,7 +61,7 @@ pub struct NodeStatus {
 }
 
 /// One Raft group on this node.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct GroupStatus {
     pub group_id: GroupId,
     /// Empty for the controller group.
@@ -47,7 +79,7 @@ pub struct GroupStatus {
     pub replica_lag: Vec<ReplicaLag>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct ReplicaLag {
     pub node_id: NodeId,
     pub matched_index: Option<u64>,
@@ -80,7 +112,44 @@ impl CairnApi {
             groups,
             cluster: self.cluster.get(),
             operations: self.list_operations(false),
+            version: env!("CARGO_PKG_VERSION"),
+            topics: self.topic_statuses(),
         }
+    }
+
+    fn topic_statuses(&self) -> Vec<TopicStatus> {
+        let state = self.host.controller_state();
+        state
+            .topics
+            .values()
+            .map(|topic| TopicStatus {
+                name: topic.name.clone(),
+                replication_factor: topic.config.replication_factor,
+                partitions: topic
+                    .partitions
+                    .iter()
+                    .map(|assignment| {
+                        let local = self.host.partition(assignment.group_id);
+                        let followed = local.as_ref().and_then(|replica| replica.metrics().current_leader);
+                        let leader = followed
+                            .filter(|leader| self.host.is_node_live(*leader))
+                            .or_else(|| self.host.claimed_leader(assignment.group_id).map(|(leader, _)| leader))
+                            .or(followed);
+                        let short = assignment.replicas.len() < topic.config.replication_factor as usize;
+                        PartitionStatus {
+                            partition: assignment.partition,
+                            group_id: assignment.group_id,
+                            replicas: assignment.replicas.clone(),
+                            leader,
+                            under_replicated: short
+                                || assignment.replicas.iter().any(|node| !self.host.is_node_live(*node)),
+                            moving: assignment.operation.is_some(),
+                            high_watermark: local.map(|replica| replica.view.borrow().high_watermark()),
+                        }
+                    })
+                    .collect(),
+            })
+            .collect()
     }
 }
 

@@ -8,6 +8,7 @@
 
 mod admin_error;
 mod admin_messages;
+mod api_stats;
 mod append;
 mod append_error;
 mod append_outcomes;
@@ -50,11 +51,12 @@ pub use admin_messages::{
     AlterTopicRequest, CreateTopicRequest, JoinRequest, MovePartitionRequest, PartitionDescription, PlannedLeader,
     PlannedMove, RebalanceAnswer, RemoveNodeRequest, TopicDescription, TransferLeaderRequest,
 };
+pub use api_stats::ApiStats;
 pub use append_error::{AppendError, PartitionWrite, PartlyWritten, Written};
 pub use append_outcomes::{AppendAnswer, PartitionToken, RecordPosition};
 pub use append_request::AppendRequest;
 pub use cairn_api::CairnApi;
-pub use cluster_status::{ClusterStatus, GroupStatus, NodeStatus, ReplicaLag};
+pub use cluster_status::{ClusterStatus, GroupStatus, NodeStatus, PartitionStatus, ReplicaLag, TopicStatus};
 pub use consistency::Consistency;
 pub use error_code::{ApiError, ErrorCode, NotLeader};
 pub use event_limits::EventInputError;

@@ -16,7 +16,8 @@ const READ_RECORDS_DEFAULT: usize = 1_000;
 const READ_BYTES_DEFAULT: usize = 1024 * 1024;
 
 impl CairnApi {
-    pub async fn read(&self, request: ReadRequest, hops: u32) -> Result<ReadBatch, ReadError> {
+    /// `read` (`api_stats.rs`) counts what this returns.
+    pub(crate) async fn read_unmetered(&self, request: ReadRequest, hops: u32) -> Result<ReadBatch, ReadError> {
         let forwarded = request.clone();
         let replica = match self
             .replica_or_forward(&request.topic, request.partition, hops, |address| {

@@ -3,6 +3,7 @@
 //! converts the answer back, and maps a failure to a status (`status`).
 
 use std::pin::Pin;
+use std::sync::Arc;
 
 use cairn_proto::v1 as pb;
 use futures::{Stream, StreamExt as _};
@@ -16,11 +17,12 @@ use crate::grpc::status;
 use crate::grpc::stream_convert::PartitionNotNamed;
 
 pub struct CairnService {
-    api: CairnApi,
+    api: Arc<CairnApi>,
 }
 
 impl CairnService {
-    pub fn new(api: CairnApi) -> CairnService {
+    /// Serves `api`, which the HTTP listener shares.
+    pub fn new(api: Arc<CairnApi>) -> CairnService {
         CairnService { api }
     }
 }

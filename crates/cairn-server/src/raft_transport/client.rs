@@ -65,6 +65,14 @@ impl GrpcTransport {
         &self.counters
     }
 
+    /// Raft messages queued for the peers' stream writers: `(messages, payload bytes)`.
+    pub fn queued(&self) -> (usize, usize) {
+        lock(&self.peers).values().fold((0, 0), |(messages, bytes), (queue, room)| {
+            let queued = queue.max_capacity() - queue.capacity();
+            (messages + queued, bytes + PEER_QUEUE_BYTES_MAX.saturating_sub(room.available_permits()))
+        })
+    }
+
     fn channel(&self, address: &str) -> Result<Channel, String> {
         self.channels.channel(address).map_err(|err| err.to_string())
     }
