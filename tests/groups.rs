@@ -13,6 +13,7 @@ use bytes::Bytes;
 use cairn_client::proto::group_request::Call;
 use cairn_client::{CairnClient, ClientError, CreateTopicOptions, GroupConsumer, GroupConsumerConfig, proto};
 use cairn_types::Record;
+use harness::http::{get, parse_prometheus};
 use harness::workload::connect;
 use harness::{Cluster, FAST_RAFT};
 
@@ -337,4 +338,24 @@ async fn a_commit_of_a_stale_generation_or_a_partition_not_owned_is_refused() {
         matches!(refused, Err(ClientError::GroupRefused { code: proto::GroupRefusalCode::GroupNotEmpty, .. })),
         "{refused:?}"
     );
+
+    // The coordinator's /metrics shows the group: 10 records on partition 0 after its
+    // position 5, and 4 on partition 1, which has no position.
+    for (partition, count) in [(0, 10), (1, 4)] {
+        let records = (0..count)
+            .map(|i| Record { key: None, headers: Vec::new(), value: Bytes::from(format!("{partition}-{i}")) })
+            .collect();
+        client.append(TOPIC, Some(partition), records).await.expect("append");
+    }
+    let node = &cluster.nodes[(description.coordinator_node - 1) as usize];
+    let http = node.http_address.clone().expect("the node serves HTTP");
+    let labels = format!("group=\"{GROUP}\"");
+    wait_for("the coordinator's metrics to show the group's lag", Duration::from_secs(20), async || {
+        let Ok(response) = get(&http, "/metrics") else { return false };
+        let samples = parse_prometheus(&response.body);
+        let value = |name: &str| samples.iter().find(|(n, l, _)| n == name && *l == labels).map(|(_, _, v)| *v);
+        let seen = [value("cairn_group_lag_records"), value("cairn_group_members"), value("cairn_group_generation")];
+        seen == [Some(9.0), Some(2.0), Some(2.0)]
+    })
+    .await;
 }

@@ -100,13 +100,18 @@ fn the_status_page_shows_leaders_and_follows_a_failover() {
     cluster.nodes[0].cli_ok(&["topic", "create", "pages", "--partitions", "3", "--replication-factor", "3"]);
     let output = cluster.nodes[0].cli_with_stdin(&["produce", "pages"], Some(b"a\nb\nc\n"));
     harness::assert_success(&["produce", "pages"], &output);
+    // A consumer group that consumed the three records and left: the page lists it.
+    let consume = ["consume", "pages", "--group", "viewers", "--max", "3"];
+    harness::assert_success(&consume, &cluster.nodes[0].cli_with_stdin(&consume, None));
 
     // Rendered from node 1: every partition with a leader, every node live.
     let url = |node: &harness::Node| format!("http://{}/", node.http_address.as_deref().expect("HTTP"));
     let mut view = (BTreeMap::new(), BTreeMap::new());
-    wait_until("the page shows 3 partitions with leaders and 3 live nodes", Duration::from_secs(60), || {
-        view = rendered(&run_chromium(&chromium, &url(&cluster.nodes[0]), &["--dump-dom"]), "pages");
-        view.0.len() == 3
+    wait_until("the page shows 3 partitions with leaders, 3 live nodes and the group", Duration::from_secs(60), || {
+        let dom = run_chromium(&chromium, &url(&cluster.nodes[0]), &["--dump-dom"]);
+        view = rendered(&dom, "pages");
+        dom.contains("data-group=\"viewers\"")
+            && view.0.len() == 3
             && view.0.values().all(|leader| leader != "none")
             && view.1.values().filter(|live| **live).count() == 3
     });

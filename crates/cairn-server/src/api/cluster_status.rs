@@ -8,7 +8,7 @@ use cairn_types::{GroupId, NodeId, Offset, PartitionId};
 use openraft::{RaftMetrics, ServerState};
 use serde::Serialize;
 
-use crate::api::CairnApi;
+use crate::api::{CairnApi, GroupSummary};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct ClusterStatus {
@@ -25,6 +25,10 @@ pub struct ClusterStatus {
     pub version: &'static str,
     /// Every topic of the controller state, as this node sees it.
     pub topics: Vec<TopicStatus>,
+    /// The consumer groups, when asked for (`cluster_status_with_groups`); empty otherwise.
+    pub consumer_groups: Vec<GroupSummary>,
+    /// Why the consumer groups could not be listed (a `__groups` partition unreachable).
+    pub consumer_groups_error: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -114,7 +118,21 @@ impl CairnApi {
             operations: self.list_operations(false),
             version: env!("CARGO_PKG_VERSION"),
             topics: self.topic_statuses(),
+            consumer_groups: Vec::new(),
+            consumer_groups_error: None,
         }
+    }
+
+    /// `cluster_status` with the consumer groups of every `__groups` partition (read here
+    /// or from a node holding a replica), waiting for them up to `timeout`.
+    pub async fn cluster_status_with_groups(&self, timeout: std::time::Duration) -> ClusterStatus {
+        let mut status = self.cluster_status();
+        match tokio::time::timeout(timeout, self.list_groups(0)).await {
+            Ok(Ok(groups)) => status.consumer_groups = groups,
+            Ok(Err(err)) => status.consumer_groups_error = Some(err.to_string()),
+            Err(_) => status.consumer_groups_error = Some(format!("no answer within {timeout:?}")),
+        }
+        status
     }
 
     fn topic_statuses(&self) -> Vec<TopicStatus> {

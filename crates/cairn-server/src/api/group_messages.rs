@@ -88,7 +88,7 @@ pub struct GroupPartitionInfo {
     pub position: Option<CommittedPosition>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct GroupSummary {
     pub group: String,
     pub generation: u64,

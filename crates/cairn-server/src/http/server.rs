@@ -90,9 +90,12 @@ async fn metrics_text(State(state): State<HttpState>) -> Response {
     }
 }
 
+/// How long the status waits for the consumer groups of other nodes.
+const GROUPS_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+
 async fn status_json(State(state): State<HttpState>) -> Response {
     let Ok(_permit) = state.expensive.try_acquire() else { return busy() };
-    match status_page::json(&state.api.cluster_status()) {
+    match status_page::json(&state.api.cluster_status_with_groups(GROUPS_WAIT).await) {
         Ok(body) => {
             ([(header::CONTENT_TYPE, "application/json"), (header::CACHE_CONTROL, "no-store")], body).into_response()
         }
@@ -105,7 +108,7 @@ async fn status_json(State(state): State<HttpState>) -> Response {
 
 async fn status_html(State(state): State<HttpState>) -> Response {
     let Ok(_permit) = state.expensive.try_acquire() else { return busy() };
-    match status_page::render(&state.api.cluster_status()) {
+    match status_page::render(&state.api.cluster_status_with_groups(GROUPS_WAIT).await) {
         Ok(body) => ([(header::CONTENT_TYPE, "text/html; charset=utf-8"), (header::CACHE_CONTROL, "no-store")], body)
             .into_response(),
         Err(err) => {

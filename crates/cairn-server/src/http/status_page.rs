@@ -3,8 +3,8 @@
 //! it then fetches `/api/status` every 2 s. Both are `CairnApi::cluster_status`, the model
 //! `cairn cluster status` prints.
 //!
-//! Consumer groups get their section the same way when they land: a field of
-//! `ClusterStatus`, rendered by a function of the page's script next to `render`'s topics.
+//! Consumer groups are a field of the same model (`cluster_status_with_groups`), rendered
+//! next to the topics.
 
 use crate::api::ClusterStatus;
 
@@ -49,6 +49,8 @@ mod tests {
                     high_watermark: Some(3),
                 }],
             }],
+            consumer_groups: Vec::new(),
+            consumer_groups_error: None,
         }
     }
 

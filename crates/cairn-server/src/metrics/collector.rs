@@ -6,8 +6,8 @@
 //! also gets its own series, labelled `topic` and `partition` (a few per replica, so the
 //! label count stays bounded by the partitions placed on the node).
 //!
-//! Consumer groups will add their series here (a section of `encode`), from the api's
-//! group state, when they land.
+//! Consumer groups: the groups this node coordinates (it leads their `__groups`
+//! partition) get a series each, labelled `group` (bounded by the groups' own limits).
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -190,8 +190,8 @@ impl Collector for NodeCollector {
         )?;
 
         // Raft and partitions: every replica on this node.
-        let replicas: Vec<ReplicaSample> = host
-            .partitions()
+        let partitions = host.partitions();
+        let replicas: Vec<ReplicaSample> = partitions
             .iter()
             .map(|replica| ReplicaSample {
                 topic: replica.topic.clone(),
@@ -246,6 +246,7 @@ impl Collector for NodeCollector {
         if self.per_partition {
             encode_per_partition(&mut out, &replicas)?;
         }
+        encode_groups(&mut out, &partitions, &replicas)?;
 
         // The api.
         let api = self.api.stats();
@@ -317,6 +318,51 @@ impl Collector for NodeCollector {
         )?;
         Ok(())
     }
+}
+
+/// Members, generation and lag of every group whose coordinator partition this node
+/// leads. Lag counts, over the partitions the group assigns or has a position for, the
+/// records after its committed position (after the log start without one), from this
+/// node's replica of each partition; a partition without a replica here is not counted.
+fn encode_groups(
+    out: &mut Out<'_>,
+    partitions: &[Arc<cairn_raft::PartitionReplica>],
+    replicas: &[ReplicaSample],
+) -> Result<(), std::fmt::Error> {
+    let logs: std::collections::BTreeMap<(&str, u32), cairn_storage::PartitionLogState> =
+        replicas.iter().map(|sample| ((sample.topic.as_str(), sample.partition), sample.view.log)).collect();
+    let mut members = Vec::new();
+    let mut generations = Vec::new();
+    let mut lags = Vec::new();
+    let coordinated = partitions.iter().zip(replicas).filter(|(replica, sample)| {
+        replica.topic == crate::api::GROUPS_TOPIC && sample.metrics.state == ServerState::Leader
+    });
+    for (replica, _) in coordinated {
+        let Ok(table) = replica.groups.read() else { continue };
+        for (name, group) in table.iter() {
+            let labels = vec![("group", name.clone())];
+            let assigned = group.partitions.keys().chain(group.positions.keys());
+            let mut counted = std::collections::BTreeSet::new();
+            let mut lag = 0u64;
+            for tp in assigned {
+                let Some(log) = logs.get(&(tp.topic.as_str(), tp.partition)) else { continue };
+                if counted.insert(tp) {
+                    let from = group.positions.get(tp).map_or(log.log_start_offset, |p| p.offset);
+                    lag += log.next_offset.saturating_sub(from);
+                }
+            }
+            members.push((labels.clone(), group.members.len() as i64));
+            generations.push((labels.clone(), group.generation as i64));
+            lags.push((labels, lag as i64));
+        }
+    }
+    out.gauges("cairn_group_members", "Members of each consumer group this node coordinates", members)?;
+    out.gauges("cairn_group_generation", "The generation of each consumer group this node coordinates", generations)?;
+    out.gauges(
+        "cairn_group_lag_records",
+        "Records after the committed positions of each consumer group this node coordinates",
+        lags,
+    )
 }
 
 fn encode_per_partition(out: &mut Out<'_>, replicas: &[ReplicaSample]) -> Result<(), std::fmt::Error> {
