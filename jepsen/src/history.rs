@@ -61,6 +61,10 @@ pub enum Call {
     StreamAppend { node: u64, stream: String, expected: Expected, event_id: String, value: String },
     /// A read of the whole stream (linearizable).
     StreamRead { node: u64, stream: String },
+    /// A consumer-group member (`member`, joined through `node`) polling for its next batch.
+    GroupPoll { node: u64, member: String },
+    /// A consumer-group member committing the positions of what it polled.
+    GroupCommit { node: u64, member: String },
     /// A fault starting (`Invoke`) and in place (`Ok`), or healing (`Invoke`) and healed
     /// (`Ok`); `Info` when injecting or healing it failed.
     Fault { nemesis: String, action: FaultAction, detail: String },
@@ -98,6 +102,11 @@ pub enum Reply {
     StreamAppended { revision: u64 },
     /// Events `(revision, event_id, value)` in revision order.
     StreamEvents { events: Vec<(u64, String, String)> },
+    /// A group member's batch: records `(offset, value)` of `partition` (None: nothing
+    /// came within the poll's wait).
+    GroupPolled { partition: Option<u32>, records: Vec<(u64, String)> },
+    /// The positions `(partition, next offset)` a group member committed.
+    GroupCommitted { positions: Vec<(u32, u64)> },
     /// An error: the gRPC code's name (or "timeout", "connect") and the message.
     Error { code: String, message: String },
     /// A fault's effect as carried out (which node, which peers...).

@@ -45,6 +45,7 @@ impl Profile {
             mix(Queue, &[Membership]),
             mix(Producer, &[Kill, Partition]),
             mix(Streams, &[Kill, Partition, Pause]),
+            mix(Groups, &[Kill, Partition]),
         ]
     }
 }
@@ -59,7 +60,7 @@ mod tests {
         for kind in NemesisKind::ALL {
             assert!(mixes.iter().any(|mix| mix.nemeses.contains(&kind)), "{kind:?} is in no mix");
         }
-        for workload in [WorkloadKind::Queue, WorkloadKind::Producer, WorkloadKind::Streams] {
+        for workload in [WorkloadKind::Queue, WorkloadKind::Producer, WorkloadKind::Streams, WorkloadKind::Groups] {
             assert!(mixes.iter().any(|mix| mix.workload == workload), "{workload:?} is in no mix");
         }
     }

@@ -219,9 +219,10 @@ impl GroupConsumer {
     }
 
     /// Commits, for every partition this member owns, the offset after the last record
-    /// `poll` returned. A commit refused because the group rebalanced meanwhile is sent
-    /// again at the new generation for the partitions still owned.
-    pub async fn commit(&mut self) -> Result<(), ClientError> {
+    /// `poll` returned; answers the positions it committed (none when nothing was new). A
+    /// commit refused because the group rebalanced meanwhile is sent again at the new
+    /// generation for the partitions still owned.
+    pub async fn commit(&mut self) -> Result<Vec<(GroupPartition, Offset)>, ClientError> {
         for _ in 0..3 {
             let positions: Vec<proto::GroupPosition> = self
                 .positions
@@ -232,14 +233,14 @@ impl GroupConsumer {
                 .map(|((topic, partition), offset)| position(topic, *partition, *offset))
                 .collect();
             if positions.is_empty() {
-                return Ok(());
+                return Ok(Vec::new());
             }
             match self.commit_call(positions.clone(), Vec::new()).await {
                 Ok(()) => {
-                    for p in positions {
-                        self.committed.insert((p.topic, p.partition), p.offset);
-                    }
-                    return Ok(());
+                    let committed: Vec<(GroupPartition, Offset)> =
+                        positions.into_iter().map(|p| ((p.topic, p.partition), p.offset)).collect();
+                    self.committed.extend(committed.iter().cloned());
+                    return Ok(committed);
                 }
                 Err(ClientError::GroupRefused { code, .. }) if is_rebalance(code) => {
                     let answer = self.client.group_call(&self.config.group, self.heartbeat_call()).await;
@@ -257,12 +258,12 @@ impl GroupConsumer {
                 }
                 Err(ClientError::GroupRefused { code: proto::GroupRefusalCode::UnknownMember, .. }) => {
                     self.rejoin().await?;
-                    return Ok(());
+                    return Ok(Vec::new());
                 }
                 Err(err) => return Err(err),
             }
         }
-        Ok(())
+        Ok(Vec::new())
     }
 
     /// Commits what was polled, leaves the group (its partitions go to the other members at
@@ -272,7 +273,7 @@ impl GroupConsumer {
         self.stop_tasks();
         let leave = Call::Leave(proto::LeaveGroup { member_id: self.member_id.clone() });
         self.client.group_call(&self.config.group, leave).await?;
-        committed
+        committed.map(|_| ())
     }
 
     fn heartbeat_call(&self) -> Call {

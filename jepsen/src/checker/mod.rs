@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::history::{Kind, Operation};
 
+pub mod groups;
 mod precedence;
 pub mod producer;
 pub mod queue;

@@ -3,6 +3,7 @@
 //! means a file here, a variant of `WorkloadKind`, and its arms in the dispatch below.
 
 pub mod clients;
+pub mod groups;
 pub mod producer;
 pub mod queue;
 pub mod streams;
@@ -30,6 +31,8 @@ pub enum WorkloadKind {
     Producer,
     /// Conditional event appends (expected revisions) with event ids, and stream reads.
     Streams,
+    /// Plain appends, and the members of one consumer group polling and committing.
+    Groups,
 }
 
 impl WorkloadKind {
@@ -38,6 +41,7 @@ impl WorkloadKind {
             WorkloadKind::Queue => "queue",
             WorkloadKind::Producer => "producer",
             WorkloadKind::Streams => "streams",
+            WorkloadKind::Groups => "groups",
         }
     }
 }
@@ -68,6 +72,8 @@ pub struct FinalState {
     pub log: BTreeMap<u32, Vec<(u64, String)>>,
     /// stream → (revision, event id, value).
     pub streams: BTreeMap<String, Vec<(u64, String, String)>>,
+    /// partition → the consumer group's committed position (the groups workload).
+    pub group_positions: BTreeMap<u32, u64>,
 }
 
 /// node → partition → records, read from each replica with local consistency.
@@ -85,6 +91,7 @@ pub async fn run_worker(kind: WorkloadKind, context: Context, worker: u32, worke
         WorkloadKind::Queue => queue::run_worker(context, worker, workers).await,
         WorkloadKind::Producer => producer::run_worker(context, worker, workers).await,
         WorkloadKind::Streams => streams::run_worker(context, worker, workers).await,
+        WorkloadKind::Groups => groups::run_worker(context, worker, workers).await,
     }
 }
 
@@ -93,6 +100,7 @@ pub async fn final_reads(kind: WorkloadKind, context: &Context) -> anyhow::Resul
     match kind {
         WorkloadKind::Queue | WorkloadKind::Producer => queue::final_reads(context).await,
         WorkloadKind::Streams => streams::final_reads(context).await,
+        WorkloadKind::Groups => groups::final_reads(context).await,
     }
 }
 
@@ -108,6 +116,13 @@ pub fn check(kind: WorkloadKind, operations: &[Operation], final_state: &FinalSt
             results
         }
         WorkloadKind::Streams => crate::checker::streams::check(operations, &final_state.streams),
+        WorkloadKind::Groups => {
+            // The log itself is a queue's (lost, duplicated, offsets...); the group adds
+            // its delivery and commit checks.
+            let mut results = crate::checker::queue::check(operations, &final_state.log);
+            results.extend(crate::checker::groups::check(operations, &final_state.log, &final_state.group_positions));
+            results
+        }
     }
 }
 
